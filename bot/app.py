@@ -1,0 +1,96 @@
+"""The one place where GRACE is wired together: settings in, a running bot out."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from aiohttp import web
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.listeners import register_all
+from bot.notifier import SlackNotifier
+from bot.server import make_web_app
+from bot.settings import ConfigError, Settings
+from engine.catalog import Catalog, load_catalog
+from engine.clock import SystemClock
+from engine.executors.sqlite import SqliteExecutor
+from engine.healer import Healer
+from engine.ports import Clock, Executor
+from storage.store import SqliteStore
+
+log = logging.getLogger(__name__)
+
+
+def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
+    return {"sqlite": SqliteExecutor(settings.snapshots, clock)}
+
+
+def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
+    return load_catalog(settings.playbook_dirs, {name: e.spec for name, e in executors.items()})
+
+
+@dataclass
+class Grace:
+    settings: Settings
+    store: SqliteStore
+    healer: Healer
+    bolt: AsyncApp
+    web_app: web.Application
+    runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        assert self.runner is not None, "start() first"
+        host, port = self.runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    async def start(self) -> None:
+        self.runner = web.AppRunner(self.web_app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
+        await site.start()
+        log.info("GRACE listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Finish work already started (a heal is never cut half-way), then close."""
+        await self.healer.drain()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.store.close()
+
+
+async def build(settings: Settings, clock: Clock | None = None) -> Grace:
+    settings.require("slack_bot_token", why="for GRACE to talk to Slack")
+    if settings.slack_app_token is None:
+        settings.require("slack_signing_secret", why="in HTTP mode (without SLACK_APP_TOKEN)")
+    clock = clock or SystemClock()
+    executors = make_executors(settings, clock)
+    catalog = load_playbooks(settings, executors)
+    if not settings.alert_channels:
+        log.warning("GRACE_ALERT_CHANNELS is empty: no Slack message will be read as an alert")
+    store = await SqliteStore.open(settings.db, clock)
+    assert settings.slack_bot_token is not None
+    client = AsyncWebClient(
+        token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
+    )
+    healer = Healer(
+        store=store,
+        notifier=SlackNotifier(client),
+        executors=executors,
+        catalog=catalog,
+        policy=settings.approval_policy,
+        allowlists=settings.targets,
+        clock=clock,
+    )
+    secret = settings.slack_signing_secret
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=secret.get_secret_value() if secret else None,
+    )
+    register_all(bolt, healer, frozenset(settings.alert_channels), clock)
+    return Grace(settings, store, healer, bolt, make_web_app(bolt, store))
+
+
+__all__ = ["ConfigError", "Grace", "build"]

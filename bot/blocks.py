@@ -1,0 +1,220 @@
+"""Block Kit for the incident card and the text of its thread.
+
+Built with slack_sdk's block models, so Slack's limits are checked before a
+message is sent. Alert text is untrusted: it is escaped and capped here.
+"""
+
+from __future__ import annotations
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ContextBlock,
+    HeaderBlock,
+    MarkdownTextObject,
+    SectionBlock,
+)
+
+from bot.ids import ActionId, BlockId, CardButton
+from engine.models import Incident, IncidentState, Plan
+from engine.story import (
+    Approved,
+    Learned,
+    NeedsHuman,
+    Planned,
+    Rejected,
+    RestoreFailed,
+    RolledBack,
+    SnapshotTaken,
+    StepFinished,
+    StoryEvent,
+    Verified,
+)
+
+S = IncidentState
+TRUNCATED = "… (truncated)"
+SECTION_LIMIT = 3000
+FIELD_LIMIT = 2000
+HEADER_LIMIT = 150
+
+STATE_LABEL = {
+    S.OPEN: ":new: Open",
+    S.DIAGNOSED: ":mag: Diagnosed",
+    S.AWAITING_APPROVAL: ":hourglass_flowing_sand: Awaiting approval",
+    S.APPROVED: ":+1: Approved",
+    S.EXECUTING: ":gear: Executing",
+    S.VERIFYING: ":microscope: Verifying",
+    S.RESOLVED: ":white_check_mark: Resolved",
+    S.NEEDS_HUMAN: ":raising_hand: Needs a human",
+    S.REJECTED: ":no_entry_sign: Rejected",
+    S.EXPIRED: ":alarm_clock: Expired",
+    S.AUTO_RESOLVED: ":sparkles: Cleared by itself",
+    S.ROLLED_BACK: ":leftwards_arrow_with_hook: Rolled back",
+    S.SAFE_HOLD: ":octagonal_sign: Safe hold",
+    S.INTERRUPTED: ":warning: Interrupted",
+}
+
+
+def escape(text: str) -> str:
+    """Slack's three control characters, so alert text cannot mention or link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def card_text(incident: Incident) -> str:
+    """The notification fallback: what a phone shows when blocks cannot be."""
+    return cap(f"{STATE_LABEL[incident.state]}: {escape(incident.alert.name)}", 3000)
+
+
+def card_blocks(incident: Incident) -> list[Block]:
+    alert = incident.alert
+    what = incident.diagnosis.explanation if incident.diagnosis else alert.text or alert.name
+    blocks: list[Block] = [
+        HeaderBlock(text=cap(f"{alert.name}", HEADER_LIMIT)),
+        SectionBlock(text=MarkdownTextObject(text=cap(escape(what), SECTION_LIMIT))),
+        SectionBlock(fields=_fields(incident)),
+    ]
+    if incident.reason:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=cap(f"*Why:* {escape(incident.reason)}", SECTION_LIMIT)
+                )
+            )
+        )
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_context(incident))]))
+    if incident.state is S.AWAITING_APPROVAL and incident.plan is not None:
+        value = CardButton(incident.id, incident.plan.hash).encode()
+        blocks.append(
+            ActionsBlock(
+                block_id=BlockId.DECISION,
+                elements=[
+                    ButtonElement(
+                        text="Approve", action_id=ActionId.APPROVE, value=value, style="primary"
+                    ),
+                    ButtonElement(
+                        text="Reject", action_id=ActionId.REJECT, value=value, style="danger"
+                    ),
+                ],
+            )
+        )
+    return blocks
+
+
+def _fields(incident: Incident) -> list[MarkdownTextObject]:
+    pairs = [("State", STATE_LABEL[incident.state])]
+    if incident.plan is not None:
+        plan = incident.plan
+        pairs += [
+            ("Playbook", escape(plan.title)),
+            ("Tier", f"{plan.tier} ({_tier_rule(plan.tier)})"),
+            ("Target", f"{plan.target.executor}: `{escape(plan.target.name)}`"),
+        ]
+    return [MarkdownTextObject(text=cap(f"*{k}*\n{v}", FIELD_LIMIT)) for k, v in pairs]
+
+
+def _tier_rule(tier: int) -> str:
+    return {1: "heals at once", 2: "one approver", 3: "two approvers"}[tier]
+
+
+def _context(incident: Incident) -> str:
+    parts = [f"Incident #{incident.id}", f"source: {escape(incident.alert.source)}"]
+    if incident.alert.reporter:
+        parts.append(f"posted by <@{incident.alert.reporter}>")
+    if incident.plan is not None:
+        parts.append(f"plan `{incident.plan.hash}`")
+    return " · ".join(parts)
+
+
+def story_text(event: StoryEvent) -> str:
+    """One thread reply per stage of the incident, in mrkdwn."""
+    return cap(_story(event), SECTION_LIMIT)
+
+
+def _story(event: StoryEvent) -> str:
+    match event:
+        case Planned(diagnosis=diagnosis, plan=plan):
+            return f"*Diagnosis:* {escape(diagnosis.explanation)}\n{plan_text(plan)}"
+        case NeedsHuman(reason=reason):
+            return f":raising_hand: *Needs a human.* {escape(reason)}"
+        case Approved(automatic=True):
+            return ":zap: Tier 1: healing at once, no approval needed."
+        case Approved(user=user):
+            return f":+1: Approved by <@{user}>. Executing."
+        case Rejected(user=user, reason=reason):
+            return f":no_entry_sign: Rejected by <@{user}>" + (
+                f": {escape(reason)}" if reason else "."
+            )
+        case SnapshotTaken(snapshot=snap):
+            return f":camera: Snapshot taken: `{escape(snap.location)}` ({_size(snap.size_bytes)})."
+        case StepFinished(result=result):
+            mark = ":white_check_mark:" if result.ok else ":x:"
+            verdict = "succeeded" if result.ok else "failed"
+            return (
+                f"{mark} Step `{result.action}` {verdict} in {result.seconds:.2f} s: "
+                f"{escape(result.detail)}"
+            )
+        case Verified(verification=verification):
+            head = "passed" if verification.ok else "FAILED"
+            lines = [f"*Verification {head}:*"]
+            lines += [f"{_mark(c.ok)} `{c.check}`: {escape(c.detail)}" for c in verification.checks]
+            lines += [
+                f"{_mark(b.ok)} `{b.benchmark}`: {b.before_s * 1000:.1f} ms before, "
+                f"{b.after_s * 1000:.1f} ms after (tolerance {b.tolerance:.0%})"
+                for b in verification.benchmarks
+            ]
+            return "\n".join(lines)
+        case RolledBack(why=why, restored=restored):
+            where = ", ".join(f"`{escape(s.location)}`" for s in restored) or "nothing to restore"
+            return f":leftwards_arrow_with_hook: Rolled back ({escape(why)}). Restored: {where}."
+        case RestoreFailed(why=why, error=error):
+            return (
+                f":octagonal_sign: *Safe hold.* {escape(why)}, and restoring the snapshot failed: "
+                f"{escape(error)}. GRACE will not touch this target again; a person must check it."
+            )
+        case Learned(stats=stats, success=success):
+            verdict = "success" if success else "failure"
+            return f":brain: Learned: {verdict} recorded. This playbook: {stats.summary()}."
+    raise TypeError(f"no text for {type(event).__name__}")
+
+
+def plan_text(plan: Plan) -> str:
+    steps = "\n".join(
+        f"{n}. `{s.action}`{_params(s.params)} (deadline {s.timeout_s:g} s)"
+        for n, s in enumerate(plan.steps, 1)
+    )
+    checks = ", ".join(f"`{c.check}`{_params(c.params)}" for c in plan.checks)
+    lines = [
+        f"*Plan:* {escape(plan.title)} (tier {plan.tier}) on `{escape(plan.target.name)}`",
+        "Snapshot first, then:",
+        steps,
+        f"Verify: {checks}",
+    ]
+    if plan.benchmarks:
+        lines.append(
+            "Benchmarks: "
+            + ", ".join(f"`{b.benchmark}` (tolerance {b.tolerance:.0%})" for b in plan.benchmarks)
+        )
+    lines.append("If verification fails, the snapshot is restored.")
+    return "\n".join(lines)
+
+
+def _params(params: dict[str, object]) -> str:
+    return f" {escape(', '.join(f'{k}={v}' for k, v in params.items()))}" if params else ""
+
+
+def _mark(ok: bool) -> str:
+    return ":white_check_mark:" if ok else ":x:"
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

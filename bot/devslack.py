@@ -1,0 +1,952 @@
+"""DevSlack: a local stand-in for the Slack Web API and for Slack's deliveries to an app.
+
+It is a real aiohttp server on loopback. The bot talks to it with the real
+``slack_sdk.AsyncWebClient(base_url=devslack.api_url)``, and it delivers events and
+interactions to the app's ``/slack/events`` URL signed exactly as Slack signs them.
+It refuses what Slack refuses (auth, block limits, unknown channels and messages,
+stale triggers, opt-in rate limits) so that what works here works against Slack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import hmac
+import html
+import json
+import math
+import re
+import secrets
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+from slack_sdk.signature import SignatureVerifier
+
+T = TypeVar("T")
+
+TRIGGER_TTL = 3.0  # seconds: Slack expires trigger_ids quickly
+MAX_MESSAGE_BLOCKS = 50
+MAX_VIEW_BLOCKS = 100
+MAX_TEXT = 40_000
+RULE = "─" * 40
+
+_ALL_BLOCK_TYPES = {"section", "header", "divider", "context", "actions", "image", "input",
+                    "rich_text", "markdown", "video", "file", "table", "context_actions"}
+_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
+
+
+@dataclass
+class ApiCall:
+    """One Web API call as the stand-in saw it (refused calls included)."""
+
+    method: str
+    args: dict[str, Any]
+    response: dict[str, Any]
+
+
+@dataclass
+class Delivery:
+    """One Slack -> app HTTP request and the app's answer."""
+
+    status: int
+    body: str
+    headers: dict[str, str]
+    request_body: str
+    request_headers: dict[str, str]
+    elapsed: float = 0.0  # seconds until the app answered; Slack gives up after 3
+
+    def payload(self) -> dict[str, Any]:
+        """The delivered document: the JSON event, the ``payload`` form field, or the form."""
+        if self.request_body.startswith("{"):
+            return json.loads(self.request_body)
+        form = dict(urllib.parse.parse_qsl(self.request_body, keep_blank_values=True))
+        return json.loads(form["payload"]) if "payload" in form else form
+
+
+@dataclass
+class Message:
+    """A message as Slack stores it; ``edits`` holds the earlier versions, oldest first."""
+
+    channel: str
+    ts: str
+    text: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
+    user: str | None = None
+    bot_id: str | None = None
+    username: str | None = None
+    subtype: str | None = None
+    thread_ts: str | None = None
+    recipient: str | None = None  # ephemeral messages: who saw it
+    reply_count: int = 0
+    edited_ts: str | None = None
+    edits: list[Message] = field(default_factory=list)
+
+    def to_slack(self, team_id: str) -> dict[str, Any]:
+        """The message object as Slack returns it in API answers and payloads."""
+        out: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text, "team": team_id}
+        for key in ("user", "bot_id", "username", "subtype", "thread_ts"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.blocks:
+            out["blocks"] = copy.deepcopy(self.blocks)
+        if self.attachments:
+            out["attachments"] = copy.deepcopy(self.attachments)
+        if self.reply_count:
+            out.update(thread_ts=self.ts, reply_count=self.reply_count)
+        if self.edits:
+            out["edited"] = {"user": self.user, "ts": self.edited_ts}
+        return out
+
+    def _snapshot(self) -> Message:
+        return Message(self.channel, self.ts, self.text, copy.deepcopy(self.blocks),
+                       copy.deepcopy(self.attachments), self.user, self.bot_id, self.username,
+                       self.subtype, self.thread_ts)
+
+
+class SlackError(Exception):
+    """A Web API refusal: ``{"ok": false, "error": code, **extra}``."""
+
+    def __init__(self, error: str, status: int = 200, headers: Mapping[str, str] | None = None,
+                 **extra: Any) -> None:
+        super().__init__(error)
+        self.error, self.status, self.extra = error, status, extra
+        self.headers = dict(headers or {})
+
+
+# ---------------------------------------------------------------- Block Kit validation
+
+
+def _too_long(errs: list[str], value: Any, limit: int, pointer: str) -> None:
+    if isinstance(value, str) and len(value) > limit:
+        errs.append(f"must be less than {limit + 1} characters [json-pointer:{pointer}]")
+
+
+def _text_obj(
+    errs: list[str], obj: Any, limit: int, pointer: str, plain_only: bool = False
+) -> None:
+    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
+        errs.append(f"must be a text object [json-pointer:{pointer}]")
+    elif obj.get("type") not in kinds:
+        errs.append(f"must be one of {', '.join(kinds)} [json-pointer:{pointer}/type]")
+    elif not obj["text"]:
+        errs.append(f"must be more than 0 characters [json-pointer:{pointer}/text]")
+    else:
+        _too_long(errs, obj["text"], limit, f"{pointer}/text")
+
+
+def _element(errs: list[str], el: Any, pointer: str) -> None:
+    if not isinstance(el, dict) or "type" not in el:
+        errs.append(f"missing required field: type [json-pointer:{pointer}]")
+        return
+    _too_long(errs, el.get("action_id"), 255, f"{pointer}/action_id")
+    if el["type"] == "button":
+        _text_obj(errs, el.get("text"), 75, f"{pointer}/text", plain_only=True)
+        _too_long(errs, el.get("value"), 2000, f"{pointer}/value")
+        _too_long(errs, el.get("url"), 3000, f"{pointer}/url")
+        if el.get("style") not in (None, "primary", "danger"):
+            errs.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
+
+
+def _block(errs: list[str], b: dict[str, Any], p: str) -> None:
+    kind = b["type"]
+    if kind == "section":
+        if "text" not in b and "fields" not in b:
+            errs.append(f"must provide either text or fields [json-pointer:{p}]")
+        if "text" in b:
+            _text_obj(errs, b["text"], 3000, f"{p}/text")
+        fields = b.get("fields", [])
+        if len(fields) > 10:
+            errs.append(f"must contain no more than 10 items [json-pointer:{p}/fields]")
+        for i, f in enumerate(fields):
+            _text_obj(errs, f, 2000, f"{p}/fields/{i}")
+        if "accessory" in b:
+            _element(errs, b["accessory"], f"{p}/accessory")
+    elif kind == "header":
+        _text_obj(errs, b.get("text"), 150, f"{p}/text", plain_only=True)
+    elif kind in ("context", "actions"):
+        limit = 10 if kind == "context" else 25
+        elements = b.get("elements") or []
+        if not elements or len(elements) > limit:
+            errs.append(f"must contain between 1 and {limit} items [json-pointer:{p}/elements]")
+        ids: set[str] = set()
+        for i, el in enumerate(elements):
+            if kind == "context":
+                if not (isinstance(el, dict) and el.get("type") == "image"):
+                    _text_obj(errs, el, 3000, f"{p}/elements/{i}")
+                continue
+            _element(errs, el, f"{p}/elements/{i}")
+            aid = el.get("action_id") if isinstance(el, dict) else None
+            if aid is not None:
+                if aid in ids:
+                    errs.append(f"duplicate action_id [json-pointer:{p}/elements/{i}/action_id]")
+                ids.add(aid)
+    elif kind == "image":
+        _too_long(errs, b.get("image_url"), 3000, f"{p}/image_url")
+        _too_long(errs, b.get("alt_text"), 2000, f"{p}/alt_text")
+    elif kind == "input":
+        _text_obj(errs, b.get("label"), 2000, f"{p}/label", plain_only=True)
+        _element(errs, b.get("element"), f"{p}/element")
+
+
+def block_errors(
+    blocks: Any, pointer: str = "/blocks", max_blocks: int = MAX_MESSAGE_BLOCKS
+) -> list[str]:
+    """Slack's complaints about a block list, each ending in a json-pointer."""
+    if not isinstance(blocks, list):
+        return [f"must be an array [json-pointer:{pointer}]"]
+    errs: list[str] = []
+    if len(blocks) > max_blocks:
+        errs.append(f"no more than {max_blocks} items allowed [json-pointer:{pointer}]")
+    seen: set[str] = set()
+    for i, b in enumerate(blocks):
+        p = f"{pointer}/{i}"
+        if not isinstance(b, dict) or b.get("type") not in _ALL_BLOCK_TYPES:
+            errs.append(f"unsupported block type [json-pointer:{p}/type]")
+            continue
+        bid = b.get("block_id")
+        if bid is not None:
+            _too_long(errs, bid, 255, f"{p}/block_id")
+            if bid in seen:
+                errs.append(f"duplicate block_id [json-pointer:{p}/block_id]")
+            seen.add(bid)
+        _block(errs, b, p)
+    return errs
+
+
+def _with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fill in block_id and action_id where missing, as Slack does when it stores blocks."""
+    out = copy.deepcopy(blocks)
+    for b in out:
+        b.setdefault("block_id", secrets.token_urlsafe(3))
+        elements = b.get("elements", []) if b["type"] == "actions" else []
+        for el in [*elements, b.get("accessory"), b.get("element")]:
+            if isinstance(el, dict) and el.get("type") != "image":
+                el.setdefault("action_id", secrets.token_urlsafe(3))
+    return out
+
+
+# ---------------------------------------------------------------- the stand-in
+
+
+class DevSlack:
+    """Slack Web API + Events/Interactivity delivery, in process, for demos and tests."""
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        signing_secret: str,
+        channels: Mapping[str, str],
+        users: Mapping[str, str] | None = None,
+        team_id: str = "T0GRACE",
+        bot_user_id: str = "U0GRACE",
+        bot_id: str = "B0GRACE",
+        app_id: str = "A0GRACE",
+        usergroups: Mapping[str, Sequence[str]] | None = None,
+        verification_token: str = "devslack-verification-token",
+        team_domain: str = "grace-dev",
+        post_rate_per_channel: float | None = None,
+        post_burst: int = 3,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token, self.signing_secret = token, signing_secret
+        self.channels = dict(channels)
+        self.users = {bot_user_id: "grace", **(users or {})}
+        self.usergroups = {k: list(v) for k, v in (usergroups or {}).items()}
+        self.team_id, self.bot_user_id = team_id, bot_user_id
+        self.bot_id, self.app_id = bot_id, app_id
+        self.verification_token, self.team_domain = verification_token, team_domain
+        self.post_rate, self.post_burst, self._clock = post_rate_per_channel, post_burst, clock
+        self.request_url: str | None = None
+        self.calls: list[ApiCall] = []
+        self.views: list[dict[str, Any]] = []
+        self.homes: dict[str, dict[str, Any]] = {}  # user id -> published App Home view
+        self._top: dict[str, list[Message]] = {c: [] for c in self.channels}
+        self._replies: dict[tuple[str, str], list[Message]] = {}
+        self._by_ts: dict[tuple[str, str], Message] = {}
+        self._ephemeral: list[Message] = []
+        self._triggers: dict[str, tuple[float, bool]] = {}  # id -> (issued at, used)
+        self._response_urls: dict[str, dict[str, Any]] = {}
+        self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
+        self._failures: dict[str, list[SlackError]] = {}
+        self._last_us = 0
+        self._seq = 0
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._base = ""
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        app = web.Application(client_max_size=8 * 1024 * 1024)
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/respond/{key}", self._handle_response_url)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        self._base = f"http://{bound_host}:{bound_port}"
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+
+    async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self._session = self._runner = None
+
+    @property
+    def api_url(self) -> str:
+        if not self._base:
+            raise RuntimeError("DevSlack is not started")
+        return f"{self._base}/api/"
+
+    def connect(self, request_url: str) -> None:
+        """Tell the stand-in where the app receives Slack's requests (its /slack/events)."""
+        self.request_url = request_url
+
+    # ------------------------------------------------------------ reading state
+
+    def messages(self, channel: str) -> list[Message]:
+        return list(self._top.get(channel, []))
+
+    def thread(self, channel: str, ts: str) -> list[Message]:
+        return list(self._replies.get((channel, ts), []))
+
+    def message(self, channel: str, ts: str) -> Message:
+        try:
+            return self._by_ts[(channel, ts)]
+        except KeyError:
+            raise LookupError(f"no message {ts} in {channel}") from None
+
+    def ephemerals(self, user: str | None = None) -> list[Message]:
+        return [m for m in self._ephemeral if user is None or m.recipient == user]
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], T | bool | None],
+        timeout: float = 10.0,  # noqa: ASYNC109 - a deadline is the point of this helper
+    ) -> T:
+        """Re-check ``predicate`` on every state change (and every 50 ms) until it is truthy."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with self._changed:
+            while True:
+                result = predicate()
+                if result:
+                    return result  # type: ignore[return-value]
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    recent = "; ".join(
+                        f"{c.method} -> {c.response.get('error') or 'ok'}" for c in self.calls[-5:]
+                    )
+                    name = getattr(predicate, "__qualname__", repr(predicate))
+                    raise TimeoutError(f"devslack: {name} still false after {timeout}s; "
+                                       f"last calls: {recent or 'none'}")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # ------------------------------------------------------------ test controls
+
+    def fail_next(self, method: str, error: str = "ratelimited", *, status: int = 429,
+                  retry_after: int | None = 1, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` fail (a 429 by default), to test retries."""
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+        self._failures.setdefault(method, []).extend(
+            SlackError(error, status, headers) for _ in range(times))
+
+    def issue_trigger_id(self) -> str:
+        """A trigger_id as Slack hands out with an interaction; valid for 3 s, once."""
+        self._seq += 1
+        trigger = f"{self._seq}.{int(time.time())}.{secrets.token_hex(16)}"
+        self._triggers[trigger] = (self._clock(), False)
+        return trigger
+
+    # ------------------------------------------------------------ Web API
+
+    async def _handle_api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = {}
+        status, headers = 200, {}
+        try:
+            args, token = await self._parse(request)
+            response = self._dispatch(method, args, token)
+        except SlackError as e:
+            status, headers = e.status, e.headers
+            response = {"ok": False, "error": e.error, **e.extra}
+        self.calls.append(ApiCall(method, args, response))
+        await self._notify()
+        return web.json_response(response, status=status, headers=headers)
+
+    async def _parse(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
+        args: dict[str, Any] = dict(request.query)
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise SlackError("invalid_json")
+            args.update(body)
+        elif request.can_read_body:
+            args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+        for key in ("blocks", "attachments", "view"):
+            if isinstance(args.get(key), str) and args[key]:
+                try:
+                    args[key] = json.loads(args[key])
+                except ValueError:
+                    code = {"view": "invalid_arguments", "blocks": "invalid_blocks_format"}
+                    raise SlackError(code.get(key, "invalid_attachments")) from None
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:] if auth.startswith("Bearer ") else args.get("token")
+        args.pop("token", None)
+        return args, token
+
+    def _dispatch(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        handler = self._methods().get(method)
+        if handler is None:
+            raise SlackError("unknown_method", 404, req_method=method)
+        if self._failures.get(method):
+            raise self._failures[method].pop(0)
+        if not token:
+            raise SlackError("not_authed")
+        if not hmac.compare_digest(token.encode(), self.token.encode()):
+            raise SlackError("invalid_auth")
+        return {"ok": True, **handler(args)}
+
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "auth.test": self._auth_test, "chat.postMessage": self._post_message,
+            "chat.update": self._update, "chat.delete": self._delete_call,
+            "chat.postEphemeral": self._post_ephemeral, "views.open": self._views_open,
+            "views.update": self._views_update, "views.publish": self._views_publish,
+            "users.info": self._users_info, "usergroups.users.list": self._usergroup_users,
+        }
+
+    def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"https://{self.team_domain}.slack.com/", "team": self.team_domain,
+                "user": self.users[self.bot_user_id], "team_id": self.team_id,
+                "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+
+    def _channel(self, args: Mapping[str, Any]) -> str:
+        channel = str(args.get("channel") or "").lstrip("#")
+        if channel in self.channels:
+            return channel
+        named = [cid for cid, name in self.channels.items() if name == channel]
+        if not named:
+            raise SlackError("channel_not_found")
+        return named[0]
+
+    def _content(self, args: Mapping[str, Any], *, require: bool = True) -> dict[str, Any]:
+        """Validated text/blocks/attachments, refused the way Slack refuses them."""
+        text, blocks, attachments = args.get("text"), args.get("blocks"), args.get("attachments")
+        if require and not (text or blocks or attachments):
+            raise SlackError("no_text")
+        if isinstance(text, str) and len(text) > MAX_TEXT:
+            raise SlackError("msg_too_long")
+        if attachments is not None and not (
+                isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
+            raise SlackError("invalid_attachments")
+        errs = block_errors(blocks) if blocks is not None else []
+        for i, att in enumerate(attachments or []):
+            if "blocks" in att:
+                errs += block_errors(att["blocks"], f"/attachments/{i}/blocks")
+        if errs:
+            raise SlackError("invalid_blocks", errors=errs,
+                             response_metadata={"messages": [f"[ERROR] {e}" for e in errs]})
+        out: dict[str, Any] = {}
+        if text is not None:
+            out["text"] = str(text)
+        if blocks is not None:
+            out["blocks"] = _with_ids(blocks)
+        if attachments is not None:
+            out["attachments"] = [
+                {**a, "blocks": _with_ids(a["blocks"])} if "blocks" in a else dict(a)
+                for a in attachments]
+        return out
+
+    def _throttle(self, channel: str) -> None:
+        """Opt-in per-channel token bucket for chat.postMessage, answering 429 like Slack."""
+        if self.post_rate is None:
+            return
+        now = self._clock()
+        tokens, at = self._buckets.get(channel, (float(self.post_burst), now))
+        tokens = min(float(self.post_burst), tokens + (now - at) * self.post_rate)
+        if tokens < 1:
+            wait = math.ceil((1 - tokens) / self.post_rate)
+            self._buckets[channel] = (tokens, now)
+            raise SlackError("ratelimited", 429, {"Retry-After": str(wait)})
+        self._buckets[channel] = (tokens - 1, now)
+
+    def _next_ts(self) -> str:
+        us = max(time.time_ns() // 1000, self._last_us + 1)
+        self._last_us = us
+        return f"{us // 1_000_000}.{us % 1_000_000:06d}"
+
+    def _store(self, msg: Message) -> Message:
+        if msg.thread_ts is None:
+            self._top[msg.channel].append(msg)
+        else:
+            self._replies.setdefault((msg.channel, msg.thread_ts), []).append(msg)
+            self._by_ts[(msg.channel, msg.thread_ts)].reply_count += 1
+        self._by_ts[(msg.channel, msg.ts)] = msg
+        return msg
+
+    def _thread_parent(self, channel: str, thread_ts: Any) -> str | None:
+        if not thread_ts:
+            return None
+        parent = self._by_ts.get((channel, str(thread_ts)))
+        if parent is None or parent.thread_ts is not None:
+            raise SlackError("thread_not_found")
+        return parent.ts
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args)
+        content = self._content(args)
+        thread_ts = self._thread_parent(channel, args.get("thread_ts"))
+        self._throttle(channel)
+        msg = self._store(Message(channel, self._next_ts(), thread_ts=thread_ts,
+                                  user=self.bot_user_id, bot_id=self.bot_id, **content))
+        return {"channel": channel, "ts": msg.ts, "message": msg.to_slack(self.team_id)}
+
+    def _own_message(self, args: Mapping[str, Any], refusal: str) -> Message:
+        channel = self._channel(args)
+        msg = self._by_ts.get((channel, str(args.get("ts") or "")))
+        if msg is None:
+            raise SlackError("message_not_found")
+        if msg.bot_id != self.bot_id:
+            raise SlackError(refusal)
+        return msg
+
+    def _edit(self, msg: Message, content: Mapping[str, Any]) -> None:
+        """Replace a message's content, keeping the previous version (Slack shows '(edited)')."""
+        msg.edits.append(msg._snapshot())
+        msg.edited_ts = self._next_ts()
+        for key, value in content.items():
+            setattr(msg, key, value)
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._own_message(args, "cant_update_message")
+        self._edit(msg, self._content(args))
+        return {"channel": msg.channel, "ts": msg.ts, "text": msg.text,
+                "message": msg.to_slack(self.team_id)}
+
+    def _remove(self, msg: Message) -> None:
+        del self._by_ts[(msg.channel, msg.ts)]
+        if msg.thread_ts is None:
+            self._top[msg.channel].remove(msg)
+        else:
+            self._replies[(msg.channel, msg.thread_ts)].remove(msg)
+
+    def _delete_call(self, args: dict[str, Any]) -> dict[str, Any]:
+        msg = self._own_message(args, "cant_delete_message")
+        self._remove(msg)
+        return {"channel": msg.channel, "ts": msg.ts}
+
+    def _post_ephemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self._channel(args)
+        if not args.get("user"):
+            raise SlackError("user_not_found")
+        content = self._content(args)
+        msg = Message(channel, self._next_ts(), user=self.bot_user_id, bot_id=self.bot_id,
+                      recipient=str(args["user"]), thread_ts=args.get("thread_ts"), **content)
+        self._ephemeral.append(msg)
+        return {"message_ts": msg.ts}
+
+    def _check_view(self, view: Any, kinds: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(view, dict) or view.get("type") not in kinds:
+            raise SlackError("invalid_arguments",
+                             response_metadata={"messages": ["[ERROR] invalid `view` type"]})
+        errs = block_errors(view.get("blocks"), "/view/blocks", MAX_VIEW_BLOCKS)
+        if view["type"] == "modal":
+            for key in ("title", "submit", "close"):
+                if key in view or key == "title":
+                    _text_obj(errs, view.get(key), 24, f"/view/{key}", plain_only=True)
+        _too_long(errs, view.get("private_metadata"), 3000, "/view/private_metadata")
+        _too_long(errs, view.get("callback_id"), 255, "/view/callback_id")
+        if errs:
+            raise SlackError("invalid_arguments",
+                             response_metadata={"messages": [f"[ERROR] {e}" for e in errs]})
+        self._seq += 1
+        return {"id": f"V{self._seq:08d}", "team_id": self.team_id, "app_id": self.app_id,
+                "bot_id": self.bot_id, "state": {"values": {}},
+                "hash": f"{time.time():.0f}.{self._seq}",
+                "private_metadata": "", "callback_id": "", "external_id": "",
+                "previous_view_id": None, "clear_on_close": False, "notify_on_close": False,
+                **copy.deepcopy(view), "blocks": _with_ids(view["blocks"])}
+
+    def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        trigger = str(args.get("trigger_id") or "")
+        if trigger not in self._triggers:
+            raise SlackError("invalid_trigger_id")
+        issued, used = self._triggers[trigger]
+        if used:
+            raise SlackError("exchanged_trigger_id")
+        if self._clock() - issued > TRIGGER_TTL:
+            raise SlackError("expired_trigger_id")
+        view = self._check_view(args.get("view"), ("modal",))
+        self._triggers[trigger] = (issued, True)
+        view["root_view_id"] = view["id"]
+        self.views.append(view)
+        return {"view": copy.deepcopy(view)}
+
+    def _find_view(self, view_id: str) -> dict[str, Any]:
+        for view in self.views:
+            if view["id"] == view_id or (view_id and view.get("external_id") == view_id):
+                return view
+        raise SlackError("not_found")
+
+    def _views_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        old = self._find_view(str(args.get("view_id") or args.get("external_id") or ""))
+        if args.get("hash") and args["hash"] != old["hash"]:
+            raise SlackError("hash_conflict")
+        new = self._check_view(args.get("view"), ("modal",))
+        new.update(id=old["id"], root_view_id=old["root_view_id"])
+        old.clear()
+        old.update(new)
+        return {"view": copy.deepcopy(old)}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = str(args.get("user_id") or "")
+        if not user:
+            raise SlackError("invalid_arguments")
+        self.homes[user] = self._check_view(args.get("view"), ("home",))
+        return {"view": copy.deepcopy(self.homes[user])}
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        uid = str(args.get("user") or "")
+        if uid not in self.users:
+            raise SlackError("user_not_found")
+        name = self.users[uid]
+        return {"user": {"id": uid, "team_id": self.team_id, "name": name, "real_name": name,
+                         "deleted": False, "is_bot": uid == self.bot_user_id,
+                         "profile": {"display_name": name, "real_name": name}}}
+
+    def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup") or "")
+        if group not in self.usergroups:
+            raise SlackError("no_such_subteam")
+        return {"users": list(self.usergroups[group])}
+
+    # ------------------------------------------------------------ response_url
+
+    def _new_response_url(self, channel: str, user: str, message_ts: str | None) -> str:
+        key = secrets.token_urlsafe(16)
+        self._response_urls[key] = {"channel": channel, "user": user, "message_ts": message_ts}
+        return f"{self._base}/respond/{key}"
+
+    async def _handle_response_url(self, request: web.Request) -> web.Response:
+        """What Slack does with a POST to a response_url (Bolt's ``respond()``)."""
+        origin = self._response_urls.get(request.match_info["key"])
+        body: dict[str, Any] = {}
+        try:
+            if origin is None:
+                raise SlackError("invalid_token", 404)
+            body = await request.json()
+            response = {"ok": True}
+            self._respond(origin, body)
+        except ValueError:
+            response = {"ok": False, "error": "invalid_payload"}
+        except SlackError as e:
+            response = {"ok": False, "error": e.error, **e.extra}
+        self.calls.append(ApiCall("response_url", body, response))
+        await self._notify()
+        return web.json_response(response, status=200 if response["ok"] else 400)
+
+    def _respond(self, origin: Mapping[str, Any], body: Mapping[str, Any]) -> None:
+        channel, original = origin["channel"], None
+        if origin["message_ts"]:
+            original = self._by_ts.get((channel, origin["message_ts"]))
+        if body.get("delete_original") and original is not None:
+            self._remove(original)
+            return
+        content = self._content(body)
+        if body.get("replace_original") and original is not None:
+            self._edit(original, content)
+        elif body.get("response_type") == "in_channel":
+            thread_ts = self._thread_parent(channel, body.get("thread_ts"))
+            self._store(Message(channel, self._next_ts(), user=self.bot_user_id,
+                                bot_id=self.bot_id, thread_ts=thread_ts, **content))
+        else:
+            self._ephemeral.append(Message(channel, self._next_ts(), user=self.bot_user_id,
+                                           bot_id=self.bot_id, recipient=origin["user"], **content))
+
+    # ------------------------------------------------------------ Slack -> app deliveries
+
+    async def signed_post(self, body: str, content_type: str, *, timestamp: int | None = None,
+                          secret: str | None = None,
+                          headers: Mapping[str, str] | None = None) -> Delivery:
+        """POST ``body`` to the app signed with Slack's v0 scheme (tests may pass a bad one)."""
+        if self.request_url is None or self._session is None:
+            raise RuntimeError("DevSlack.start() and connect(request_url) come first")
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        signature = SignatureVerifier(secret or self.signing_secret).generate_signature(
+            timestamp=ts, body=body)
+        sent = {"Content-Type": content_type, "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature or "",
+                **(headers or {})}
+        started = time.monotonic()
+        async with self._session.post(self.request_url, data=body.encode(), headers=sent) as resp:
+            text = await resp.text()
+            delivery = Delivery(resp.status, text, dict(resp.headers), body, sent,
+                                time.monotonic() - started)
+        await self._notify()
+        return delivery
+
+    async def redeliver(self, delivery: Delivery, retry_num: int = 1) -> Delivery:
+        """Send the same body again with a fresh signature and Slack's retry headers."""
+        headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
+        return await self.signed_post(delivery.request_body,
+                                      delivery.request_headers["Content-Type"], headers=headers)
+
+    async def deliver_event(self, event: Mapping[str, Any]) -> Delivery:
+        """Wrap any Events API event (app_home_opened, ...) in an event_callback and deliver it."""
+        now = time.time()
+        envelope = {
+            "token": self.verification_token, "team_id": self.team_id,
+            "context_team_id": self.team_id, "context_enterprise_id": None,
+            "api_app_id": self.app_id, "event": dict(event), "type": "event_callback",
+            "event_id": "Ev" + secrets.token_hex(5).upper(), "event_time": int(now),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
+                                "user_id": self.bot_user_id, "is_bot": True,
+                                "is_enterprise_install": False}],
+            "is_ext_shared_channel": False,
+            "event_context": "4-" + secrets.token_urlsafe(24),
+        }
+        return await self.signed_post(json.dumps(envelope), "application/json")
+
+    async def post_message_as(self, channel: str, text: str = "", *, user: str | None = None,
+                              bot_id: str | None = None, username: str | None = None,
+                              blocks: list[dict[str, Any]] | None = None,
+                              attachments: list[dict[str, Any]] | None = None,
+                              subtype: str | None = None,
+                              thread_ts: str | None = None) -> Delivery:
+        """A person or an integration posts in a channel: stored, then delivered as an event."""
+        if channel not in self.channels:
+            raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
+        if user is None and bot_id is None:
+            raise ValueError("post_message_as needs user= or bot_id=")
+        if thread_ts is not None and (channel, thread_ts) not in self._by_ts:
+            raise LookupError(f"no message {thread_ts} in {channel} to reply to")
+        if bot_id is not None and user is None and subtype is None:
+            subtype = "bot_message"  # integrations (webhooks) post without a user
+        msg = self._store(Message(channel, self._next_ts(), text, list(blocks or []),
+                                  list(attachments or []), user, bot_id, username, subtype,
+                                  thread_ts))
+        event: dict[str, Any] = {"type": "message", **({"subtype": subtype} if subtype else {})}
+        if user is not None:
+            event["user"] = user
+        if bot_id is not None:
+            event["bot_id"] = bot_id
+        if username is not None:
+            event["username"] = username
+        event.update(text=text, ts=msg.ts, channel=channel, event_ts=msg.ts,
+                     channel_type="channel", team=self.team_id)
+        if user is not None and bot_id is None:
+            event["client_msg_id"] = str(uuid.uuid4())
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        if blocks:
+            event["blocks"] = blocks
+        if attachments:
+            event["attachments"] = attachments
+        return await self.deliver_event(event)
+
+    def _user_obj(self, user: str) -> dict[str, Any]:
+        name = self.users.get(user, user.lower())
+        return {"id": user, "username": name, "name": name, "team_id": self.team_id}
+
+    def _interaction(self, kind: str, user: str, **rest: Any) -> dict[str, Any]:
+        return {"type": kind, "user": self._user_obj(user), "api_app_id": self.app_id,
+                "token": self.verification_token, "trigger_id": self.issue_trigger_id(),
+                "team": {"id": self.team_id, "domain": self.team_domain}, "enterprise": None,
+                "is_enterprise_install": False, **rest}
+
+    async def _post_form(self, fields: Mapping[str, str]) -> Delivery:
+        body = urllib.parse.urlencode(fields)
+        return await self.signed_post(body, "application/x-www-form-urlencoded")
+
+    async def click(self, channel: str, ts: str, action_id: str, *, user: str) -> Delivery:
+        """A person clicks a button on the message as it is now (stale cards cannot be clicked)."""
+        msg = self.message(channel, ts)
+        found = _find_button(msg.blocks, action_id)
+        if found is None:
+            present = [b[1].get("action_id") for b in _buttons(msg.blocks)]
+            raise LookupError(f"message {ts} in {channel} has no button {action_id!r} "
+                              f"(its buttons now: {present or 'none'})")
+        block_id, button = found
+        action = {"action_id": action_id, "block_id": block_id, "text": button["text"]}
+        action.update({k: button[k] for k in ("value", "style") if k in button})
+        action.update(type="button", action_ts=self._next_ts())
+        container = {"type": "message", "message_ts": ts, "channel_id": channel,
+                     "is_ephemeral": False}
+        if msg.thread_ts:
+            container["thread_ts"] = msg.thread_ts
+        payload = self._interaction(
+            "block_actions", user, container=container,
+            channel={"id": channel, "name": self.channels[channel]},
+            message=msg.to_slack(self.team_id), state={"values": {}},
+            response_url=self._new_response_url(channel, user, ts), actions=[action])
+        return await self._post_form({"payload": json.dumps(payload)})
+
+    async def submit_view(self, view_id: str, *, user: str,
+                          values: Mapping[str, Mapping[str, Any]]) -> Delivery:
+        """A person submits an open modal; ``values`` is {block_id: {action_id: value}}."""
+        view = next((v for v in self.views if v["id"] == view_id), None)
+        if view is None:
+            raise LookupError(f"no open view {view_id!r}")
+        inputs = {b["block_id"]: b.get("element", {}) for b in view["blocks"]
+                  if b.get("type") == "input"}
+        state: dict[str, dict[str, Any]] = {}
+        for block_id, by_action in values.items():
+            for action_id, value in by_action.items():
+                element = inputs.get(block_id)
+                if element is None or element.get("action_id") != action_id:
+                    raise LookupError(f"view {view_id} has no input {block_id}/{action_id}")
+                entry = {"type": element["type"], "value": value}
+                state.setdefault(block_id, {})[action_id] = entry
+        submitted = {**copy.deepcopy(view), "state": {"values": state}}
+        payload = self._interaction("view_submission", user, view=submitted, response_urls=[])
+        return await self._post_form({"payload": json.dumps(payload)})
+
+    async def slash_command(self, text: str, *, user: str, channel: str,
+                            command: str = "/grace") -> Delivery:
+        """A person types a slash command: delivered form-encoded like Slack does."""
+        return await self._post_form({
+            "token": self.verification_token, "team_id": self.team_id,
+            "team_domain": self.team_domain, "channel_id": channel,
+            "channel_name": self.channels.get(channel, channel), "user_id": user,
+            "user_name": self.users.get(user, user.lower()), "command": command, "text": text,
+            "api_app_id": self.app_id, "is_enterprise_install": "false",
+            "response_url": self._new_response_url(channel, user, None),
+            "trigger_id": self.issue_trigger_id()})
+
+    # ------------------------------------------------------------ rendering
+
+    def _plain(self, text: str) -> str:
+        """mrkdwn as a reader sees it: mentions and links resolved, entities unescaped."""
+        def link(m: re.Match[str]) -> str:
+            target, label = m.group(1), m.group(2)
+            if target.startswith("@"):
+                return "@" + (label or self.users.get(target[1:], target[1:]))
+            if target.startswith("#"):
+                return "#" + (label or self.channels.get(target[1:], target[1:]))
+            if target.startswith("!"):
+                return "@" + (label or target[1:].split("^")[0])
+            return label or target
+        return html.unescape(_LINK.sub(link, text))
+
+    def _text(self, obj: Any) -> str:
+        return self._plain(obj.get("text", "")) if isinstance(obj, dict) else ""
+
+    def _element_label(self, el: Mapping[str, Any]) -> str:
+        if el.get("type") == "button":
+            return f"[{self._text(el.get('text'))}]"
+        return f"[{self._text(el.get('placeholder')) or el.get('type', '?')} ▾]"
+
+    def _render_block(self, b: Mapping[str, Any]) -> list[str]:
+        kind = b.get("type")
+        if kind in ("header", "markdown"):
+            return [self._text(b.get("text")) if kind == "header" else self._plain(b["text"])]
+        if kind == "section":
+            lines = self._text(b.get("text")).splitlines() if "text" in b else []
+            lines += [line for f in b.get("fields", []) for line in self._text(f).splitlines()]
+            if isinstance(b.get("accessory"), dict) and b["accessory"].get("type") != "image":
+                lines.append(self._element_label(b["accessory"]))
+            return lines
+        if kind == "context":
+            return [" · ".join(self._text(e) for e in b.get("elements", [])
+                               if e.get("type") != "image")]
+        if kind == "divider":
+            return [RULE]
+        if kind == "actions":
+            return [" ".join(self._element_label(e) for e in b.get("elements", []))]
+        if kind == "image":
+            return [f"[image: {b.get('alt_text', '')}]"]
+        if kind == "input":
+            return [f"{self._text(b.get('label'))}: [________]"]
+        if kind == "rich_text":
+            return "".join(_rich_text(b)).splitlines()
+        return [f"[{kind}]"]
+
+    def render_message(self, message: Message) -> str:
+        """Block Kit as a person reads it; ``text`` only when there is nothing richer."""
+        lines = [line for b in message.blocks for line in self._render_block(b)]
+        if not message.blocks:
+            lines = self._plain(message.text).splitlines()
+        for att in message.attachments:
+            body = [self._plain(att[k]) for k in ("pretext", "title", "text") if att.get(k)]
+            body += [f"{f.get('title', '')}: {f.get('value', '')}" for f in att.get("fields", [])]
+            body += [line for b in att.get("blocks", []) for line in self._render_block(b)]
+            lines += ["▌ " + line for text in (body or [att.get("fallback", "")])
+                      for line in text.splitlines()]
+        return "\n".join(lines)
+
+    def _author(self, m: Message) -> str:
+        if m.username:
+            return m.username
+        name = self.users.get(m.user or "", m.user or m.bot_id or "?")
+        return f"{name} (bot)" if m.bot_id else name
+
+    def _render_entry(self, m: Message, indent: str) -> list[str]:
+        head = f"{indent}[{m.ts}] {self._author(m)}"
+        if not m.edits:
+            return [head, *_indent(self.render_message(m), indent + "  ")]
+        deeper = indent + "    "
+        first = _indent(self.render_message(m.edits[0]), deeper)
+        return [f"{head} (edited {len(m.edits)}x)", f"{indent}  first posted version:", *first,
+                f"{indent}  final version:", *_indent(self.render_message(m), deeper)]
+
+    def transcript(self, channel: str) -> str:
+        """The channel as a reader scrolls it: each message, its edits, its thread below it."""
+        lines = [f"#{self.channels.get(channel, channel)}"]
+        for m in self.messages(channel):
+            lines += [RULE, *self._render_entry(m, "")]
+            replies = self.thread(channel, m.ts)
+            if replies:
+                lines.append(f"  thread ({len(replies)} replies):")
+                for r in replies:
+                    lines += self._render_entry(r, "    ")
+        return "\n".join(lines)
+
+
+def _indent(text: str, prefix: str) -> list[str]:
+    return [prefix + line for line in (text.splitlines() or [""])]
+
+
+def _buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    out = []
+    for b in blocks:
+        for el in [*b.get("elements", []), b.get("accessory")]:
+            if isinstance(el, dict) and el.get("type") == "button":
+                out.append((b.get("block_id", ""), el))
+    return out
+
+
+def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[str, Any] | None:
+    return next(((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id),
+                None)
+
+
+def _rich_text(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        if node.get("type") == "text":
+            return [node.get("text", "")]
+        if node.get("type") == "link":
+            return [node.get("text") or node.get("url", "")]
+        return [t for child in node.get("elements", []) for t in _rich_text(child)]
+    return []

@@ -1,0 +1,16 @@
+"""One module per Slack surface, each with one `register(app, ...)`."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from bot.listeners import actions, alerts
+from engine.healer import Healer
+from engine.ports import Clock
+
+
+def register_all(
+    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock
+) -> None:
+    alerts.register(app, healer, alert_channels, clock)
+    actions.register(app, healer)

@@ -1,0 +1,37 @@
+"""Messages in alert channels become alerts.
+
+Bolt acks events before this runs, so parsing and storing never delay Slack;
+its self-events middleware drops GRACE's own messages before they get here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+
+from engine.healer import Healer
+from engine.intake.slack_message import parse_message
+from engine.ports import Clock
+
+# Edits, deletions, joins and the like are not new alerts.
+_ALERT_SUBTYPES = {None, "bot_message"}
+
+
+def register(app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock) -> None:
+    @app.event("message")
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+        channel = event.get("channel")
+        if channel not in alert_channels or event.get("subtype") not in _ALERT_SUBTYPES:
+            return
+        ts = str(event.get("ts", ""))
+        alert = parse_message(
+            str(event.get("text") or ""),
+            channel=channel,
+            ts=ts,
+            reporter=event.get("user"),
+            received_at=clock.now(),
+        )
+        if alert is None:
+            return
+        await healer.receive(alert, delivery_key=str(body.get("event_id") or f"{channel}/{ts}"))

@@ -1,0 +1,133 @@
+"""GRACE's configuration: environment first, then the YAML file named by GRACE_CONFIG.
+
+Every error names what the operator must fix: the variable, or the file and
+the field, never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from engine.approval import ApprovalPolicy
+
+CONFIG_ENV = "GRACE_CONFIG"
+
+
+class ConfigError(Exception):
+    """A configuration mistake, worded for the operator."""
+
+
+class Approvers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tier2: list[str] = Field(default_factory=list)
+    tier3: list[str] = Field(default_factory=list)
+
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    # Field names are the YAML keys; their variables are GRACE_<KEY>, except Slack's own.
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="GRACE_", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
+    slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
+    slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
+    db: Path = Path("grace.db")
+    host: str = "127.0.0.1"
+    port: int = Field(3000, ge=0, le=65535)
+    alert_channels: CommaList = Field(default_factory=list)
+    webhook_token: SecretStr | None = None
+    default_channel: str | None = None
+    snapshot_dir: Path | None = None
+    approvers: Approvers = Field(default_factory=Approvers)
+    admins: list[str] = Field(default_factory=list)
+    targets: dict[str, list[str]] = Field(default_factory=dict)
+    playbook_dirs: list[Path] = Field(default_factory=list)
+
+    @field_validator("alert_channels", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings]
+        config = os.environ.get(CONFIG_ENV)
+        if config:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
+        return tuple(sources)
+
+    @property
+    def snapshots(self) -> Path:
+        return self.snapshot_dir or self.db.resolve().parent / "grace-snapshots"
+
+    @property
+    def approval_policy(self) -> ApprovalPolicy:
+        return ApprovalPolicy(
+            {2: frozenset(self.approvers.tier2), 3: frozenset(self.approvers.tier3)}
+        )
+
+    def require(self, *names: str, why: str) -> None:
+        """Refuse to go on without settings a command cannot work without."""
+        missing = [_ENV_NAMES.get(n, n) for n in names if getattr(self, n) in (None, "", [])]
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} must be set {why}.")
+
+
+_ENV_NAMES = {
+    name: str(field.validation_alias or f"GRACE_{name.upper()}")
+    for name, field in Settings.model_fields.items()
+}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the configuration, turning validation errors into one clear ConfigError."""
+    config = os.environ.get(CONFIG_ENV)
+    if config and not Path(config).is_file():
+        raise ConfigError(f"{CONFIG_ENV}={config}: no such file")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, config)) from None
+    except Exception as exc:  # a YAML syntax error surfaces from the source itself
+        raise ConfigError(f"{config}: {exc}") from None
+
+
+def _describe(exc: ValidationError, config: str | None) -> str:
+    lines = []
+    for error in exc.errors():
+        field = ".".join(str(p) for p in error["loc"])
+        top = str(error["loc"][0]) if error["loc"] else ""
+        env_name = _ENV_NAMES.get(top) or (top if top.isupper() else None)
+        where = env_name if env_name and env_name in os.environ else None
+        if where is None:
+            where = f"{config}: {field}" if config else field
+        lines.append(f"{where}: {error['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)

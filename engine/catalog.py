@@ -1,0 +1,298 @@
+"""Patterns and playbooks: declarative YAML, validated when loaded.
+
+A mistake in a playbook must surface when GRACE starts (or in `grace check`),
+never at 3 a.m. when the playbook first runs, so every error names the file,
+the line and the field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.models import Alert, Diagnosis
+from engine.ports import ExecutorSpec
+
+_ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PatternSpec(_Spec):
+    """Turns an alert into a diagnosis. Every matcher given must match."""
+
+    id: str = Field(pattern=_ID)
+    problem: str = Field(pattern=_ID)
+    alertname: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict, description="label -> full-match regex")
+    text: str | None = Field(default=None, description="regex searched in the alert's text")
+    explanation: str
+
+    @field_validator("text")
+    @classmethod
+    def _text_compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value)
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_compile(cls, value: dict[str, str]) -> dict[str, str]:
+        for regex in value.values():
+            _compile(regex)
+        return value
+
+    def matches(self, alert: Alert) -> bool:
+        if self.alertname is not None and alert.name != self.alertname:
+            return False
+        for label, regex in self.labels.items():
+            if label not in alert.labels or not re.fullmatch(regex, alert.labels[label]):
+                return False
+        return self.text is None or re.search(self.text, alert.text) is not None
+
+    def diagnose(self, alert: Alert) -> Diagnosis:
+        return Diagnosis(
+            pattern_id=self.id,
+            problem=self.problem,
+            explanation=_fill(self.explanation, alert.labels),
+        )
+
+
+class TargetSpec(_Spec):
+    executor: str
+    from_label: str = Field(description="the alert label naming the target; checked by allowlist")
+
+
+class StepSpec(_Spec):
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout: float = Field(default=60.0, gt=0, le=3600)
+
+
+class CheckSpec(_Spec):
+    check: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class BenchmarkSpec(_Spec):
+    benchmark: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    tolerance: float = Field(default=0.5, ge=0, le=10)
+
+
+class PlaybookSpec(_Spec):
+    id: str = Field(pattern=_ID)
+    title: str = Field(min_length=1, max_length=120)
+    treats: list[str] = Field(min_length=1)
+    tier: Literal[1, 2, 3]
+    target: TargetSpec
+    steps: list[StepSpec] = Field(min_length=1)
+    checks: list[CheckSpec] = Field(min_length=1)
+    benchmarks: list[BenchmarkSpec] = Field(default_factory=list)
+
+
+class CatalogFile(_Spec):
+    patterns: list[PatternSpec] = Field(default_factory=list)
+    playbooks: list[PlaybookSpec] = Field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CatalogError(Exception):
+    file: str
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
+
+
+@dataclass(frozen=True)
+class Catalog:
+    patterns: tuple[PatternSpec, ...]
+    playbooks: tuple[PlaybookSpec, ...]
+    sources: Mapping[str, str]  # pattern or playbook id -> file it came from
+
+    def diagnose(self, alert: Alert) -> Diagnosis | None:
+        for pattern in self.patterns:
+            if pattern.matches(alert):
+                return pattern.diagnose(alert)
+        return None
+
+    def playbook_for(self, problem: str) -> PlaybookSpec | None:
+        """User playbooks were loaded first, so they win over built-ins."""
+        return next((p for p in self.playbooks if problem in p.treats), None)
+
+    def playbook(self, playbook_id: str) -> PlaybookSpec | None:
+        return next((p for p in self.playbooks if p.id == playbook_id), None)
+
+
+def builtin_dir() -> Path:
+    return Path(str(resources.files("engine") / "builtin"))
+
+
+def load_catalog(
+    dirs: Sequence[Path], executors: Mapping[str, ExecutorSpec], *, builtins: bool = True
+) -> Catalog:
+    """Load every *.yml/*.yaml under `dirs` (then the built-ins) or raise CatalogError."""
+    folders = [*dirs, builtin_dir()] if builtins else list(dirs)
+    patterns: list[PatternSpec] = []
+    playbooks: list[PlaybookSpec] = []
+    sources: dict[str, str] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise CatalogError(str(folder), None, None, "playbook folder does not exist")
+        for path in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
+            loaded = _load_file(path, executors)
+            for kind, items in (("patterns", loaded.patterns), ("playbooks", loaded.playbooks)):
+                for index, item in enumerate(items):
+                    key = f"{kind}:{item.id}"
+                    if key in sources:
+                        raise CatalogError(
+                            str(path),
+                            None,
+                            f"{kind}[{index}].id",
+                            f"{item.id!r} is already defined in {sources[key]}",
+                        )
+                    sources[key] = str(path)
+            patterns.extend(loaded.patterns)
+            playbooks.extend(loaded.playbooks)
+    _check_treats(patterns, playbooks, sources)
+    return Catalog(tuple(patterns), tuple(playbooks), sources)
+
+
+def _load_file(path: Path, executors: Mapping[str, ExecutorSpec]) -> CatalogFile:
+    try:
+        text = path.read_text(encoding="utf-8")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise CatalogError(str(path), line, None, f"invalid YAML: {exc.problem}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CatalogError(str(path), None, None, f"cannot read: {exc}") from None
+    try:
+        loaded = CatalogFile.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        loc, message = _most_useful(exc)
+        raise CatalogError(str(path), _line_of(root, loc), _dotted(loc), message) from None
+    for loc, message in _executor_problems(loaded, executors):
+        raise CatalogError(str(path), _line_of(root, loc), _dotted(loc), message)
+    return loaded
+
+
+def _executor_problems(
+    loaded: CatalogFile, executors: Mapping[str, ExecutorSpec]
+) -> Iterable[tuple[tuple[Any, ...], str]]:
+    """Steps, checks and benchmarks must name what their executor can do, with valid params."""
+    for p_index, playbook in enumerate(loaded.playbooks):
+        base: tuple[Any, ...] = ("playbooks", p_index)
+        spec = executors.get(playbook.target.executor)
+        if spec is None:
+            known = ", ".join(sorted(executors)) or "none"
+            yield (
+                (*base, "target", "executor"),
+                (f"unknown executor {playbook.target.executor!r} (known: {known})"),
+            )
+            continue
+        groups: list[tuple[str, Mapping[str, type[BaseModel]], list[Any], str]] = [
+            ("steps", spec.actions, playbook.steps, "action"),
+            ("checks", spec.checks, playbook.checks, "check"),
+            ("benchmarks", spec.benchmarks, playbook.benchmarks, "benchmark"),
+        ]
+        for group, models, items, name_field in groups:
+            for index, item in enumerate(items):
+                name = getattr(item, name_field)
+                where = (*base, group, index)
+                if name not in models:
+                    known = ", ".join(sorted(models)) or "none"
+                    yield (
+                        (*where, name_field),
+                        (
+                            f"unknown {name_field} {name!r} for executor "
+                            f"{playbook.target.executor} (known: {known})"
+                        ),
+                    )
+                    continue
+                try:
+                    models[name].model_validate(item.params)
+                except ValidationError as exc:
+                    error = exc.errors()[0]
+                    yield (*where, "params", *error["loc"]), error["msg"]
+
+
+def _check_treats(
+    patterns: Sequence[PatternSpec], playbooks: Sequence[PlaybookSpec], sources: Mapping[str, str]
+) -> None:
+    problems = {p.problem for p in patterns}
+    for playbook in playbooks:
+        for problem in playbook.treats:
+            if problem not in problems:
+                raise CatalogError(
+                    sources[f"playbooks:{playbook.id}"],
+                    None,
+                    f"{playbook.id}.treats",
+                    f"no pattern diagnoses {problem!r}",
+                )
+
+
+def _most_useful(exc: ValidationError) -> tuple[tuple[Any, ...], str]:
+    """A misspelt key shows up both as missing and as extra; the extra one names the typo."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = tuple(first["loc"])
+    if first["type"] != "extra_forbidden":
+        return loc, first["msg"]
+    missing = [e["loc"][-1] for e in errors if e["type"] == "missing" and e["loc"][:-1] == loc[:-1]]
+    hint = difflib.get_close_matches(str(loc[-1]), [str(m) for m in missing], n=1)
+    return loc, f"unknown field{f' (did you mean {hint[0]!r}?)' if hint else ''}"
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """Walk the YAML node tree along a pydantic error location to its line."""
+    node = root
+    if node is None:
+        return None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == key), None)
+            if match is None:
+                break
+            node = match
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            break
+    return node.start_mark.line + 1
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for key in loc:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else str(key))
+    return out
+
+
+def _compile(regex: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+
+
+def _fill(template: str, labels: Mapping[str, str]) -> str:
+    """`{label}` placeholders from the alert; unknown ones stay visible rather than crash."""
+    return re.sub(r"\{(\w+)\}", lambda m: labels.get(m.group(1), m.group(0)), template)

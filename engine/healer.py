@@ -1,0 +1,191 @@
+"""The incident flows: an alert comes in, a plan is proposed, people decide.
+
+Every entry point is safe to call twice: intake is idempotent by delivery key,
+and every state change is a compare-and-set, so a Slack retry, a double click
+or a second replica can never run a plan twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
+
+from engine.approval import ApprovalPolicy
+from engine.catalog import Catalog
+from engine.execution import GRACE, Execution
+from engine.models import Alert, AlertStatus, Approval, Decision, Incident, IncidentState
+from engine.narration import Narrator
+from engine.planning import make_plan
+from engine.ports import Clock, Executor, Notifier, Store, TargetRefused
+from engine.story import Approved, NeedsHuman, Planned, Rejected
+
+log = logging.getLogger(__name__)
+S = IncidentState
+
+
+class Healer:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        notifier: Notifier,
+        executors: Mapping[str, Executor],
+        catalog: Catalog,
+        policy: ApprovalPolicy,
+        allowlists: Mapping[str, Sequence[str]],
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.policy = policy
+        self.executors = executors
+        self.allowlists = allowlists
+        self.clock = clock
+        self.narrator = Narrator(store, notifier)
+        self.execution = Execution(store, self.narrator, executors, clock)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run work after Slack's ack, keeping a reference so it is neither
+        garbage-collected mid-flight nor forgotten at shutdown."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def receive(self, alert: Alert, delivery_key: str) -> Incident | None:
+        """Open, diagnose and plan an incident; None for a repeated delivery."""
+        if alert.status is AlertStatus.RESOLVED:
+            # A resolved alert never triggers healing.
+            return None
+        incident = await self.store.ingest_alert(alert, delivery_key)
+        if incident is None:
+            return None
+        diagnosis = self.catalog.diagnose(alert)
+        if diagnosis is None:
+            return await self._needs_human(incident, f"No pattern recognises `{alert.name}`.")
+        playbook = self.catalog.playbook_for(diagnosis.problem)
+        if playbook is None:
+            return await self._needs_human(incident, f"No playbook treats `{diagnosis.problem}`.")
+        executor = self.executors.get(playbook.target.executor)
+        if executor is None:
+            return await self._needs_human(
+                incident, f"The `{playbook.target.executor}` executor is not configured."
+            )
+        availability = await executor.available()
+        if not availability.ok:
+            return await self._needs_human(
+                incident,
+                f"The `{executor.name}` executor cannot act here: {availability.reason}",
+            )
+        allowlist = self.allowlists.get(executor.name, ())
+        try:
+            plan = make_plan(playbook, alert, executor, allowlist)
+        except TargetRefused as refusal:
+            return await self._needs_human(incident, f"Refused, nothing was touched: {refusal}")
+        diagnosed = await self.store.transition(
+            incident.id, S.OPEN, S.DIAGNOSED, actor=GRACE, diagnosis=diagnosis, plan=plan
+        )
+        if diagnosed is None:
+            return await self.store.get_incident(incident.id)
+        next_state = S.APPROVED if plan.tier == 1 else S.AWAITING_APPROVAL
+        moved = await self.store.transition(incident.id, S.DIAGNOSED, next_state, actor=GRACE)
+        if moved is None:
+            return await self.store.get_incident(incident.id)
+        carded = await self.narrator.post_card(moved)
+        await self.narrator.tell(carded, Planned(diagnosis=diagnosis, plan=plan))
+        if next_state is S.APPROVED:
+            await self.narrator.tell(carded, Approved(user=GRACE, automatic=True))
+            self.spawn(self.execution.run(carded.id))
+        return carded
+
+    async def decide(
+        self,
+        *,
+        incident_id: int,
+        plan_hash: str,
+        user: str,
+        decision: Decision,
+        channel: str,
+        reason: str | None = None,
+    ) -> None:
+        """Apply one person's Approve or Reject; answers them privately when refused."""
+        incident = await self.store.get_incident(incident_id)
+        refusal = self._refusal(incident, plan_hash, user)
+        if refusal is not None:
+            await self.store.audit(
+                user,
+                "approval.refused",
+                incident_id=incident_id,
+                detail={"decision": decision.value, "why": refusal, "plan_hash": plan_hash},
+            )
+            await self.narrator.tell_user(channel, user, refusal)
+            return
+        assert incident is not None and incident.plan is not None
+        recorded = await self.store.add_approval(
+            Approval(
+                incident_id=incident_id,
+                user=user,
+                plan_hash=plan_hash,
+                decision=decision,
+                at=self.clock.now(),
+                reason=reason,
+            )
+        )
+        if not recorded:
+            await self.narrator.tell_user(channel, user, "You have already decided on this plan.")
+            return
+        if decision is Decision.REJECT:
+            await self._reject(incident, user, reason)
+            return
+        approvals = await self.store.approvals(incident_id)
+        if not self.policy.satisfied(incident.plan.tier, plan_hash, approvals):
+            await self.store.audit(user, "approval.recorded", incident_id=incident_id)
+            return
+        approved = await self.store.transition(
+            incident_id, S.AWAITING_APPROVAL, S.APPROVED, actor=user
+        )
+        if approved is None:
+            await self.narrator.tell_user(channel, user, "Someone else decided on this plan first.")
+            return
+        await self.narrator.tell(approved, Approved(user=user))
+        await self.narrator.show(approved)
+        self.spawn(self.execution.run(incident_id))
+
+    def _refusal(self, incident: Incident | None, plan_hash: str, user: str) -> str | None:
+        if incident is None or incident.plan is None:
+            return "This incident is unknown to GRACE."
+        if incident.state is not S.AWAITING_APPROVAL:
+            return f"This incident is already {incident.state.value.replace('_', ' ')}."
+        if incident.plan.hash != plan_hash:
+            return "The plan changed since this card was posted; approve the current plan instead."
+        return self.policy.refusal(incident.plan.tier, user, incident.alert.reporter)
+
+    async def _reject(self, incident: Incident, user: str, reason: str | None) -> None:
+        rejected = await self.store.transition(
+            incident.id, S.AWAITING_APPROVAL, S.REJECTED, actor=user, reason=reason
+        )
+        if rejected is None:
+            return
+        await self.narrator.tell(rejected, Rejected(user=user, reason=reason))
+        await self.narrator.show(rejected)
+
+    async def _needs_human(self, incident: Incident, reason: str) -> Incident:
+        moved = await self.store.transition(
+            incident.id, S.OPEN, S.NEEDS_HUMAN, actor=GRACE, reason=reason
+        )
+        if moved is None:
+            return incident
+        carded = await self.narrator.post_card(moved)
+        await self.narrator.tell(carded, NeedsHuman(reason=reason))
+        return carded

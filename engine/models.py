@@ -1,0 +1,248 @@
+"""The incident domain: what GRACE knows about alerts, incidents and their healing.
+
+These models cross every boundary (storage returns them, the bot renders them),
+so they are frozen: a change is a new value written through the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IncidentState(StrEnum):
+    OPEN = "open"
+    DIAGNOSED = "diagnosed"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    EXECUTING = "executing"
+    VERIFYING = "verifying"
+    RESOLVED = "resolved"
+    NEEDS_HUMAN = "needs_human"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    AUTO_RESOLVED = "auto_resolved"
+    ROLLED_BACK = "rolled_back"
+    SAFE_HOLD = "safe_hold"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def terminal(self) -> bool:
+        return not TRANSITIONS[self]
+
+
+_S = IncidentState
+TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
+    _S.OPEN: frozenset({_S.DIAGNOSED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
+    _S.DIAGNOSED: frozenset({_S.AWAITING_APPROVAL, _S.APPROVED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
+    _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.EXPIRED, _S.AUTO_RESOLVED}),
+    _S.APPROVED: frozenset({_S.EXECUTING, _S.INTERRUPTED}),
+    _S.EXECUTING: frozenset({_S.VERIFYING, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
+    _S.VERIFYING: frozenset({_S.RESOLVED, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
+    _S.RESOLVED: frozenset(),
+    _S.NEEDS_HUMAN: frozenset(),
+    _S.REJECTED: frozenset(),
+    _S.EXPIRED: frozenset(),
+    _S.AUTO_RESOLVED: frozenset(),
+    _S.ROLLED_BACK: frozenset(),
+    _S.SAFE_HOLD: frozenset(),
+    _S.INTERRUPTED: frozenset(),
+}
+
+
+def can_transition(current: IncidentState, new: IncidentState) -> bool:
+    return new in TRANSITIONS[current]
+
+
+def canonical_json(value: Any) -> str:
+    """One byte-exact rendering of a value, so hashes of equal plans are equal."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Alert(Frozen):
+    """One normalised alert, whatever its source. Every field is untrusted input."""
+
+    source: str
+    source_key: str = Field(description="identity within the source, for idempotent intake")
+    name: str
+    status: AlertStatus = AlertStatus.FIRING
+    severity: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    text: str = ""
+    channel: str | None = None
+    reporter: str | None = Field(default=None, description="Slack user who posted it, if any")
+    received_at: datetime
+
+    @property
+    def fingerprint(self) -> str:
+        return sha256_hex(canonical_json({"name": self.name, "labels": self.labels}))[:16]
+
+
+class Diagnosis(Frozen):
+    pattern_id: str
+    problem: str
+    explanation: str
+
+
+class Target(Frozen):
+    """A thing an executor may touch; only ever built from a config allowlist match."""
+
+    executor: str
+    name: str
+
+
+class PlannedStep(Frozen):
+    action: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: float
+
+
+class PlannedCheck(Frozen):
+    check: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class PlannedBenchmark(Frozen):
+    benchmark: str
+    params: dict[str, Any] = Field(default_factory=dict)
+    tolerance: float = Field(description="allowed slowdown as a fraction of the before value")
+
+
+class Plan(Frozen):
+    playbook_id: str
+    title: str
+    tier: int
+    target: Target
+    steps: tuple[PlannedStep, ...]
+    checks: tuple[PlannedCheck, ...]
+    benchmarks: tuple[PlannedBenchmark, ...] = ()
+
+    @property
+    def hash(self) -> str:
+        """Binds an approval to exactly this plan: playbook, parameters and target."""
+        return sha256_hex(canonical_json(self.model_dump(mode="json")))[:16]
+
+
+class Incident(Frozen):
+    id: int
+    state: IncidentState
+    fingerprint: str
+    alert: Alert
+    diagnosis: Diagnosis | None = None
+    plan: Plan | None = None
+    reason: str | None = Field(default=None, description="why it ended where it did")
+    channel: str | None = None
+    card_ts: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Decision(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+class Approval(Frozen):
+    incident_id: int
+    user: str
+    plan_hash: str
+    decision: Decision
+    at: datetime
+    reason: str | None = None
+
+
+class Snapshot(Frozen):
+    incident_id: int
+    target: Target
+    location: str
+    size_bytes: int
+    taken_at: datetime
+
+
+class StepResult(Frozen):
+    action: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+class CheckResult(Frozen):
+    check: str
+    ok: bool
+    detail: str
+
+
+class BenchmarkResult(Frozen):
+    benchmark: str
+    before_s: float
+    after_s: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        # A floor of one millisecond keeps timer noise on tiny reads from failing a heal.
+        return self.after_s <= max(self.before_s * (1 + self.tolerance), self.before_s + 0.001)
+
+
+class Verification(Frozen):
+    checks: tuple[CheckResult, ...]
+    benchmarks: tuple[BenchmarkResult, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks) and all(b.ok for b in self.benchmarks)
+
+
+class Outcome(Frozen):
+    incident_id: int
+    playbook_id: str
+    success: bool
+    seconds: float
+    final_state: IncidentState
+    at: datetime
+
+
+class PlaybookStats(Frozen):
+    playbook_id: str
+    attempts: int
+    successes: int
+    median_seconds: float | None
+
+    def summary(self) -> str:
+        median = "" if self.median_seconds is None else f", median {self.median_seconds:.1f} s"
+        return f"{self.successes}/{self.attempts} succeeded{median}"
+
+
+class AuditEntry(Frozen):
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    incident_id: int | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class Availability(Frozen):
+    ok: bool
+    reason: str = ""

@@ -1,0 +1,55 @@
+"""Telling Slack what happened without letting Slack decide what happens.
+
+A failed Slack call must never stop a heal half-way (the snapshot is taken,
+the step has run: verification must still happen), so narration errors are
+logged and swallowed here, in one place.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from engine.models import Incident
+from engine.ports import Notifier, Store
+from engine.story import StoryEvent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Narrator:
+    store: Store
+    notifier: Notifier
+
+    async def post_card(self, incident: Incident) -> Incident:
+        if incident.channel is None:
+            return incident
+        try:
+            ts = await self.notifier.post_card(incident)
+        except Exception:
+            log.exception("could not post the card of incident %s", incident.id)
+            return incident
+        return await self.store.set_card(incident.id, incident.channel, ts)
+
+    async def show(self, incident: Incident) -> None:
+        if incident.card_ts is None:
+            return
+        try:
+            await self.notifier.update_card(incident)
+        except Exception:
+            log.exception("could not update the card of incident %s", incident.id)
+
+    async def tell(self, incident: Incident, event: StoryEvent) -> None:
+        if incident.card_ts is None:
+            return
+        try:
+            await self.notifier.tell_thread(incident, event)
+        except Exception:
+            log.exception("could not tell incident %s: %s", incident.id, type(event).__name__)
+
+    async def tell_user(self, channel: str, user: str, text: str) -> None:
+        try:
+            await self.notifier.tell_user(channel, user, text)
+        except Exception:
+            log.exception("could not answer %s in %s", user, channel)

@@ -1,0 +1,144 @@
+"""The engine's ports: what it needs from the world, as Protocols.
+
+The engine never imports Slack or SQL; storage/ implements `Store`, bot/
+implements `Notifier`, engine/executors/ implement `Executor`, and tests drive
+the engine with in-memory fakes of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from engine.models import (
+    Alert,
+    Approval,
+    Availability,
+    CheckResult,
+    Diagnosis,
+    Incident,
+    IncidentState,
+    Outcome,
+    Plan,
+    PlannedBenchmark,
+    PlannedCheck,
+    PlannedStep,
+    PlaybookStats,
+    Snapshot,
+    StepResult,
+    Target,
+    Verification,
+)
+from engine.story import StoryEvent
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class Store(Protocol):
+    async def ingest_alert(self, alert: Alert, delivery_key: str) -> Incident | None:
+        """Store the alert and open an incident for it in one transaction.
+
+        Returns None, writing nothing, when the delivery key or the alert's
+        (source, source_key) was seen before: a retried delivery is a no-op.
+        """
+
+    async def get_incident(self, incident_id: int) -> Incident | None: ...
+
+    async def transition(
+        self,
+        incident_id: int,
+        expected: IncidentState,
+        new: IncidentState,
+        *,
+        actor: str,
+        diagnosis: Diagnosis | None = None,
+        plan: Plan | None = None,
+        reason: str | None = None,
+    ) -> Incident | None:
+        """Compare-and-set: move the incident only if it is still `expected`.
+
+        The state write and its audit row are one transaction. Returns the new
+        incident, or None when another writer moved it first.
+        """
+
+    async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident: ...
+
+    async def add_approval(self, approval: Approval) -> bool:
+        """False when this user already decided on this incident."""
+
+    async def approvals(self, incident_id: int) -> list[Approval]: ...
+
+    async def add_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    async def snapshots(self, incident_id: int) -> list[Snapshot]: ...
+
+    async def add_action(self, incident_id: int, result: StepResult) -> None: ...
+
+    async def add_verification(self, incident_id: int, verification: Verification) -> None: ...
+
+    async def record_outcome(self, outcome: Outcome) -> PlaybookStats:
+        """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
+
+    async def playbook_stats(self, playbook_id: str) -> PlaybookStats: ...
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        incident_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None: ...
+
+
+class Notifier(Protocol):
+    async def post_card(self, incident: Incident) -> str:
+        """Post the incident's live card in `incident.channel`; returns its ts."""
+
+    async def update_card(self, incident: Incident) -> None: ...
+
+    async def tell_thread(self, incident: Incident, event: StoryEvent) -> None: ...
+
+    async def tell_user(self, channel: str, user: str, text: str) -> None:
+        """An ephemeral answer only `user` sees."""
+
+
+class TargetRefused(Exception):
+    """A target named by an alert that no allowlist entry permits."""
+
+
+@dataclass(frozen=True)
+class ExecutorSpec:
+    """What an executor can do, with a parameter model for each, so a playbook
+    naming an unknown action or a wrongly typed parameter fails at load."""
+
+    actions: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    checks: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+    benchmarks: Mapping[str, type[BaseModel]] = field(default_factory=dict)
+
+
+class Executor(Protocol):
+    name: str
+    spec: ExecutorSpec
+
+    def resolve_target(self, value: str, allowlist: Sequence[str]) -> Target:
+        """Turn an alert label into a target, or raise TargetRefused."""
+
+    async def available(self) -> Availability: ...
+
+    async def snapshot(self, target: Target, incident_id: int) -> Snapshot: ...
+
+    async def run(self, step: PlannedStep, target: Target) -> StepResult: ...
+
+    async def check(self, check: PlannedCheck, target: Target) -> CheckResult: ...
+
+    async def measure(self, benchmark: PlannedBenchmark, target: Target) -> float:
+        """Seconds the benchmark took: lower is better."""
+
+    async def restore(self, snapshot: Snapshot) -> None: ...

@@ -1,0 +1,81 @@
+"""What happened in an incident, told one event at a time.
+
+The engine says what happened; bot/ decides how it reads in Slack.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.models import (
+    Diagnosis,
+    Plan,
+    PlaybookStats,
+    Snapshot,
+    StepResult,
+    Verification,
+)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Planned(_Event):
+    diagnosis: Diagnosis
+    plan: Plan
+
+
+class NeedsHuman(_Event):
+    reason: str
+
+
+class Approved(_Event):
+    user: str
+    automatic: bool = False
+
+
+class Rejected(_Event):
+    user: str
+    reason: str | None = None
+
+
+class SnapshotTaken(_Event):
+    snapshot: Snapshot
+
+
+class StepFinished(_Event):
+    result: StepResult
+
+
+class Verified(_Event):
+    verification: Verification
+
+
+class RolledBack(_Event):
+    why: str
+    restored: tuple[Snapshot, ...]
+
+
+class RestoreFailed(_Event):
+    why: str
+    error: str
+
+
+class Learned(_Event):
+    stats: PlaybookStats
+    success: bool
+
+
+StoryEvent = (
+    Planned
+    | NeedsHuman
+    | Approved
+    | Rejected
+    | SnapshotTaken
+    | StepFinished
+    | Verified
+    | RolledBack
+    | RestoreFailed
+    | Learned
+)

@@ -1,0 +1,186 @@
+"""The append-only, hash-chained audit log.
+
+Each row's hash covers the previous row's hash and the row's own canonical
+content, so altering, deleting or inserting any row behind the triggers' back
+breaks the chain at that row. `append` runs inside the caller's transaction
+so an audited change and its audit row commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+from pydantic_core import to_jsonable_python
+
+from engine.models import AuditEntry, canonical_json, sha256_hex
+from storage.db import parse_time, time_text
+
+GENESIS_HASH = "0" * 64
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """What `verify_chain` found.
+
+    `head_hash` is the last row's hash: the chain cannot tell that rows were
+    cut off its end, so an operator who wants that guarantee records the head
+    somewhere else and compares.
+    """
+
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    problem: str = ""
+    head_hash: str = GENESIS_HASH
+
+
+def row_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    incident_id: int | None,
+    detail: Mapping[str, Any],
+) -> str:
+    """The chain's hash of one row; `at` is the stored text, never re-rendered."""
+    body = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "incident_id": incident_id,
+        "detail": dict(detail),
+    }
+    return sha256_hex(prev_hash + canonical_json(body))
+
+
+async def append(
+    conn: aiosqlite.Connection,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    incident_id: int | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one chained row. The caller must hold a write transaction.
+
+    The write lock (BEGIN IMMEDIATE) is what makes reading the head and
+    inserting after it safe; without it two writers could chain onto the
+    same row. Detail values are reduced to plain JSON first (datetimes to
+    ISO text, enums to values), so what is hashed is exactly what is stored.
+    """
+    if not conn.in_transaction:
+        raise RuntimeError("audit.append must run inside a write transaction")
+    plain_detail: dict[str, Any] = json.loads(
+        canonical_json(to_jsonable_python(dict(detail or {})))
+    )
+    async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
+        head = await cur.fetchone()
+    seq = 1 if head is None else int(head[0]) + 1
+    prev_hash = GENESIS_HASH if head is None else str(head[1])
+    at_text = time_text(at)
+    digest = row_hash(
+        prev_hash,
+        seq=seq,
+        at=at_text,
+        actor=actor,
+        action=action,
+        incident_id=incident_id,
+        detail=plain_detail,
+    )
+    await conn.execute(
+        "INSERT INTO audit_log (seq, at, actor, action, incident_id, detail, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, at_text, actor, action, incident_id, canonical_json(plain_detail), prev_hash, digest),
+    )
+    return AuditEntry(
+        seq=seq,
+        at=parse_time(at_text),
+        actor=actor,
+        action=action,
+        incident_id=incident_id,
+        detail=plain_detail,
+        prev_hash=prev_hash,
+        hash=digest,
+    )
+
+
+async def verify_chain(conn: aiosqlite.Connection) -> AuditReport:
+    """Recompute every row and name the first one that does not fit.
+
+    A row is bad when its seq skips a number (a row was deleted), its
+    prev_hash is not the previous row's hash (rows were removed or
+    re-chained), or its own hash does not match its content (it was edited).
+    Every row is still counted after a break, so `rows` is the log's size.
+    """
+    rows = 0
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    first_bad: int | None = None
+    problem = ""
+    async with conn.execute(
+        "SELECT seq, at, actor, action, incident_id, detail, prev_hash, hash"
+        " FROM audit_log ORDER BY seq"
+    ) as cursor:
+        async for row in cursor:
+            rows += 1
+            if first_bad is None:
+                problem = _row_problem(row, expected_seq, prev_hash)
+                if problem:
+                    first_bad = int(row[0])
+            expected_seq = int(row[0]) + 1
+            prev_hash = str(row[7])
+    return AuditReport(
+        ok=first_bad is None,
+        rows=rows,
+        first_bad_seq=first_bad,
+        problem=problem,
+        head_hash=prev_hash,
+    )
+
+
+def _row_problem(row: Any, expected_seq: int, expected_prev: str) -> str:
+    seq, at, actor, action, incident_id, detail_text, prev_hash, stored_hash = tuple(row)
+    if seq != expected_seq:
+        return f"gap: expected seq {expected_seq}, found {seq}"
+    if prev_hash != expected_prev:
+        return f"seq {seq}: prev_hash does not match the previous row's hash"
+    try:
+        detail = json.loads(detail_text)
+    except (TypeError, ValueError):
+        return f"seq {seq}: detail is not valid JSON"
+    if not isinstance(detail, dict):
+        return f"seq {seq}: detail is not a JSON object"
+    computed = row_hash(
+        prev_hash,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        incident_id=incident_id,
+        detail=detail,
+    )
+    if computed != stored_hash:
+        return f"seq {seq}: hash does not match the row's content"
+    return ""
+
+
+def entry_from_row(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"],
+        at=parse_time(row["at"]),
+        actor=row["actor"],
+        action=row["action"],
+        incident_id=row["incident_id"],
+        detail=json.loads(row["detail"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )

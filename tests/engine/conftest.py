@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.approval import ApprovalPolicy
+from engine.catalog import load_catalog
+from engine.healer import Healer
+from engine.models import Alert
+from tests.engine.fakes import FakeExecutor, FixedClock, MemoryStore, RecordingNotifier
+
+PLAYBOOK = """
+patterns:
+  - id: thing-broken
+    problem: thing_broken
+    alertname: ThingBroken
+    labels: {{thing: ".+"}}
+    explanation: "{{thing}} is broken"
+playbooks:
+  - id: fix-thing
+    title: Fix the thing
+    treats: [thing_broken]
+    tier: {tier}
+    target: {{executor: fake, from_label: thing}}
+    steps:
+      - {{action: fix, timeout: {timeout}}}
+    checks:
+      - {{check: fixed}}
+    benchmarks:
+      - {{benchmark: speed, tolerance: 0.5}}
+"""
+
+
+class World:
+    """A healer wired to in-memory fakes, with helpers to speak to it."""
+
+    def __init__(self, tmp_path: Path, tier: int, timeout: float = 5) -> None:
+        folder = tmp_path / f"playbooks-{tier}"
+        folder.mkdir()
+        (folder / "thing.yml").write_text(PLAYBOOK.format(tier=tier, timeout=timeout))
+        self.clock = FixedClock()
+        self.store = MemoryStore(self.clock)
+        self.notifier = RecordingNotifier()
+        self.executor = FakeExecutor()
+        catalog = load_catalog([folder], {"fake": self.executor.spec}, builtins=False)
+        self.healer = Healer(
+            store=self.store,
+            notifier=self.notifier,
+            executors={"fake": self.executor},
+            catalog=catalog,
+            policy=ApprovalPolicy(
+                {2: frozenset({"U0ONCALL", "U0SRE"}), 3: frozenset({"U0A", "U0B", "U0C"})}
+            ),
+            allowlists={"fake": ["db1"]},
+            clock=self.clock,
+        )
+        self._seq = 0
+
+    def alert(
+        self, thing: str = "db1", name: str = "ThingBroken", reporter: str = "U0REPORTER"
+    ) -> Alert:
+        self._seq += 1
+        return Alert(
+            source="test",
+            source_key=str(self._seq),
+            name=name,
+            labels={"thing": thing},
+            channel="C0ALERTS",
+            reporter=reporter,
+            received_at=datetime(2026, 11, 24, tzinfo=UTC),
+        )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Callable[..., World]:
+    return lambda tier=2, timeout=5: World(tmp_path, tier, timeout)

@@ -1,0 +1,128 @@
+"""Real SQLite databases on disk for the sqlite executor's tests."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from engine.executors.sqlite import SqliteExecutor
+from engine.models import Target
+
+BATCHES = 10
+ROWS_PER_BATCH = 2_000
+MIN_WAL_BYTES = 3 * 1024 * 1024
+
+
+class FixedClock:
+    def __init__(self) -> None:
+        self.current = datetime(2026, 11, 24, 3, 0, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+
+def payload(i: int) -> str:
+    return f"row-{i}-" + hashlib.sha256(str(i).encode()).hexdigest() * 3
+
+
+def wal_size(db: Path) -> int:
+    wal = db.with_name(db.name + "-wal")
+    return wal.stat().st_size if wal.exists() else 0
+
+
+def fingerprint(db: Path, table: str = "items") -> tuple[int, str]:
+    """Row count and a checksum of every row, read through a fresh connection,
+    so it sees exactly what any other client of the file would see."""
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        digest = hashlib.sha256()
+        count = 0
+        for row_id, text in conn.execute(f"SELECT id, payload FROM {table} ORDER BY id"):
+            digest.update(f"{row_id}|{text}\n".encode())
+            count += 1
+        return count, digest.hexdigest()
+    finally:
+        conn.close()
+
+
+@dataclass
+class BloatedDb:
+    """A WAL-mode database whose WAL has grown to several MB.
+
+    `holder` stays open for the whole test: closing the last connection would
+    checkpoint the WAL and delete it by itself, hiding what we want to test.
+    """
+
+    path: Path
+    holder: sqlite3.Connection
+    next_id: int = 0
+
+    @property
+    def target(self) -> Target:
+        return Target(executor="sqlite", name=str(self.path))
+
+    def insert(self, rows: int) -> None:
+        start = self.next_id
+        self.holder.execute("BEGIN")
+        self.holder.executemany(
+            "INSERT INTO items(id, payload) VALUES (?, ?)",
+            [(i, payload(i)) for i in range(start, start + rows)],
+        )
+        self.holder.execute("COMMIT")
+        self.next_id = start + rows
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+@pytest.fixture
+def executor(tmp_path: Path, clock: FixedClock) -> SqliteExecutor:
+    return SqliteExecutor(tmp_path / "snapshots", clock)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    # realpath, so Target names compare equal even when tmp itself is a symlink
+    folder = (tmp_path / "data").resolve()
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def bloated_db(data_dir: Path) -> Iterator[BloatedDb]:
+    path = data_dir / "app.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert holder.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        holder.execute("PRAGMA wal_autocheckpoint=0")
+        holder.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        db = BloatedDb(path=path, holder=holder)
+        for _ in range(BATCHES):
+            db.insert(ROWS_PER_BATCH)
+        assert wal_size(path) > MIN_WAL_BYTES
+        yield db
+    finally:
+        holder.close()
+
+
+@pytest.fixture
+def plain_db(data_dir: Path) -> Path:
+    """A small database in the default rollback-journal (DELETE) mode."""
+    path = data_dir / "plain.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        conn.executemany(
+            "INSERT INTO items(id, payload) VALUES (?, ?)", [(i, payload(i)) for i in range(100)]
+        )
+    finally:
+        conn.close()
+    return path

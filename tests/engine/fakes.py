@@ -1,0 +1,241 @@
+"""In-memory fakes of the engine's ports, faithful to the contracts in engine/ports.py."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from engine.models import (
+    Alert,
+    Approval,
+    Availability,
+    CheckResult,
+    Diagnosis,
+    Incident,
+    IncidentState,
+    Outcome,
+    Plan,
+    PlannedBenchmark,
+    PlannedCheck,
+    PlannedStep,
+    PlaybookStats,
+    Snapshot,
+    StepResult,
+    Target,
+    Verification,
+    can_transition,
+)
+from engine.ports import ExecutorSpec, TargetRefused
+from engine.story import StoryEvent
+
+
+class FixedClock:
+    def __init__(self) -> None:
+        self.current = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        self.current += timedelta(milliseconds=1)
+        return self.current
+
+
+@dataclass
+class MemoryStore:
+    clock: FixedClock
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    deliveries: set[str] = field(default_factory=set)
+    alert_keys: set[tuple[str, str]] = field(default_factory=set)
+    approval_rows: list[Approval] = field(default_factory=list)
+    snapshot_rows: list[Snapshot] = field(default_factory=list)
+    action_rows: list[tuple[int, StepResult]] = field(default_factory=list)
+    verification_rows: list[tuple[int, Verification]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+
+    async def ingest_alert(self, alert: Alert, delivery_key: str) -> Incident | None:
+        if delivery_key in self.deliveries or (alert.source, alert.source_key) in self.alert_keys:
+            return None
+        self.deliveries.add(delivery_key)
+        self.alert_keys.add((alert.source, alert.source_key))
+        now = self.clock.now()
+        incident = Incident(
+            id=len(self.incidents) + 1,
+            state=IncidentState.OPEN,
+            fingerprint=alert.fingerprint,
+            alert=alert,
+            channel=alert.channel,
+            created_at=now,
+            updated_at=now,
+        )
+        self.incidents[incident.id] = incident
+        self.audit_rows.append(("grace", "alert.received", incident.id, {}))
+        return incident
+
+    async def get_incident(self, incident_id: int) -> Incident | None:
+        return self.incidents.get(incident_id)
+
+    async def transition(
+        self,
+        incident_id: int,
+        expected: IncidentState,
+        new: IncidentState,
+        *,
+        actor: str,
+        diagnosis: Diagnosis | None = None,
+        plan: Plan | None = None,
+        reason: str | None = None,
+    ) -> Incident | None:
+        if not can_transition(expected, new):
+            raise ValueError(f"{expected} -> {new} is not a transition")
+        current = self.incidents[incident_id]
+        if current.state is not expected:
+            return None
+        changes: dict[str, Any] = {"state": new, "updated_at": self.clock.now()}
+        for name, value in (("diagnosis", diagnosis), ("plan", plan), ("reason", reason)):
+            if value is not None:
+                changes[name] = value
+        moved = current.model_copy(update=changes)
+        self.incidents[incident_id] = moved
+        self.audit_rows.append((actor, f"incident.{new.value}", incident_id, {"from": expected}))
+        return moved
+
+    async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident:
+        moved = self.incidents[incident_id].model_copy(update={"channel": channel, "card_ts": ts})
+        self.incidents[incident_id] = moved
+        return moved
+
+    async def add_approval(self, approval: Approval) -> bool:
+        if any(
+            a.incident_id == approval.incident_id and a.user == approval.user
+            for a in self.approval_rows
+        ):
+            return False
+        self.approval_rows.append(approval)
+        return True
+
+    async def approvals(self, incident_id: int) -> list[Approval]:
+        return [a for a in self.approval_rows if a.incident_id == incident_id]
+
+    async def add_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot_rows.append(snapshot)
+
+    async def snapshots(self, incident_id: int) -> list[Snapshot]:
+        return [s for s in self.snapshot_rows if s.incident_id == incident_id]
+
+    async def add_action(self, incident_id: int, result: StepResult) -> None:
+        self.action_rows.append((incident_id, result))
+
+    async def add_verification(self, incident_id: int, verification: Verification) -> None:
+        self.verification_rows.append((incident_id, verification))
+
+    async def record_outcome(self, outcome: Outcome) -> PlaybookStats:
+        self.outcomes.append(outcome)
+        return await self.playbook_stats(outcome.playbook_id)
+
+    async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
+        mine = [o for o in self.outcomes if o.playbook_id == playbook_id]
+        return PlaybookStats(
+            playbook_id=playbook_id,
+            attempts=len(mine),
+            successes=sum(o.success for o in mine),
+            median_seconds=statistics.median(o.seconds for o in mine) if mine else None,
+        )
+
+    async def audit(
+        self,
+        actor: str,
+        action: str,
+        *,
+        incident_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.audit_rows.append((actor, action, incident_id, dict(detail or {})))
+
+
+@dataclass
+class RecordingNotifier:
+    cards: dict[int, list[Incident]] = field(default_factory=dict)
+    thread: dict[int, list[StoryEvent]] = field(default_factory=dict)
+    private: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def post_card(self, incident: Incident) -> str:
+        self.cards[incident.id] = [incident]
+        return f"1700000000.{incident.id:06d}"
+
+    async def update_card(self, incident: Incident) -> None:
+        self.cards[incident.id].append(incident)
+
+    async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
+        self.thread.setdefault(incident.id, []).append(event)
+
+    async def tell_user(self, channel: str, user: str, text: str) -> None:
+        self.private.append((channel, user, text))
+
+    def kinds(self, incident_id: int) -> list[str]:
+        return [type(e).__name__ for e in self.thread.get(incident_id, [])]
+
+
+class _NoParams(BaseModel):
+    pass
+
+
+@dataclass
+class FakeExecutor:
+    """A target that is a dict in memory; its snapshot is a copy of it."""
+
+    name: str = "fake"
+    state: dict[str, Any] = field(default_factory=lambda: {"value": "broken"})
+    check_ok: bool = True
+    step_ok: bool = True
+    step_gate: asyncio.Event | None = None
+    restore_fails: bool = False
+    runs: int = 0
+    restores: int = 0
+    spec: ExecutorSpec = field(
+        default_factory=lambda: ExecutorSpec(
+            actions={"fix": _NoParams}, checks={"fixed": _NoParams}, benchmarks={"speed": _NoParams}
+        )
+    )
+
+    def resolve_target(self, value: str, allowlist: Sequence[str]) -> Target:
+        if value not in allowlist:
+            raise TargetRefused(f"{value!r} is not in the fake allowlist")
+        return Target(executor=self.name, name=value)
+
+    async def available(self) -> Availability:
+        return Availability(ok=True)
+
+    async def snapshot(self, target: Target, incident_id: int) -> Snapshot:
+        self.saved = dict(self.state)
+        return Snapshot(
+            incident_id=incident_id,
+            target=target,
+            location="memory",
+            size_bytes=1,
+            taken_at=datetime(2026, 11, 24, tzinfo=UTC),
+        )
+
+    async def run(self, step: PlannedStep, target: Target) -> StepResult:
+        self.runs += 1
+        if self.step_gate is not None:
+            await self.step_gate.wait()
+        self.state["value"] = "fixed" if self.step_ok else "worse"
+        return StepResult(action=step.action, ok=self.step_ok, detail="did it", seconds=0.01)
+
+    async def check(self, check: PlannedCheck, target: Target) -> CheckResult:
+        ok = self.check_ok and self.state["value"] == "fixed"
+        return CheckResult(check=check.check, ok=ok, detail=self.state["value"])
+
+    async def measure(self, benchmark: PlannedBenchmark, target: Target) -> float:
+        return 0.01
+
+    async def restore(self, snapshot: Snapshot) -> None:
+        if self.restore_fails:
+            raise OSError("disk gone")
+        self.restores += 1
+        self.state = dict(self.saved)

@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.catalog import CatalogError, load_catalog
+from tests.engine.conftest import PLAYBOOK
+from tests.engine.fakes import FakeExecutor
+
+SPECS = {"fake": FakeExecutor().spec}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    folder = tmp_path / "pb"
+    folder.mkdir(exist_ok=True)
+    (folder / "bad.yml").write_text(text)
+    return folder
+
+
+def error_for(tmp_path: Path, text: str) -> CatalogError:
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([write(tmp_path, text)], SPECS, builtins=False)
+    return caught.value
+
+
+def good(tier: int = 2) -> str:
+    return PLAYBOOK.format(tier=tier, timeout=5)
+
+
+def test_builtins_load_with_the_sqlite_executor():
+    from engine.executors.sqlite import SqliteExecutor
+
+    catalog = load_catalog([], {"sqlite": SqliteExecutor.spec})
+    playbook = catalog.playbook_for("sqlite_wal_too_large")
+    assert playbook is not None and playbook.id == "sqlite-wal-checkpoint" and playbook.tier == 2
+
+
+def test_a_misspelt_field_names_file_line_and_field(tmp_path):
+    error = error_for(tmp_path, good().replace("    tier: 2", "    tierr: 2"))
+    assert error.file.endswith("bad.yml")
+    assert error.field == "playbooks[0].tierr"
+    assert error.line == good().splitlines().index("    tier: 2") + 1
+    assert (
+        str(error)
+        == f"{error.file}:{error.line}: playbooks[0].tierr: unknown field (did you mean 'tier'?)"
+    )
+
+
+def test_a_wrong_type_names_the_field(tmp_path):
+    error = error_for(tmp_path, good().replace("tier: 2", "tier: two"))
+    assert error.field == "playbooks[0].tier"
+
+
+def test_an_unknown_action_is_refused_at_load(tmp_path):
+    error = error_for(tmp_path, good().replace("action: fix", "action: rm_rf"))
+    assert error.field == "playbooks[0].steps[0].action"
+    assert "unknown action 'rm_rf' for executor fake (known: fix)" in error.message
+    assert error.line == good().splitlines().index("      - {action: fix, timeout: 5}") + 1
+
+
+def test_a_parameter_the_action_does_not_take_is_refused(tmp_path):
+    from engine.executors.sqlite import SqliteExecutor
+
+    text = (Path(__file__).parents[2] / "engine/builtin/playbooks/sqlite.yml").read_text()
+    folder = write(
+        tmp_path,
+        text.replace("params: {mode: TRUNCATE}", "params: {mode: 7}").replace(
+            "id: sqlite-wal-checkpoint", "id: my-checkpoint"
+        ),
+    )
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([folder], {"sqlite": SqliteExecutor.spec})
+    assert caught.value.field == "playbooks[0].steps[0].params.mode"
+
+
+def test_unknown_executor(tmp_path):
+    error = error_for(tmp_path, good().replace("executor: fake", "executor: ssh"))
+    assert (
+        error.field == "playbooks[0].target.executor" and "unknown executor 'ssh'" in error.message
+    )
+
+
+def test_broken_yaml_names_the_line(tmp_path):
+    error = error_for(tmp_path, "patterns:\n  - id: x\n    problem: [unclosed\n")
+    assert error.line is not None and "invalid YAML" in error.message
+
+
+def test_duplicate_ids_name_the_first_file(tmp_path):
+    folder = write(tmp_path, good())
+    (folder / "again.yml").write_text(good())
+    with pytest.raises(CatalogError) as caught:
+        load_catalog([folder], SPECS, builtins=False)
+    assert "already defined in" in caught.value.message
+
+
+def test_a_playbook_treating_nothing_known(tmp_path):
+    error = error_for(tmp_path, good().replace("treats: [thing_broken]", "treats: [thing_brokn]"))
+    assert "no pattern diagnoses 'thing_brokn'" in error.message
+
+
+def test_a_bad_regex_is_refused(tmp_path):
+    error = error_for(tmp_path, good().replace('{thing: ".+"}', '{thing: "(["}'))
+    assert error.field == "patterns[0].labels" and "invalid regex" in error.message
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(CatalogError, match="does not exist"):
+        load_catalog([tmp_path / "nope"], SPECS, builtins=False)

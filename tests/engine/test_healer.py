@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import asyncio
+
+from engine.models import Decision, IncidentState
+from engine.story import Learned, NeedsHuman, RestoreFailed, RolledBack
+
+S = IncidentState
+HEAL_STORY = ["Planned", "Approved", "SnapshotTaken", "StepFinished", "Verified", "Learned"]
+
+
+async def approve(w, incident, user="U0ONCALL", plan_hash=None):
+    await w.healer.decide(
+        incident_id=incident.id,
+        plan_hash=plan_hash or incident.plan.hash,
+        user=user,
+        decision=Decision.APPROVE,
+        channel="C0ALERTS",
+    )
+    await w.healer.drain()
+    return w.store.incidents[incident.id]
+
+
+async def test_tier2_waits_for_approval_then_heals_verifies_and_learns(world):
+    w = world(tier=2)
+    incident = await w.healer.receive(w.alert(), "ev1")
+    assert incident.state is S.AWAITING_APPROVAL
+    assert incident.card_ts is not None
+    assert w.executor.runs == 0
+    assert w.notifier.kinds(incident.id) == ["Planned"]
+
+    final = await approve(w, incident)
+
+    assert final.state is S.RESOLVED
+    assert w.executor.state == {"value": "fixed"}
+    assert w.notifier.kinds(incident.id) == HEAL_STORY
+    learned = w.notifier.thread[incident.id][-1]
+    assert isinstance(learned, Learned) and learned.stats.summary().startswith("1/1 succeeded")
+    assert w.notifier.cards[incident.id][-1].state is S.RESOLVED
+    assert [o.success for o in w.store.outcomes] == [True]
+
+
+async def test_tier1_heals_at_once_without_anyone(world):
+    w = world(tier=1)
+    incident = await w.healer.receive(w.alert(), "ev1")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+    assert w.notifier.kinds(incident.id) == HEAL_STORY
+    assert w.notifier.thread[incident.id][1].automatic is True
+
+
+async def test_repeated_delivery_opens_one_incident(world):
+    w = world()
+    alert = w.alert()
+    assert await w.healer.receive(alert, "ev1") is not None
+    assert await w.healer.receive(alert, "ev1") is None
+    assert await w.healer.receive(alert, "ev-other-key-same-message") is None
+    assert len(w.store.incidents) == 1
+
+
+async def test_unlisted_approver_is_refused_privately_and_audited(world):
+    w = world()
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident, user="U0INTRUDER")
+    assert final.state is S.AWAITING_APPROVAL
+    assert w.executor.runs == 0
+    channel, user, text = w.notifier.private[-1]
+    assert (channel, user) == ("C0ALERTS", "U0INTRUDER")
+    assert "not on the tier 2 approver list" in text
+    assert ("U0INTRUDER", "approval.refused") in [(a, b) for a, b, _, _ in w.store.audit_rows]
+
+
+async def test_two_approvers_clicking_at_once_run_the_plan_once(world):
+    w = world()
+    w.executor.step_gate = asyncio.Event()
+    incident = await w.healer.receive(w.alert(), "ev1")
+    decide = [
+        w.healer.decide(
+            incident_id=incident.id,
+            plan_hash=incident.plan.hash,
+            user=u,
+            decision=Decision.APPROVE,
+            channel="C0ALERTS",
+        )
+        for u in ("U0ONCALL", "U0SRE")
+    ]
+    await asyncio.gather(*decide)
+    w.executor.step_gate.set()
+    await w.healer.drain()
+    assert w.executor.runs == 1
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+    [(loser, text)] = [(user, text) for _, user, text in w.notifier.private]
+    assert loser == "U0SRE"
+    assert "already approved" in text or "first" in text
+
+
+async def test_same_user_clicking_twice_runs_once(world):
+    w = world()
+    incident = await w.healer.receive(w.alert(), "ev1")
+    await approve(w, incident)
+    await approve(w, incident)
+    assert w.executor.runs == 1
+    assert "already resolved" in w.notifier.private[-1][2]
+
+
+async def test_stale_plan_hash_is_refused(world):
+    w = world()
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident, plan_hash="0" * 16)
+    assert final.state is S.AWAITING_APPROVAL
+    assert "plan changed" in w.notifier.private[-1][2]
+
+
+async def test_failed_verification_restores_the_snapshot_and_rolls_back(world):
+    w = world()
+    w.executor.check_ok = False
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident)
+    assert final.state is S.ROLLED_BACK
+    assert "verification failed" in final.reason
+    assert w.executor.restores == 1
+    assert w.executor.state == {"value": "broken"}
+    assert isinstance(w.notifier.thread[incident.id][-2], RolledBack)
+    assert [o.success for o in w.store.outcomes] == [False]
+
+
+async def test_failed_step_rolls_back_without_verifying(world):
+    w = world()
+    w.executor.step_ok = False
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident)
+    assert final.state is S.ROLLED_BACK
+    assert "step `fix` failed" in final.reason
+    assert "Verified" not in w.notifier.kinds(incident.id)
+
+
+async def test_failed_restore_ends_in_safe_hold(world):
+    w = world()
+    w.executor.check_ok = False
+    w.executor.restore_fails = True
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident)
+    assert final.state is S.SAFE_HOLD
+    assert "disk gone" in final.reason
+    assert any(isinstance(e, RestoreFailed) for e in w.notifier.thread[incident.id])
+
+
+async def test_step_past_its_deadline_is_cut_and_rolled_back(world):
+    w = world(timeout=0.05)
+    w.executor.step_gate = asyncio.Event()  # never set: the step hangs
+    incident = await w.healer.receive(w.alert(), "ev1")
+    final = await approve(w, incident)
+    assert final.state is S.ROLLED_BACK
+    assert "timed out after 0.05 s" in final.reason
+
+
+async def test_target_outside_allowlist_is_refused_and_nothing_runs(world):
+    w = world(tier=1)
+    incident = await w.healer.receive(w.alert(thing="../../etc/passwd"), "ev1")
+    await w.healer.drain()
+    assert incident.state is S.NEEDS_HUMAN
+    assert w.executor.runs == 0
+    event = w.notifier.thread[incident.id][0]
+    assert isinstance(event, NeedsHuman) and "not in the fake allowlist" in event.reason
+
+
+async def test_unrecognised_alert_needs_a_human(world):
+    w = world()
+    incident = await w.healer.receive(w.alert(name="SomethingElse"), "ev1")
+    assert incident.state is S.NEEDS_HUMAN
+    assert "No pattern recognises `SomethingElse`" in incident.reason
+
+
+async def test_reject_ends_the_incident_without_running(world):
+    w = world()
+    incident = await w.healer.receive(w.alert(), "ev1")
+    await w.healer.decide(
+        incident_id=incident.id,
+        plan_hash=incident.plan.hash,
+        user="U0ONCALL",
+        decision=Decision.REJECT,
+        channel="C0ALERTS",
+        reason="not now",
+    )
+    final = w.store.incidents[incident.id]
+    assert final.state is S.REJECTED and final.reason == "not now"
+    assert w.executor.runs == 0
+
+
+async def test_tier3_needs_two_distinct_approvers_other_than_the_requester(world):
+    w = world(tier=3)
+    incident = await w.healer.receive(w.alert(reporter="U0A"), "ev1")
+    assert (await approve(w, incident, user="U0A")).state is S.AWAITING_APPROVAL
+    assert "raised this incident" in w.notifier.private[-1][2]
+    assert (await approve(w, incident, user="U0B")).state is S.AWAITING_APPROVAL
+    assert (await approve(w, incident, user="U0C")).state is S.RESOLVED
+    assert w.executor.runs == 1
