@@ -278,6 +278,7 @@ class DevSlack:
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self._failures: dict[str, list[SlackError]] = {}
+        self.poll_interval = 0.05
         self._last_us = 0
         self._seq = 0
         self._changed = asyncio.Condition()
@@ -337,7 +338,10 @@ class DevSlack:
         predicate: Callable[[], T | bool | None],
         timeout: float = 10.0,  # noqa: ASYNC109 - a deadline is the point of this helper
     ) -> T:
-        """Re-check ``predicate`` on every state change (and every 50 ms) until it is truthy."""
+        """Re-check ``predicate`` on every state change until it is truthy.
+
+        Also every ``poll_interval`` seconds, so predicates over the bot's own state work too.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         async with self._changed:
@@ -354,7 +358,7 @@ class DevSlack:
                     raise TimeoutError(f"devslack: {name} still false after {timeout}s; "
                                        f"last calls: {recent or 'none'}")
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), min(remaining, 0.05))
+                    await asyncio.wait_for(self._changed.wait(), min(remaining, self.poll_interval))
 
     async def _notify(self) -> None:
         async with self._changed:

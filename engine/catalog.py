@@ -106,7 +106,7 @@ class CatalogFile(_Spec):
     playbooks: list[PlaybookSpec] = Field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)  # exceptions must stay mutable: Python sets their traceback
 class CatalogError(Exception):
     file: str
     line: int | None

@@ -150,7 +150,6 @@ class Healer:
             return
         approvals = await self.store.approvals(incident_id)
         if not self.policy.satisfied(incident.plan.tier, plan_hash, approvals):
-            await self.store.audit(user, "approval.recorded", incident_id=incident_id)
             return
         approved = await self.store.transition(
             incident_id, S.AWAITING_APPROVAL, S.APPROVED, actor=user

@@ -116,6 +116,9 @@ class MemoryStore:
         ):
             return False
         self.approval_rows.append(approval)
+        self.audit_rows.append(
+            (approval.user, f"approval.{approval.decision.value}", approval.incident_id, {})
+        )
         return True
 
     async def approvals(self, incident_id: int) -> list[Approval]:

@@ -1,0 +1,91 @@
+"""A whole GRACE on loopback: the real bot and database, the Slack stand-in, a real app database."""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from bot.app import Grace, build
+from bot.demo import APPROVER, CHANNEL, MONITOR, bloat_wal, demo_settings
+from bot.devslack import Delivery, DevSlack, Message
+from bot.ids import ActionId
+from engine.models import Incident
+
+OTHER_CHANNEL = "C0RANDOM"
+
+
+class Harness:
+    def __init__(self, slack: DevSlack, grace: Grace, app_db: Path, owner: sqlite3.Connection):
+        self.slack = slack
+        self.grace = grace
+        self.app_db = app_db
+        self.owner = owner
+
+    async def alert(self, text: str | None = None, **poster: str) -> Delivery:
+        text = text or f"[FIRING:1] SQLiteWALTooLarge db_path={self.app_db} severity=warning"
+        return await self.slack.post_message_as(CHANNEL, text, **(poster or {"user": MONITOR}))
+
+    def cards(self) -> list[Message]:
+        return [m for m in self.slack.messages(CHANNEL) if m.bot_id == self.slack.bot_id]
+
+    async def card(self) -> Message:
+        return await self.slack.wait_for(lambda: next(iter(self.cards()), None))
+
+    async def click(self, card: Message, user: str = APPROVER, action: str = ActionId.APPROVE):
+        return await self.slack.click(CHANNEL, card.ts, action, user=user)
+
+    def thread(self, card: Message) -> list[str]:
+        return [m.text for m in self.slack.thread(CHANNEL, card.ts)]
+
+    async def finished(self, card: Message) -> Incident:
+        """The learning summary is the last word of every heal."""
+        await self.slack.wait_for(lambda: any("Learned" in t for t in self.thread(card)))
+        await self.grace.healer.drain()
+        incident = await self.grace.store.incident_for_card(CHANNEL, card.ts)
+        assert incident is not None
+        return incident
+
+    async def incidents(self) -> list[Incident]:
+        return await self.grace.store.list_incidents(limit=100)
+
+
+MakeHarness = Callable[..., Awaitable[Harness]]
+
+
+@pytest.fixture
+async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
+    started: list[Harness] = []
+
+    async def make(playbooks: str | None = None, rows: int = 5000) -> Harness:
+        app_db = tmp_path / "app" / "app.db"
+        owner = bloat_wal(app_db, rows=rows)
+        token, secret = f"xoxb-test-{secrets.token_hex(4)}", secrets.token_hex(16)
+        slack = DevSlack(
+            token=token,
+            signing_secret=secret,
+            channels={CHANNEL: "alerts", OTHER_CHANNEL: "random"},
+            users={APPROVER: "oncall", MONITOR: "monitoring"},
+        )
+        await slack.start()
+        settings = demo_settings(tmp_path, slack, token, secret, app_db.parent)
+        if playbooks is not None:
+            folder = tmp_path / "playbooks"
+            folder.mkdir()
+            (folder / "custom.yml").write_text(playbooks)
+            settings = settings.model_copy(update={"playbook_dirs": [folder]})
+        grace = await build(settings)
+        await grace.start()
+        slack.connect(f"{grace.url}/slack/events")
+        harness = Harness(slack, grace, app_db, owner)
+        started.append(harness)
+        return harness
+
+    yield make
+    for harness in started:
+        await harness.grace.stop()
+        await harness.slack.stop()
+        harness.owner.close()
