@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.listeners import register_all
@@ -47,11 +48,24 @@ class Grace:
         return f"http://{host}:{port}"
 
     async def start(self) -> None:
+        await self._check_alert_channels()
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
         await site.start()
         log.info("GRACE listening on %s", self.url)
+
+    async def _check_alert_channels(self) -> None:
+        """A mistyped channel ID would leave alerts unread in silence: refuse to start."""
+        for channel in self.settings.alert_channels:
+            try:
+                await self.bolt.client.conversations_info(channel=channel)
+            except SlackApiError as exc:
+                error = exc.response.get("error", "unknown error")
+                raise ConfigError(
+                    f"GRACE_ALERT_CHANNELS: Slack cannot find channel {channel} ({error}); "
+                    "check the ID and that GRACE is invited to it"
+                ) from None
 
     async def stop(self) -> None:
         """Finish work already started (a heal is never cut half-way), then close."""

@@ -8,9 +8,13 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bot.settings import ConfigError, Settings, load_settings
 from engine.catalog import CatalogError
+
+if TYPE_CHECKING:
+    from bot.app import Grace
 
 EXIT_CONFIG = 2
 
@@ -49,25 +53,30 @@ async def _run(settings: Settings) -> int:
     from bot.app import build
 
     grace = await build(settings)
-    await grace.start()
+    try:
+        await grace.start()
+        await _serve_until_signalled(grace)
+    finally:
+        await grace.stop()
+    return 0
+
+
+async def _serve_until_signalled(grace: Grace) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     socket_mode = None
-    if settings.slack_app_token is not None:
+    if grace.settings.slack_app_token is not None:
         from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 
-        socket_mode = AsyncSocketModeHandler(
-            grace.bolt, settings.slack_app_token.get_secret_value()
-        )
+        token = grace.settings.slack_app_token.get_secret_value()
+        socket_mode = AsyncSocketModeHandler(grace.bolt, token)
         await socket_mode.connect_async()
     print(f"GRACE is running on {grace.url} (Ctrl-C to stop)", flush=True)
     await stop.wait()
     if socket_mode is not None:
         await socket_mode.close_async()
-    await grace.stop()
-    return 0
 
 
 def _check(settings: Settings) -> int:

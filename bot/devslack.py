@@ -439,6 +439,7 @@ class DevSlack:
             "chat.postEphemeral": self._post_ephemeral, "views.open": self._views_open,
             "views.update": self._views_update, "views.publish": self._views_publish,
             "users.info": self._users_info, "usergroups.users.list": self._usergroup_users,
+            "conversations.info": self._conversation_info,
         }
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
@@ -631,6 +632,14 @@ class DevSlack:
         self.homes[user] = self._check_view(args.get("view"), ("home",))
         return {"view": copy.deepcopy(self.homes[user])}
 
+    def _conversation_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Slack looks conversations up by ID only, never by name."""
+        cid = str(args.get("channel") or "")
+        if cid not in self.channels:
+            raise SlackError("channel_not_found")
+        return {"channel": {"id": cid, "name": self.channels[cid], "is_channel": True,
+                            "is_member": True, "is_archived": False}}
+
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         uid = str(args.get("user") or "")
         if uid not in self.users:
@@ -661,6 +670,8 @@ class DevSlack:
             if origin is None:
                 raise SlackError("invalid_token", 404)
             body = await request.json()
+            if not isinstance(body, dict):
+                raise ValueError("a response_url takes a JSON object")
             response = {"ok": True}
             self._respond(origin, body)
         except ValueError:
@@ -830,6 +841,8 @@ class DevSlack:
     async def slash_command(self, text: str, *, user: str, channel: str,
                             command: str = "/grace") -> Delivery:
         """A person types a slash command: delivered form-encoded like Slack does."""
+        if channel not in self.channels:
+            raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
         return await self._post_form({
             "token": self.verification_token, "team_id": self.team_id,
             "team_domain": self.team_domain, "channel_id": channel,
@@ -922,7 +935,8 @@ class DevSlack:
             lines += [RULE, *self._render_entry(m, "")]
             replies = self.thread(channel, m.ts)
             if replies:
-                lines.append(f"  thread ({len(replies)} replies):")
+                count = f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'}"
+                lines.append(f"  thread ({count}):")
                 for r in replies:
                     lines += self._render_entry(r, "    ")
         return "\n".join(lines)

@@ -113,3 +113,46 @@ def test_demo_heals_a_real_database_and_exits_zero():
     assert "Incident #1 ended resolved." in done.stdout
     assert "after: 0 bytes" in done.stdout
     assert "[Approve] [Reject]" in done.stdout and "succeeded, median" in done.stdout
+
+
+async def test_run_serves_until_sigterm_then_exits_cleanly(devslack, tmp_path):
+    import asyncio
+    import os
+    import signal
+
+    import aiohttp
+
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": devslack.token,
+        "SLACK_SIGNING_SECRET": devslack.signing_secret,
+        "SLACK_API_URL": devslack.api_url,
+        "GRACE_PORT": "0",
+        "GRACE_ALERT_CHANNELS": "C0ALERTS",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("GRACE is running on http://127.0.0.1:"), line
+        url = line.split()[4]
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz") as resp:
+            assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert (tmp_path / "grace.db").is_file()
+    assert [c.method for c in devslack.calls] == ["conversations.info"]

@@ -578,6 +578,11 @@ async def test_slash_command_and_view_submission_payloads(
         "command": "/grace", "text": "status", "user_id": "U0BOB", "user_name": "bob",
         "channel_id": "C0OPS", "channel_name": "ops", "team_id": "T0GRACE", "api_app_id": "A0GRACE"}
     assert receiver.last_is_signed_with(devslack.signing_secret)
+    async with aiohttp.ClientSession() as http, http.post(
+            form["response_url"], json={"text": "all quiet"}) as resp:
+        assert resp.status == 200
+    assert [m.text for m in devslack.ephemerals("U0BOB")] == ["all quiet"]
+    assert devslack.messages("C0OPS") == []
     opened = await client_for(devslack).views_open(trigger_id=form["trigger_id"], view=MODAL)
     view = opened["view"]
 
@@ -676,7 +681,7 @@ async def test_transcript_shows_card_thread_and_final_card(
         "  final version:",
         "    Disk full on web-1",
         "    Resolved",
-        "  thread (1 replies):",
+        "  thread (1 reply):",
         f"    [{reply_ts}] grace (bot)",
         "      Approved by @alice",
     ])

@@ -7,6 +7,8 @@ import json
 import sqlite3
 import time
 
+import pytest
+
 from bot.demo import APPROVER, CHANNEL, wal_size
 from bot.ids import ActionId
 from engine.models import IncidentState
@@ -267,3 +269,19 @@ async def test_healthz(make_harness):
     h = await make_harness()
     async with aiohttp.ClientSession() as session, session.get(f"{h.grace.url}/healthz") as resp:
         assert resp.status == 200 and (await resp.json()) == {"ok": True}
+
+
+async def test_an_unknown_alert_channel_stops_start_up_with_its_name(make_harness):
+    from bot.app import build
+    from bot.settings import ConfigError
+
+    h = await make_harness()
+    settings = h.grace.settings.model_copy(update={"alert_channels": ["C0ALERTS", "C0TYPO"]})
+    grace = await build(settings)
+    try:
+        with pytest.raises(
+            ConfigError, match="GRACE_ALERT_CHANNELS: Slack cannot find channel C0TYPO"
+        ):
+            await grace.start()
+    finally:
+        await grace.stop()
