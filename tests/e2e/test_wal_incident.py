@@ -285,3 +285,20 @@ async def test_an_unknown_alert_channel_stops_start_up_with_its_name(make_harnes
             await grace.start()
     finally:
         await grace.stop()
+
+
+async def test_learning_accumulates_across_incidents(make_harness):
+    h = await make_harness(playbooks=TIER1)
+    for n in range(1, 4):
+        with h.owner:  # the application keeps writing: the WAL grows again
+            h.owner.executemany(
+                "INSERT INTO events (body) VALUES (?)", [("more " + "y" * 200,)] * 3000
+            )
+        assert wal_size(h.app_db) > 500_000
+        await h.alert()
+        card = await h.slack.wait_for(lambda n=n: h.cards()[n - 1] if len(h.cards()) >= n else None)
+        incident = await h.finished(card)
+        assert incident.state is S.RESOLVED
+        assert f"{n}/{n} succeeded, median" in h.thread(card)[-1]
+    stats = await h.grace.store.playbook_stats("sqlite-wal-checkpoint-now")
+    assert (stats.attempts, stats.successes) == (3, 3) and stats.median_seconds > 0

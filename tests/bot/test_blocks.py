@@ -1,0 +1,158 @@
+"""The card and thread: alert text escaped and capped, buttons only when they can be used."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from slack_sdk.models.blocks import Block
+
+from bot.blocks import card_blocks, story_text
+from bot.devslack import block_errors
+from bot.ids import ActionId, CardButton
+from engine.models import (
+    Alert,
+    BenchmarkResult,
+    CheckResult,
+    Diagnosis,
+    Incident,
+    IncidentState,
+    Plan,
+    PlannedCheck,
+    PlannedStep,
+    PlaybookStats,
+    Snapshot,
+    StepResult,
+    Target,
+    Verification,
+)
+from engine.story import (
+    Approved,
+    Learned,
+    NeedsHuman,
+    Planned,
+    Rejected,
+    RestoreFailed,
+    RolledBack,
+    SnapshotTaken,
+    StepFinished,
+    Verified,
+)
+
+NOW = datetime(2026, 11, 24, tzinfo=UTC)
+HOSTILE = "<!channel> <@U0BOSS> <https://evil.example|click me> & more"
+PLAN = Plan(
+    playbook_id="p",
+    title="Fix <it>",
+    tier=2,
+    target=Target(executor="sqlite", name="/db/a.db"),
+    steps=(PlannedStep(action="wal_checkpoint", params={"mode": "TRUNCATE"}, timeout_s=60),),
+    checks=(PlannedCheck(check="integrity_ok"),),
+)
+SNAPSHOT = Snapshot(
+    incident_id=1, target=PLAN.target, location="/s/1.sqlite", size_bytes=3 * 2**20, taken_at=NOW
+)
+
+
+def incident(state=IncidentState.AWAITING_APPROVAL, explanation=HOSTILE, reason=None) -> Incident:
+    alert = Alert(
+        source="slack",
+        source_key="k",
+        name="SQLiteWALTooLarge",
+        text=HOSTILE,
+        labels={"db_path": "/db/a.db"},
+        received_at=NOW,
+        reporter="U0MON",
+    )
+    return Incident(
+        id=7,
+        state=state,
+        fingerprint=alert.fingerprint,
+        alert=alert,
+        channel="C1",
+        diagnosis=Diagnosis(pattern_id="x", problem="y", explanation=explanation),
+        plan=PLAN,
+        reason=reason,
+        created_at=NOW,
+        updated_at=NOW,
+    )
+
+
+def as_json(blocks: list[Block]) -> str:
+    return json.dumps([b.to_dict() for b in blocks])
+
+
+def test_alert_text_cannot_mention_or_link():
+    rendered = as_json(card_blocks(incident()))
+    for raw in ("<!channel>", "<@U0BOSS>", "<https://evil", " & more"):
+        assert raw not in rendered
+    assert "&lt;!channel&gt; &lt;@U0BOSS&gt;" in rendered and "&amp; more" in rendered
+
+
+def test_a_huge_explanation_is_capped_with_a_marker_and_slack_accepts_it():
+    blocks = [b.to_dict() for b in card_blocks(incident(explanation="x" * 10_000))]
+    section = blocks[1]["text"]["text"]
+    assert len(section) == 3000 and section.endswith("… (truncated)")
+    assert block_errors(blocks) == []
+
+
+def test_buttons_carry_incident_and_plan_and_only_while_awaiting_approval():
+    blocks = [b.to_dict() for b in card_blocks(incident())]
+    [actions] = [b for b in blocks if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == [ActionId.APPROVE, ActionId.REJECT]
+    assert CardButton.decode(actions["elements"][0]["value"]) == CardButton(7, PLAN.hash)
+    for state in set(IncidentState) - {IncidentState.AWAITING_APPROVAL}:
+        assert not [b for b in card_blocks(incident(state)) if b.type == "actions"], state
+
+
+def test_reason_is_shown_escaped():
+    rendered = as_json(card_blocks(incident(IncidentState.NEEDS_HUMAN, reason="<@U1> bad")))
+    assert "*Why:* &lt;@U1&gt; bad" in rendered
+
+
+@pytest.mark.parametrize("value", ["", "null", "{}", '{"incident": "x", "plan": 1}', "[1]"])
+def test_foreign_button_values_are_refused(value):
+    with pytest.raises(ValueError, match="not a GRACE button value"):
+        CardButton.decode(value)
+
+
+EVENTS = [
+    Planned(diagnosis=Diagnosis(pattern_id="x", problem="y", explanation=HOSTILE), plan=PLAN),
+    NeedsHuman(reason=HOSTILE),
+    Approved(user="U0ONCALL"),
+    Approved(user="grace", automatic=True),
+    Rejected(user="U0ONCALL", reason=HOSTILE),
+    SnapshotTaken(snapshot=SNAPSHOT),
+    StepFinished(result=StepResult(action="wal_checkpoint", ok=True, detail=HOSTILE, seconds=0.4)),
+    Verified(
+        verification=Verification(
+            checks=(CheckResult(check="integrity_ok", ok=True, detail="ok"),),
+            benchmarks=(
+                BenchmarkResult(
+                    benchmark="read_latency", before_s=0.002, after_s=0.001, tolerance=0.5
+                ),
+            ),
+        )
+    ),
+    RolledBack(why=HOSTILE, restored=(SNAPSHOT,)),
+    RestoreFailed(why="verification failed", error=HOSTILE),
+    Learned(
+        stats=PlaybookStats(playbook_id="p", attempts=3, successes=3, median_seconds=0.4),
+        success=True,
+    ),
+]
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: type(e).__name__)
+def test_every_story_event_reads_and_escapes_alert_text(event):
+    text = story_text(event)
+    assert text and "<!channel>" not in text and "<https://evil" not in text
+
+
+def test_story_details_people_rely_on():
+    assert "3/3 succeeded, median 0.4 s" in story_text(EVENTS[-1])
+    assert "succeeded in 0.40 s" in story_text(EVENTS[6])
+    assert "(3.0 MiB)" in story_text(EVENTS[5])
+    assert "2.0 ms before, 1.0 ms after (tolerance 50%)" in story_text(EVENTS[7])
+    assert "Approved by <@U0ONCALL>" in story_text(EVENTS[2])
