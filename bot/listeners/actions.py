@@ -6,7 +6,6 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ids import ActionId, CardButton
 from engine.healer import Healer
@@ -21,19 +20,15 @@ def register(app: AsyncApp, healer: Healer) -> None:
 
 
 def _decider(healer: Healer, decision: Decision) -> Any:
-    async def on_click(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+    async def on_click(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         user = body["user"]["id"]
         channel = body["channel"]["id"]
         try:
             button = CardButton.decode(str(action.get("value", "")))
         except ValueError:
-            await client.chat_postEphemeral(
-                channel=channel,
-                user=user,
-                text="That button is not one of GRACE's; nothing was done.",
+            await healer.narrator.tell_user(
+                channel, user, "That button is not one of GRACE's; nothing was done."
             )
             return
         await healer.decide(

@@ -302,3 +302,18 @@ async def test_learning_accumulates_across_incidents(make_harness):
         assert f"{n}/{n} succeeded, median" in h.thread(card)[-1]
     stats = await h.grace.store.playbook_stats("sqlite-wal-checkpoint-now")
     assert (stats.attempts, stats.successes) == (3, 3) and stats.median_seconds > 0
+
+
+async def test_a_forged_button_value_is_answered_privately_and_does_nothing(make_harness):
+    h = await make_harness()
+    await h.alert()
+    card = await h.card()
+    first = await h.click(card)
+    forged = first.request_body.replace("incident", "incidnt")
+    # Re-signed, as an attacker holding the secret could not; this proves the value check alone.
+    delivery = await h.slack.signed_post(forged, "application/x-www-form-urlencoded")
+    assert delivery.status == 200
+    told = await h.slack.wait_for(lambda: h.slack.ephemerals(APPROVER))
+    assert any("not one of GRACE's" in m.text for m in told)
+    incident = await h.finished(card)
+    assert len(await h.grace.store.actions(incident.id)) == 1
