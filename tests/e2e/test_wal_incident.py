@@ -317,3 +317,19 @@ async def test_a_forged_button_value_is_answered_privately_and_does_nothing(make
     assert any("not one of GRACE's" in m.text for m in told)
     incident = await h.finished(card)
     assert len(await h.grace.store.actions(incident.id)) == 1
+
+
+async def test_reject_ends_the_incident_and_touches_nothing(make_harness):
+    h = await make_harness()
+    wal_before = wal_size(h.app_db)
+    await h.alert()
+    card = await h.card()
+    click = await h.click(card, action=ActionId.REJECT)
+    assert click.status == 200
+    await h.slack.wait_for(lambda: any("Rejected by <@U0ONCALL>" in t for t in h.thread(card)))
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    assert incident.state is S.REJECTED
+    assert wal_size(h.app_db) == wal_before
+    final = h.slack.message(CHANNEL, card.ts)
+    assert "Rejected" in h.slack.render_message(final)
+    assert not [b for b in final.blocks if b["type"] == "actions"]
