@@ -11,7 +11,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.listeners import register_all
-from bot.notifier import SlackNotifier
+from bot.metrics import Metrics
+from bot.notifier import OutboxNotifier
+from bot.outbox import OutboxWorker
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from engine.catalog import Catalog, load_catalog
@@ -39,6 +41,8 @@ class Grace:
     healer: Healer
     bolt: AsyncApp
     web_app: web.Application
+    outbox: OutboxWorker
+    metrics: Metrics
     runner: web.AppRunner | None = None
 
     @property
@@ -49,6 +53,7 @@ class Grace:
 
     async def start(self) -> None:
         await self._check_alert_channels()
+        self.outbox.start()
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
@@ -68,10 +73,12 @@ class Grace:
                 ) from None
 
     async def stop(self) -> None:
-        """Finish work already started (a heal is never cut half-way), then close."""
-        await self.healer.drain()
+        """Stop taking requests, finish work already started (a heal is never cut
+        half-way), give Slack a moment to hear about it, then close."""
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.healer.drain()
+        await self.outbox.stop()
         await self.store.close()
 
 
@@ -85,13 +92,31 @@ async def build(settings: Settings, clock: Clock | None = None) -> Grace:
     if not settings.alert_channels:
         log.warning("GRACE_ALERT_CHANNELS is empty: no Slack message will be read as an alert")
     store = await SqliteStore.open(settings.db, clock)
+    try:
+        return _assemble(settings, clock, store, executors, catalog)
+    except BaseException:
+        await store.close()  # an open store's thread would keep the process alive
+        raise
+
+
+def _assemble(
+    settings: Settings,
+    clock: Clock,
+    store: SqliteStore,
+    executors: dict[str, Executor],
+    catalog: Catalog,
+) -> Grace:
     assert settings.slack_bot_token is not None
+    metrics = Metrics()
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
+    outbox = OutboxWorker(
+        store, client, metrics, rate=settings.slack_rate, burst=settings.slack_burst
+    )
     healer = Healer(
         store=store,
-        notifier=SlackNotifier(client),
+        notifier=OutboxNotifier(store, outbox.wake),
         executors=executors,
         catalog=catalog,
         policy=settings.approval_policy,
@@ -103,8 +128,9 @@ async def build(settings: Settings, clock: Clock | None = None) -> Grace:
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
     )
-    register_all(bolt, healer, frozenset(settings.alert_channels), clock)
-    return Grace(settings, store, healer, bolt, make_web_app(bolt, store))
+    register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
+    web_app = make_web_app(bolt, store, healer, settings, metrics, clock)
+    return Grace(settings, store, healer, bolt, web_app, outbox, metrics)
 
 
 __all__ = ["ConfigError", "Grace", "build"]

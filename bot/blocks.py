@@ -20,6 +20,7 @@ from bot.ids import ActionId, BlockId, CardButton
 from engine.models import Incident, IncidentState, Plan
 from engine.story import (
     Approved,
+    Cleared,
     Learned,
     NeedsHuman,
     Planned,
@@ -106,7 +107,10 @@ def card_blocks(incident: Incident) -> list[Block]:
 
 
 def _fields(incident: Incident) -> list[MarkdownTextObject]:
-    pairs = [("State", STATE_LABEL[incident.state])]
+    pairs = [("State", STATE_LABEL[incident.state]), ("Alerts", _seen(incident))]
+    if incident.alert.labels:
+        labels = ", ".join(f"{k}={v}" for k, v in incident.alert.labels.items())
+        pairs.append(("Labels", escape(labels)))
     if incident.plan is not None:
         plan = incident.plan
         pairs += [
@@ -115,6 +119,14 @@ def _fields(incident: Incident) -> list[MarkdownTextObject]:
             ("Target", f"{plan.target.executor}: `{escape(plan.target.name)}`"),
         ]
     return [MarkdownTextObject(text=cap(f"*{k}*\n{v}", FIELD_LIMIT)) for k, v in pairs]
+
+
+def _seen(incident: Incident) -> str:
+    times = f"{incident.alert_count} received, {incident.firing_count} firing"
+    if incident.first_seen and incident.last_seen:
+        first, last = (t.strftime("%H:%M:%S") for t in (incident.first_seen, incident.last_seen))
+        times += f"\nfirst {first}, last {last} UTC" if first != last else f"\nat {first} UTC"
+    return times
 
 
 def _tier_rule(tier: int) -> str:
@@ -139,6 +151,8 @@ def _story(event: StoryEvent) -> str:
     match event:
         case Planned(diagnosis=diagnosis, plan=plan):
             return f"*Diagnosis:* {escape(diagnosis.explanation)}\n{plan_text(plan)}"
+        case Cleared():
+            return ":sparkles: The alert resolved by itself before anything was done. Closed."
         case NeedsHuman(reason=reason):
             return f":raising_hand: *Needs a human.* {escape(reason)}"
         case Approved(automatic=True):

@@ -62,6 +62,8 @@ def demo_settings(
         targets={"sqlite": [str(db_dir / "*.db")]},
         snapshot_dir=workdir / "snapshots",
         playbook_dirs=[],
+        # The stand-in has no rate limit of its own; a brisker pace keeps the demo short.
+        slack_rate=20.0,
     )
 
 

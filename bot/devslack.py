@@ -37,8 +37,21 @@ MAX_VIEW_BLOCKS = 100
 MAX_TEXT = 40_000
 RULE = "─" * 40
 
-_ALL_BLOCK_TYPES = {"section", "header", "divider", "context", "actions", "image", "input",
-                    "rich_text", "markdown", "video", "file", "table", "context_actions"}
+_ALL_BLOCK_TYPES = {
+    "section",
+    "header",
+    "divider",
+    "context",
+    "actions",
+    "image",
+    "input",
+    "rich_text",
+    "markdown",
+    "video",
+    "file",
+    "table",
+    "context_actions",
+}
 _LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
 
@@ -49,6 +62,7 @@ class ApiCall:
     method: str
     args: dict[str, Any]
     response: dict[str, Any]
+    at: float = 0.0  # the stand-in's clock when it answered, to measure write rates
 
 
 @dataclass
@@ -106,16 +120,26 @@ class Message:
         return out
 
     def _snapshot(self) -> Message:
-        return Message(self.channel, self.ts, self.text, copy.deepcopy(self.blocks),
-                       copy.deepcopy(self.attachments), self.user, self.bot_id, self.username,
-                       self.subtype, self.thread_ts)
+        return Message(
+            self.channel,
+            self.ts,
+            self.text,
+            copy.deepcopy(self.blocks),
+            copy.deepcopy(self.attachments),
+            self.user,
+            self.bot_id,
+            self.username,
+            self.subtype,
+            self.thread_ts,
+        )
 
 
 class SlackError(Exception):
     """A Web API refusal: ``{"ok": false, "error": code, **extra}``."""
 
-    def __init__(self, error: str, status: int = 200, headers: Mapping[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, error: str, status: int = 200, headers: Mapping[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(error)
         self.error, self.status, self.extra = error, status, extra
         self.headers = dict(headers or {})
@@ -278,6 +302,7 @@ class DevSlack:
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self._failures: dict[str, list[SlackError]] = {}
+        self.outage = False  # while true, every Web API call gets a 503, as in a Slack outage
         self.poll_interval = 0.05
         self._last_us = 0
         self._seq = 0
@@ -355,8 +380,10 @@ class DevSlack:
                         f"{c.method} -> {c.response.get('error') or 'ok'}" for c in self.calls[-5:]
                     )
                     name = getattr(predicate, "__qualname__", repr(predicate))
-                    raise TimeoutError(f"devslack: {name} still false after {timeout}s; "
-                                       f"last calls: {recent or 'none'}")
+                    raise TimeoutError(
+                        f"devslack: {name} still false after {timeout}s; "
+                        f"last calls: {recent or 'none'}"
+                    )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(remaining, self.poll_interval))
 
@@ -366,12 +393,20 @@ class DevSlack:
 
     # ------------------------------------------------------------ test controls
 
-    def fail_next(self, method: str, error: str = "ratelimited", *, status: int = 429,
-                  retry_after: int | None = 1, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        error: str = "ratelimited",
+        *,
+        status: int = 429,
+        retry_after: int | None = 1,
+        times: int = 1,
+    ) -> None:
         """Make the next ``times`` calls of ``method`` fail (a 429 by default), to test retries."""
         headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
         self._failures.setdefault(method, []).extend(
-            SlackError(error, status, headers) for _ in range(times))
+            SlackError(error, status, headers) for _ in range(times)
+        )
 
     def issue_trigger_id(self) -> str:
         """A trigger_id as Slack hands out with an interaction; valid for 3 s, once."""
@@ -384,6 +419,10 @@ class DevSlack:
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        if self.outage:
+            self.calls.append(ApiCall(method, {}, {"outage": 503}, self._clock()))
+            await self._notify()
+            return web.Response(status=503, text="Service Unavailable")
         args: dict[str, Any] = {}
         status, headers = 200, {}
         try:
@@ -392,7 +431,7 @@ class DevSlack:
         except SlackError as e:
             status, headers = e.status, e.headers
             response = {"ok": False, "error": e.error, **e.extra}
-        self.calls.append(ApiCall(method, args, response))
+        self.calls.append(ApiCall(method, args, response, self._clock()))
         await self._notify()
         return web.json_response(response, status=status, headers=headers)
 
@@ -434,18 +473,29 @@ class DevSlack:
 
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
-            "auth.test": self._auth_test, "chat.postMessage": self._post_message,
-            "chat.update": self._update, "chat.delete": self._delete_call,
-            "chat.postEphemeral": self._post_ephemeral, "views.open": self._views_open,
-            "views.update": self._views_update, "views.publish": self._views_publish,
-            "users.info": self._users_info, "usergroups.users.list": self._usergroup_users,
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.delete": self._delete_call,
+            "chat.postEphemeral": self._post_ephemeral,
+            "views.open": self._views_open,
+            "views.update": self._views_update,
+            "views.publish": self._views_publish,
+            "users.info": self._users_info,
+            "usergroups.users.list": self._usergroup_users,
             "conversations.info": self._conversation_info,
         }
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
-        return {"url": f"https://{self.team_domain}.slack.com/", "team": self.team_domain,
-                "user": self.users[self.bot_user_id], "team_id": self.team_id,
-                "user_id": self.bot_user_id, "bot_id": self.bot_id, "is_enterprise_install": False}
+        return {
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": self.team_domain,
+            "user": self.users[self.bot_user_id],
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
 
     def _channel(self, args: Mapping[str, Any]) -> str:
         channel = str(args.get("channel") or "").lstrip("#")
@@ -464,15 +514,19 @@ class DevSlack:
         if isinstance(text, str) and len(text) > MAX_TEXT:
             raise SlackError("msg_too_long")
         if attachments is not None and not (
-                isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)):
+            isinstance(attachments, list) and all(isinstance(a, dict) for a in attachments)
+        ):
             raise SlackError("invalid_attachments")
         errs = block_errors(blocks) if blocks is not None else []
         for i, att in enumerate(attachments or []):
             if "blocks" in att:
                 errs += block_errors(att["blocks"], f"/attachments/{i}/blocks")
         if errs:
-            raise SlackError("invalid_blocks", errors=errs,
-                             response_metadata={"messages": [f"[ERROR] {e}" for e in errs]})
+            raise SlackError(
+                "invalid_blocks",
+                errors=errs,
+                response_metadata={"messages": [f"[ERROR] {e}" for e in errs]},
+            )
         out: dict[str, Any] = {}
         if text is not None:
             out["text"] = str(text)
@@ -481,7 +535,8 @@ class DevSlack:
         if attachments is not None:
             out["attachments"] = [
                 {**a, "blocks": _with_ids(a["blocks"])} if "blocks" in a else dict(a)
-                for a in attachments]
+                for a in attachments
+            ]
         return out
 
     def _throttle(self, channel: str) -> None:
@@ -524,8 +579,16 @@ class DevSlack:
         content = self._content(args)
         thread_ts = self._thread_parent(channel, args.get("thread_ts"))
         self._throttle(channel)
-        msg = self._store(Message(channel, self._next_ts(), thread_ts=thread_ts,
-                                  user=self.bot_user_id, bot_id=self.bot_id, **content))
+        msg = self._store(
+            Message(
+                channel,
+                self._next_ts(),
+                thread_ts=thread_ts,
+                user=self.bot_user_id,
+                bot_id=self.bot_id,
+                **content,
+            )
+        )
         return {"channel": channel, "ts": msg.ts, "message": msg.to_slack(self.team_id)}
 
     def _own_message(self, args: Mapping[str, Any], refusal: str) -> Message:
@@ -547,8 +610,12 @@ class DevSlack:
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
         msg = self._own_message(args, "cant_update_message")
         self._edit(msg, self._content(args))
-        return {"channel": msg.channel, "ts": msg.ts, "text": msg.text,
-                "message": msg.to_slack(self.team_id)}
+        return {
+            "channel": msg.channel,
+            "ts": msg.ts,
+            "text": msg.text,
+            "message": msg.to_slack(self.team_id),
+        }
 
     def _remove(self, msg: Message) -> None:
         del self._by_ts[(msg.channel, msg.ts)]
@@ -567,15 +634,23 @@ class DevSlack:
         if not args.get("user"):
             raise SlackError("user_not_found")
         content = self._content(args)
-        msg = Message(channel, self._next_ts(), user=self.bot_user_id, bot_id=self.bot_id,
-                      recipient=str(args["user"]), thread_ts=args.get("thread_ts"), **content)
+        msg = Message(
+            channel,
+            self._next_ts(),
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            recipient=str(args["user"]),
+            thread_ts=args.get("thread_ts"),
+            **content,
+        )
         self._ephemeral.append(msg)
         return {"message_ts": msg.ts}
 
     def _check_view(self, view: Any, kinds: tuple[str, ...]) -> dict[str, Any]:
         if not isinstance(view, dict) or view.get("type") not in kinds:
-            raise SlackError("invalid_arguments",
-                             response_metadata={"messages": ["[ERROR] invalid `view` type"]})
+            raise SlackError(
+                "invalid_arguments", response_metadata={"messages": ["[ERROR] invalid `view` type"]}
+            )
         errs = block_errors(view.get("blocks"), "/view/blocks", MAX_VIEW_BLOCKS)
         if view["type"] == "modal":
             for key in ("title", "submit", "close"):
@@ -584,15 +659,26 @@ class DevSlack:
         _too_long(errs, view.get("private_metadata"), 3000, "/view/private_metadata")
         _too_long(errs, view.get("callback_id"), 255, "/view/callback_id")
         if errs:
-            raise SlackError("invalid_arguments",
-                             response_metadata={"messages": [f"[ERROR] {e}" for e in errs]})
+            raise SlackError(
+                "invalid_arguments", response_metadata={"messages": [f"[ERROR] {e}" for e in errs]}
+            )
         self._seq += 1
-        return {"id": f"V{self._seq:08d}", "team_id": self.team_id, "app_id": self.app_id,
-                "bot_id": self.bot_id, "state": {"values": {}},
-                "hash": f"{time.time():.0f}.{self._seq}",
-                "private_metadata": "", "callback_id": "", "external_id": "",
-                "previous_view_id": None, "clear_on_close": False, "notify_on_close": False,
-                **copy.deepcopy(view), "blocks": _with_ids(view["blocks"])}
+        return {
+            "id": f"V{self._seq:08d}",
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "state": {"values": {}},
+            "hash": f"{time.time():.0f}.{self._seq}",
+            "private_metadata": "",
+            "callback_id": "",
+            "external_id": "",
+            "previous_view_id": None,
+            "clear_on_close": False,
+            "notify_on_close": False,
+            **copy.deepcopy(view),
+            "blocks": _with_ids(view["blocks"]),
+        }
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
         trigger = str(args.get("trigger_id") or "")
@@ -637,17 +723,32 @@ class DevSlack:
         cid = str(args.get("channel") or "")
         if cid not in self.channels:
             raise SlackError("channel_not_found")
-        return {"channel": {"id": cid, "name": self.channels[cid], "is_channel": True,
-                            "is_member": True, "is_archived": False}}
+        return {
+            "channel": {
+                "id": cid,
+                "name": self.channels[cid],
+                "is_channel": True,
+                "is_member": True,
+                "is_archived": False,
+            }
+        }
 
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         uid = str(args.get("user") or "")
         if uid not in self.users:
             raise SlackError("user_not_found")
         name = self.users[uid]
-        return {"user": {"id": uid, "team_id": self.team_id, "name": name, "real_name": name,
-                         "deleted": False, "is_bot": uid == self.bot_user_id,
-                         "profile": {"display_name": name, "real_name": name}}}
+        return {
+            "user": {
+                "id": uid,
+                "team_id": self.team_id,
+                "name": name,
+                "real_name": name,
+                "deleted": False,
+                "is_bot": uid == self.bot_user_id,
+                "profile": {"display_name": name, "real_name": name},
+            }
+        }
 
     def _usergroup_users(self, args: dict[str, Any]) -> dict[str, Any]:
         group = str(args.get("usergroup") or "")
@@ -694,62 +795,109 @@ class DevSlack:
             self._edit(original, content)
         elif body.get("response_type") == "in_channel":
             thread_ts = self._thread_parent(channel, body.get("thread_ts"))
-            self._store(Message(channel, self._next_ts(), user=self.bot_user_id,
-                                bot_id=self.bot_id, thread_ts=thread_ts, **content))
+            self._store(
+                Message(
+                    channel,
+                    self._next_ts(),
+                    user=self.bot_user_id,
+                    bot_id=self.bot_id,
+                    thread_ts=thread_ts,
+                    **content,
+                )
+            )
         else:
-            self._ephemeral.append(Message(channel, self._next_ts(), user=self.bot_user_id,
-                                           bot_id=self.bot_id, recipient=origin["user"], **content))
+            self._ephemeral.append(
+                Message(
+                    channel,
+                    self._next_ts(),
+                    user=self.bot_user_id,
+                    bot_id=self.bot_id,
+                    recipient=origin["user"],
+                    **content,
+                )
+            )
 
     # ------------------------------------------------------------ Slack -> app deliveries
 
-    async def signed_post(self, body: str, content_type: str, *, timestamp: int | None = None,
-                          secret: str | None = None,
-                          headers: Mapping[str, str] | None = None) -> Delivery:
+    async def signed_post(
+        self,
+        body: str,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        secret: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Delivery:
         """POST ``body`` to the app signed with Slack's v0 scheme (tests may pass a bad one)."""
         if self.request_url is None or self._session is None:
             raise RuntimeError("DevSlack.start() and connect(request_url) come first")
         ts = str(int(time.time()) if timestamp is None else timestamp)
         signature = SignatureVerifier(secret or self.signing_secret).generate_signature(
-            timestamp=ts, body=body)
-        sent = {"Content-Type": content_type, "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-                "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature or "",
-                **(headers or {})}
+            timestamp=ts, body=body
+        )
+        sent = {
+            "Content-Type": content_type,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or "",
+            **(headers or {}),
+        }
         started = time.monotonic()
         async with self._session.post(self.request_url, data=body.encode(), headers=sent) as resp:
             text = await resp.text()
-            delivery = Delivery(resp.status, text, dict(resp.headers), body, sent,
-                                time.monotonic() - started)
+            delivery = Delivery(
+                resp.status, text, dict(resp.headers), body, sent, time.monotonic() - started
+            )
         await self._notify()
         return delivery
 
     async def redeliver(self, delivery: Delivery, retry_num: int = 1) -> Delivery:
         """Send the same body again with a fresh signature and Slack's retry headers."""
         headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return await self.signed_post(delivery.request_body,
-                                      delivery.request_headers["Content-Type"], headers=headers)
+        return await self.signed_post(
+            delivery.request_body, delivery.request_headers["Content-Type"], headers=headers
+        )
 
     async def deliver_event(self, event: Mapping[str, Any]) -> Delivery:
         """Wrap any Events API event (app_home_opened, ...) in an event_callback and deliver it."""
         now = time.time()
         envelope = {
-            "token": self.verification_token, "team_id": self.team_id,
-            "context_team_id": self.team_id, "context_enterprise_id": None,
-            "api_app_id": self.app_id, "event": dict(event), "type": "event_callback",
-            "event_id": "Ev" + secrets.token_hex(5).upper(), "event_time": int(now),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team_id,
-                                "user_id": self.bot_user_id, "is_bot": True,
-                                "is_enterprise_install": False}],
+            "token": self.verification_token,
+            "team_id": self.team_id,
+            "context_team_id": self.team_id,
+            "context_enterprise_id": None,
+            "api_app_id": self.app_id,
+            "event": dict(event),
+            "type": "event_callback",
+            "event_id": "Ev" + secrets.token_hex(5).upper(),
+            "event_time": int(now),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": self.bot_user_id,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
             "is_ext_shared_channel": False,
             "event_context": "4-" + secrets.token_urlsafe(24),
         }
         return await self.signed_post(json.dumps(envelope), "application/json")
 
-    async def post_message_as(self, channel: str, text: str = "", *, user: str | None = None,
-                              bot_id: str | None = None, username: str | None = None,
-                              blocks: list[dict[str, Any]] | None = None,
-                              attachments: list[dict[str, Any]] | None = None,
-                              subtype: str | None = None,
-                              thread_ts: str | None = None) -> Delivery:
+    async def post_message_as(
+        self,
+        channel: str,
+        text: str = "",
+        *,
+        user: str | None = None,
+        bot_id: str | None = None,
+        username: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        subtype: str | None = None,
+        thread_ts: str | None = None,
+    ) -> Delivery:
         """A person or an integration posts in a channel: stored, then delivered as an event."""
         if channel not in self.channels:
             raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
@@ -759,9 +907,20 @@ class DevSlack:
             raise LookupError(f"no message {thread_ts} in {channel} to reply to")
         if bot_id is not None and user is None and subtype is None:
             subtype = "bot_message"  # integrations (webhooks) post without a user
-        msg = self._store(Message(channel, self._next_ts(), text, list(blocks or []),
-                                  list(attachments or []), user, bot_id, username, subtype,
-                                  thread_ts))
+        msg = self._store(
+            Message(
+                channel,
+                self._next_ts(),
+                text,
+                list(blocks or []),
+                list(attachments or []),
+                user,
+                bot_id,
+                username,
+                subtype,
+                thread_ts,
+            )
+        )
         event: dict[str, Any] = {"type": "message", **({"subtype": subtype} if subtype else {})}
         if user is not None:
             event["user"] = user
@@ -769,8 +928,14 @@ class DevSlack:
             event["bot_id"] = bot_id
         if username is not None:
             event["username"] = username
-        event.update(text=text, ts=msg.ts, channel=channel, event_ts=msg.ts,
-                     channel_type="channel", team=self.team_id)
+        event.update(
+            text=text,
+            ts=msg.ts,
+            channel=channel,
+            event_ts=msg.ts,
+            channel_type="channel",
+            team=self.team_id,
+        )
         if user is not None and bot_id is None:
             event["client_msg_id"] = str(uuid.uuid4())
         if thread_ts:
@@ -786,10 +951,17 @@ class DevSlack:
         return {"id": user, "username": name, "name": name, "team_id": self.team_id}
 
     def _interaction(self, kind: str, user: str, **rest: Any) -> dict[str, Any]:
-        return {"type": kind, "user": self._user_obj(user), "api_app_id": self.app_id,
-                "token": self.verification_token, "trigger_id": self.issue_trigger_id(),
-                "team": {"id": self.team_id, "domain": self.team_domain}, "enterprise": None,
-                "is_enterprise_install": False, **rest}
+        return {
+            "type": kind,
+            "user": self._user_obj(user),
+            "api_app_id": self.app_id,
+            "token": self.verification_token,
+            "trigger_id": self.issue_trigger_id(),
+            "team": {"id": self.team_id, "domain": self.team_domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            **rest,
+        }
 
     async def _post_form(self, fields: Mapping[str, str]) -> Delivery:
         body = urllib.parse.urlencode(fields)
@@ -801,31 +973,44 @@ class DevSlack:
         found = _find_button(msg.blocks, action_id)
         if found is None:
             present = [b[1].get("action_id") for b in _buttons(msg.blocks)]
-            raise LookupError(f"message {ts} in {channel} has no button {action_id!r} "
-                              f"(its buttons now: {present or 'none'})")
+            raise LookupError(
+                f"message {ts} in {channel} has no button {action_id!r} "
+                f"(its buttons now: {present or 'none'})"
+            )
         block_id, button = found
         action = {"action_id": action_id, "block_id": block_id, "text": button["text"]}
         action.update({k: button[k] for k in ("value", "style") if k in button})
         action.update(type="button", action_ts=self._next_ts())
-        container = {"type": "message", "message_ts": ts, "channel_id": channel,
-                     "is_ephemeral": False}
+        container = {
+            "type": "message",
+            "message_ts": ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        }
         if msg.thread_ts:
             container["thread_ts"] = msg.thread_ts
         payload = self._interaction(
-            "block_actions", user, container=container,
+            "block_actions",
+            user,
+            container=container,
             channel={"id": channel, "name": self.channels[channel]},
-            message=msg.to_slack(self.team_id), state={"values": {}},
-            response_url=self._new_response_url(channel, user, ts), actions=[action])
+            message=msg.to_slack(self.team_id),
+            state={"values": {}},
+            response_url=self._new_response_url(channel, user, ts),
+            actions=[action],
+        )
         return await self._post_form({"payload": json.dumps(payload)})
 
-    async def submit_view(self, view_id: str, *, user: str,
-                          values: Mapping[str, Mapping[str, Any]]) -> Delivery:
+    async def submit_view(
+        self, view_id: str, *, user: str, values: Mapping[str, Mapping[str, Any]]
+    ) -> Delivery:
         """A person submits an open modal; ``values`` is {block_id: {action_id: value}}."""
         view = next((v for v in self.views if v["id"] == view_id), None)
         if view is None:
             raise LookupError(f"no open view {view_id!r}")
-        inputs = {b["block_id"]: b.get("element", {}) for b in view["blocks"]
-                  if b.get("type") == "input"}
+        inputs = {
+            b["block_id"]: b.get("element", {}) for b in view["blocks"] if b.get("type") == "input"
+        }
         state: dict[str, dict[str, Any]] = {}
         for block_id, by_action in values.items():
             for action_id, value in by_action.items():
@@ -838,24 +1023,35 @@ class DevSlack:
         payload = self._interaction("view_submission", user, view=submitted, response_urls=[])
         return await self._post_form({"payload": json.dumps(payload)})
 
-    async def slash_command(self, text: str, *, user: str, channel: str,
-                            command: str = "/grace") -> Delivery:
+    async def slash_command(
+        self, text: str, *, user: str, channel: str, command: str = "/grace"
+    ) -> Delivery:
         """A person types a slash command: delivered form-encoded like Slack does."""
         if channel not in self.channels:
             raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
-        return await self._post_form({
-            "token": self.verification_token, "team_id": self.team_id,
-            "team_domain": self.team_domain, "channel_id": channel,
-            "channel_name": self.channels.get(channel, channel), "user_id": user,
-            "user_name": self.users.get(user, user.lower()), "command": command, "text": text,
-            "api_app_id": self.app_id, "is_enterprise_install": "false",
-            "response_url": self._new_response_url(channel, user, None),
-            "trigger_id": self.issue_trigger_id()})
+        return await self._post_form(
+            {
+                "token": self.verification_token,
+                "team_id": self.team_id,
+                "team_domain": self.team_domain,
+                "channel_id": channel,
+                "channel_name": self.channels.get(channel, channel),
+                "user_id": user,
+                "user_name": self.users.get(user, user.lower()),
+                "command": command,
+                "text": text,
+                "api_app_id": self.app_id,
+                "is_enterprise_install": "false",
+                "response_url": self._new_response_url(channel, user, None),
+                "trigger_id": self.issue_trigger_id(),
+            }
+        )
 
     # ------------------------------------------------------------ rendering
 
     def _plain(self, text: str) -> str:
         """mrkdwn as a reader sees it: mentions and links resolved, entities unescaped."""
+
         def link(m: re.Match[str]) -> str:
             target, label = m.group(1), m.group(2)
             if target.startswith("@"):
@@ -865,6 +1061,7 @@ class DevSlack:
             if target.startswith("!"):
                 return "@" + (label or target[1:].split("^")[0])
             return label or target
+
         return html.unescape(_LINK.sub(link, text))
 
     def _text(self, obj: Any) -> str:
@@ -886,8 +1083,9 @@ class DevSlack:
                 lines.append(self._element_label(b["accessory"]))
             return lines
         if kind == "context":
-            return [" · ".join(self._text(e) for e in b.get("elements", [])
-                               if e.get("type") != "image")]
+            return [
+                " · ".join(self._text(e) for e in b.get("elements", []) if e.get("type") != "image")
+            ]
         if kind == "divider":
             return [RULE]
         if kind == "actions":
@@ -909,8 +1107,11 @@ class DevSlack:
             body = [self._plain(att[k]) for k in ("pretext", "title", "text") if att.get(k)]
             body += [f"{f.get('title', '')}: {f.get('value', '')}" for f in att.get("fields", [])]
             body += [line for b in att.get("blocks", []) for line in self._render_block(b)]
-            lines += ["▌ " + line for text in (body or [att.get("fallback", "")])
-                      for line in text.splitlines()]
+            lines += [
+                "▌ " + line
+                for text in (body or [att.get("fallback", "")])
+                for line in text.splitlines()
+            ]
         return "\n".join(lines)
 
     def _author(self, m: Message) -> str:
@@ -925,8 +1126,13 @@ class DevSlack:
             return [head, *_indent(self.render_message(m), indent + "  ")]
         deeper = indent + "    "
         first = _indent(self.render_message(m.edits[0]), deeper)
-        return [f"{head} (edited {len(m.edits)}x)", f"{indent}  first posted version:", *first,
-                f"{indent}  final version:", *_indent(self.render_message(m), deeper)]
+        return [
+            f"{head} (edited {len(m.edits)}x)",
+            f"{indent}  first posted version:",
+            *first,
+            f"{indent}  final version:",
+            *_indent(self.render_message(m), deeper),
+        ]
 
     def transcript(self, channel: str) -> str:
         """The channel as a reader scrolls it: each message, its edits, its thread below it."""
@@ -956,8 +1162,9 @@ def _buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str
 
 
 def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[str, Any] | None:
-    return next(((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id),
-                None)
+    return next(
+        ((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id), None
+    )
 
 
 def _rich_text(node: Any) -> list[str]:

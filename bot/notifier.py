@@ -1,42 +1,49 @@
-"""The engine's Notifier, spoken in Slack Web API calls."""
+"""The engine's Notifier: every Slack write is stored in the outbox first.
+
+The outbox worker delivers them; the engine never waits on Slack, and a Slack
+outage or a restart delays what it says without losing a word of it.
+"""
 
 from __future__ import annotations
 
-from slack_sdk.web.async_client import AsyncWebClient
+from collections.abc import Callable, Mapping
+from typing import Any
 
-from bot.blocks import card_blocks, card_text, story_text
+from bot.blocks import story_text
 from engine.models import Incident
 from engine.story import StoryEvent
+from storage.store import SqliteStore
 
 
-class SlackNotifier:
-    def __init__(self, client: AsyncWebClient) -> None:
-        self.client = client
+class OutboxNotifier:
+    def __init__(self, store: SqliteStore, wake: Callable[[], None]) -> None:
+        self.store = store
+        self.wake = wake
 
-    async def post_card(self, incident: Incident) -> str:
-        response = await self.client.chat_postMessage(
-            channel=_channel(incident), text=card_text(incident), blocks=card_blocks(incident)
-        )
-        return str(response["ts"])
+    async def post_card(self, incident: Incident) -> None:
+        await self._enqueue(incident, "post_card", {})
 
     async def update_card(self, incident: Incident) -> None:
-        await self.client.chat_update(
-            channel=_channel(incident),
-            ts=str(incident.card_ts),
-            text=card_text(incident),
-            blocks=card_blocks(incident),
-        )
+        # One pending update per card: the newest state replaces any waiting one.
+        await self._enqueue(incident, "update_card", {}, coalesce_key=f"card:{incident.id}")
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
-        await self.client.chat_postMessage(
-            channel=_channel(incident), thread_ts=incident.card_ts, text=story_text(event)
-        )
+        await self._enqueue(incident, "thread", {"text": story_text(event)})
 
     async def tell_user(self, channel: str, user: str, text: str) -> None:
-        await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        await self.store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
+        self.wake()
 
-
-def _channel(incident: Incident) -> str:
-    if incident.channel is None:
-        raise ValueError(f"incident {incident.id} has no channel to speak in")
-    return incident.channel
+    async def _enqueue(
+        self,
+        incident: Incident,
+        kind: str,
+        payload: Mapping[str, Any],
+        coalesce_key: str | None = None,
+    ) -> None:
+        if incident.channel is None:
+            raise ValueError(f"incident {incident.id} has no channel to speak in")
+        await self.store.enqueue(
+            incident.channel, kind, payload, incident_id=incident.id, coalesce_key=coalesce_key
+        )
+        self.wake()

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from engine.approval import ApprovalPolicy
+from engine.routing import Route
 
 CONFIG_ENV = "GRACE_CONFIG"
 
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     webhook_token: SecretStr | None = None
     default_channel: str | None = None
     snapshot_dir: Path | None = None
+    slack_rate: float = Field(1.0, gt=0, description="Slack writes per second per channel")
+    slack_burst: int = Field(3, ge=1, description="writes a channel may burst above the rate")
+    routes: list[Route] = Field(default_factory=list)
     approvers: Approvers = Field(default_factory=Approvers)
     admins: list[str] = Field(default_factory=list)
     targets: dict[str, list[str]] = Field(default_factory=dict)
@@ -83,6 +87,11 @@ class Settings(BaseSettings):
         if config:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config))
         return tuple(sources)
+
+    @property
+    def fallback_channel(self) -> str | None:
+        """Where webhook alerts go when no route matches."""
+        return self.default_channel or next(iter(self.alert_channels), None)
 
     @property
     def snapshots(self) -> Path:

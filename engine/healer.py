@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 from engine.approval import ApprovalPolicy
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution
-from engine.models import Alert, AlertStatus, Approval, Decision, Incident, IncidentState
+from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake
 from engine.narration import Narrator
 from engine.planning import make_plan
 from engine.ports import Clock, Executor, Notifier, Store, TargetRefused
-from engine.story import Approved, NeedsHuman, Planned, Rejected
+from engine.story import Approved, Cleared, NeedsHuman, Planned, Rejected
 
 log = logging.getLogger(__name__)
 S = IncidentState
+# Nothing was done to the target in these states, so a cleared alert can end them.
+_CLEARABLE = frozenset({S.OPEN, S.DIAGNOSED, S.AWAITING_APPROVAL, S.NEEDS_HUMAN})
 
 
 class Healer:
@@ -43,9 +46,11 @@ class Healer:
         self.executors = executors
         self.allowlists = allowlists
         self.clock = clock
-        self.narrator = Narrator(store, notifier)
+        self.narrator = Narrator(notifier)
         self.execution = Execution(store, self.narrator, executors, clock)
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Locks live while a follow-up holds or awaits them, then go.
+        self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run work after Slack's ack, keeping a reference so it is neither
@@ -63,14 +68,66 @@ class Healer:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
-    async def receive(self, alert: Alert, delivery_key: str) -> Incident | None:
-        """Open, diagnose and plan an incident; None for a repeated delivery."""
-        if alert.status is AlertStatus.RESOLVED:
-            # A resolved alert never triggers healing.
-            return None
-        incident = await self.store.ingest_alert(alert, delivery_key)
+    async def receive(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
+        """Store a delivery's alerts; return once they are durable.
+
+        Opening, updating and clearing their incidents follows in the
+        background, so a webhook or a Slack event is answered after one commit.
+        Returns one Intake per alert; [] for a repeated delivery.
+        """
+        intakes = await self.store.ingest_alerts(alerts, delivery_key)
+        opened: list[Incident] = []
+        seen: dict[int, Intake] = {}
+        for intake in intakes:
+            if intake.incident is None:
+                continue
+            if intake.opened:
+                opened.append(intake.incident)
+            elif intake.all_clear or intake.incident.id not in seen:
+                seen[intake.incident.id] = intake
+        if opened or seen:
+            self.spawn(self._follow_up(opened, list(seen.values())))
+        return intakes
+
+    async def _follow_up(self, opened: list[Incident], seen: list[Intake]) -> None:
+        for incident in opened:
+            async with self._lock(incident.id):
+                await self._open(incident)
+        for intake in seen:
+            assert intake.incident is not None
+            async with self._lock(intake.incident.id):
+                await self._seen_again(intake)
+
+    def _lock(self, incident_id: int) -> asyncio.Lock:
+        """One follow-up at a time per incident, in arrival order, so an all-clear
+        never overtakes the opening it should end."""
+        lock = self._locks.get(incident_id)
+        if lock is None:
+            lock = self._locks[incident_id] = asyncio.Lock()
+        return lock
+
+    async def _seen_again(self, intake: Intake) -> None:
+        """A repeat shows on the card; an all-clear ends what nobody has acted on yet."""
+        assert intake.incident is not None
+        incident = await self.store.get_incident(intake.incident.id)
         if incident is None:
-            return None
+            return
+        if intake.all_clear and incident.state in _CLEARABLE:
+            cleared = await self.store.transition(
+                incident.id,
+                incident.state,
+                S.AUTO_RESOLVED,
+                actor=GRACE,
+                reason="The alert resolved before GRACE acted.",
+            )
+            if cleared is not None:
+                await self.narrator.tell(cleared, Cleared())
+                incident = cleared
+        await self.narrator.show(incident)
+
+    async def _open(self, incident: Incident) -> None:
+        """Diagnose and plan a new incident, then post its card."""
+        alert = incident.alert
         diagnosis = self.catalog.diagnose(alert)
         if diagnosis is None:
             return await self._needs_human(incident, f"No pattern recognises `{alert.name}`.")
@@ -97,17 +154,16 @@ class Healer:
             incident.id, S.OPEN, S.DIAGNOSED, actor=GRACE, diagnosis=diagnosis, plan=plan
         )
         if diagnosed is None:
-            return await self.store.get_incident(incident.id)
+            return
         next_state = S.APPROVED if plan.tier == 1 else S.AWAITING_APPROVAL
         moved = await self.store.transition(incident.id, S.DIAGNOSED, next_state, actor=GRACE)
         if moved is None:
-            return await self.store.get_incident(incident.id)
-        carded = await self.narrator.post_card(moved)
-        await self.narrator.tell(carded, Planned(diagnosis=diagnosis, plan=plan))
+            return
+        await self.narrator.post_card(moved)
+        await self.narrator.tell(moved, Planned(diagnosis=diagnosis, plan=plan))
         if next_state is S.APPROVED:
-            await self.narrator.tell(carded, Approved(user=GRACE, automatic=True))
-            self.spawn(self.execution.run(carded.id))
-        return carded
+            await self.narrator.tell(moved, Approved(user=GRACE, automatic=True))
+            self.spawn(self.execution.run(moved.id))
 
     async def decide(
         self,
@@ -179,12 +235,10 @@ class Healer:
         await self.narrator.tell(rejected, Rejected(user=user, reason=reason))
         await self.narrator.show(rejected)
 
-    async def _needs_human(self, incident: Incident, reason: str) -> Incident:
+    async def _needs_human(self, incident: Incident, reason: str) -> None:
         moved = await self.store.transition(
             incident.id, S.OPEN, S.NEEDS_HUMAN, actor=GRACE, reason=reason
         )
-        if moved is None:
-            return incident
-        carded = await self.narrator.post_card(moved)
-        await self.narrator.tell(carded, NeedsHuman(reason=reason))
-        return carded
+        if moved is not None:
+            await self.narrator.post_card(moved)
+            await self.narrator.tell(moved, NeedsHuman(reason=reason))

@@ -12,7 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Frozen(BaseModel):
@@ -39,6 +39,12 @@ class IncidentState(StrEnum):
     def terminal(self) -> bool:
         return not TRANSITIONS[self]
 
+    @property
+    def holds_group(self) -> bool:
+        """New alerts of its group join it. Only a finished incident lets a new one open:
+        one waiting on people (needs_human, safe_hold, interrupted) keeps its group."""
+        return self not in RELEASING_STATES
+
 
 _S = IncidentState
 TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
@@ -49,7 +55,7 @@ TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     _S.EXECUTING: frozenset({_S.VERIFYING, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.VERIFYING: frozenset({_S.RESOLVED, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.RESOLVED: frozenset(),
-    _S.NEEDS_HUMAN: frozenset(),
+    _S.NEEDS_HUMAN: frozenset({_S.AUTO_RESOLVED}),
     _S.REJECTED: frozenset(),
     _S.EXPIRED: frozenset(),
     _S.AUTO_RESOLVED: frozenset(),
@@ -57,6 +63,11 @@ TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     _S.SAFE_HOLD: frozenset(),
     _S.INTERRUPTED: frozenset(),
 }
+
+
+RELEASING_STATES = frozenset(
+    {_S.RESOLVED, _S.AUTO_RESOLVED, _S.REJECTED, _S.EXPIRED, _S.ROLLED_BACK}
+)
 
 
 def can_transition(current: IncidentState, new: IncidentState) -> bool:
@@ -88,13 +99,29 @@ class Alert(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     text: str = ""
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    link: str | None = Field(default=None, description="back to the alert in its source")
+    fingerprint: str = Field(
+        default="", description="the alert's own identity; from name and labels when not given"
+    )
+    group: str = Field(
+        default="",
+        description="alerts sharing a group share one incident; the fingerprint when not given",
+    )
     channel: str | None = None
     reporter: str | None = Field(default=None, description="Slack user who posted it, if any")
     received_at: datetime
 
-    @property
-    def fingerprint(self) -> str:
-        return sha256_hex(canonical_json({"name": self.name, "labels": self.labels}))[:16]
+    @model_validator(mode="after")
+    def _identity(self) -> Alert:
+        # Frozen models are filled once, here, so every reader sees the same identity.
+        if not self.fingerprint:
+            identity = canonical_json({"name": self.name, "labels": self.labels})
+            object.__setattr__(self, "fingerprint", sha256_hex(identity)[:16])
+        if not self.group:
+            object.__setattr__(self, "group", self.fingerprint)
+        return self
 
 
 class Diagnosis(Frozen):
@@ -145,8 +172,12 @@ class Plan(Frozen):
 class Incident(Frozen):
     id: int
     state: IncidentState
-    fingerprint: str
-    alert: Alert
+    fingerprint: str = Field(description="the incident key: the group of its alerts")
+    alert: Alert = Field(description="the alert that opened it")
+    alert_count: int = 1
+    firing_count: int = Field(default=1, description="distinct member alerts still firing")
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
     diagnosis: Diagnosis | None = None
     plan: Plan | None = None
     reason: str | None = Field(default=None, description="why it ended where it did")
@@ -154,6 +185,14 @@ class Incident(Frozen):
     card_ts: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class Intake(Frozen):
+    """What storing one alert did: opened an incident, joined one, or nothing."""
+
+    incident: Incident | None
+    opened: bool = False
+    all_clear: bool = Field(default=False, description="no member alert of it fires any more")
 
 
 class Decision(StrEnum):

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass
 
 from engine.models import Incident
-from engine.ports import Notifier, Store
+from engine.ports import Notifier
 from engine.story import StoryEvent
 
 log = logging.getLogger(__name__)
@@ -19,30 +19,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Narrator:
-    store: Store
     notifier: Notifier
 
-    async def post_card(self, incident: Incident) -> Incident:
-        if incident.channel is None:
-            return incident
+    async def post_card(self, incident: Incident) -> None:
         try:
-            ts = await self.notifier.post_card(incident)
+            await self.notifier.post_card(incident)
         except Exception:
             log.exception("could not post the card of incident %s", incident.id)
-            return incident
-        return await self.store.set_card(incident.id, incident.channel, ts)
 
     async def show(self, incident: Incident) -> None:
-        if incident.card_ts is None:
-            return
         try:
             await self.notifier.update_card(incident)
         except Exception:
             log.exception("could not update the card of incident %s", incident.id)
 
     async def tell(self, incident: Incident, event: StoryEvent) -> None:
-        if incident.card_ts is None:
-            return
         try:
             await self.notifier.tell_thread(incident, event)
         except Exception:

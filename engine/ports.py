@@ -22,6 +22,7 @@ from engine.models import (
     Diagnosis,
     Incident,
     IncidentState,
+    Intake,
     Outcome,
     Plan,
     PlannedBenchmark,
@@ -41,11 +42,14 @@ class Clock(Protocol):
 
 
 class Store(Protocol):
-    async def ingest_alert(self, alert: Alert, delivery_key: str) -> Incident | None:
-        """Store the alert and open an incident for it in one transaction.
+    async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
+        """Store a delivery's alerts in one transaction, one Intake per alert, in order.
 
-        Returns None, writing nothing, when the delivery key or the alert's
-        (source, source_key) was seen before: a retried delivery is a no-op.
+        Each alert joins the active (non-terminal) incident of its group, or
+        firing, opens a new one; a resolved alert with no active incident is
+        stored with none. A delivery key seen before returns [] and writes
+        nothing; an alert whose (source, source_key) was seen before gets
+        Intake(incident=None) and is not stored again.
         """
 
     async def get_incident(self, incident_id: int) -> Incident | None: ...
@@ -66,8 +70,6 @@ class Store(Protocol):
         The state write and its audit row are one transaction. Returns the new
         incident, or None when another writer moved it first.
         """
-
-    async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident: ...
 
     async def add_approval(self, approval: Approval) -> bool:
         """False when this user already decided on this incident."""
@@ -98,8 +100,12 @@ class Store(Protocol):
 
 
 class Notifier(Protocol):
-    async def post_card(self, incident: Incident) -> str:
-        """Post the incident's live card in `incident.channel`; returns its ts."""
+    async def post_card(self, incident: Incident) -> None:
+        """Post the incident's live card in `incident.channel`.
+
+        Delivery may happen later (Slack may be down); thread replies and
+        updates told after this are delivered after it, in order.
+        """
 
     async def update_card(self, incident: Incident) -> None: ...
 

@@ -30,6 +30,10 @@ class NeedsHuman(_Event):
     reason: str
 
 
+class Cleared(_Event):
+    """The alert resolved by itself before anyone acted."""
+
+
 class Approved(_Event):
     user: str
     automatic: bool = False
@@ -70,6 +74,7 @@ class Learned(_Event):
 StoryEvent = (
     Planned
     | NeedsHuman
+    | Cleared
     | Approved
     | Rejected
     | SnapshotTaken

@@ -3,12 +3,14 @@
 Each row's hash covers the previous row's hash and the row's own canonical
 content, so altering, deleting or inserting any row behind the triggers' back
 breaks the chain at that row. `append` runs inside the caller's transaction
-so an audited change and its audit row commit together or not at all.
+(a group writer's op) so an audited change and its audit row commit together
+or not at all; verification reads through the async read connection.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -61,8 +63,8 @@ def row_hash(
     return sha256_hex(prev_hash + canonical_json(body))
 
 
-async def append(
-    conn: aiosqlite.Connection,
+def append(
+    conn: sqlite3.Connection,
     *,
     at: datetime,
     actor: str,
@@ -70,47 +72,97 @@ async def append(
     incident_id: int | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
-    """Append one chained row. The caller must hold a write transaction.
+    """Append one chained row and return it. The caller must hold a write transaction.
 
-    The write lock (BEGIN IMMEDIATE) is what makes reading the head and
-    inserting after it safe; without it two writers could chain onto the
-    same row. Detail values are reduced to plain JSON first (datetimes to
-    ISO text, enums to values), so what is hashed is exactly what is stored.
+    The write lock (BEGIN IMMEDIATE, which the group writer takes for every
+    batch) is what makes reading the head and inserting after it safe;
+    without it two writers could chain onto the same row.
     """
-    if not conn.in_transaction:
-        raise RuntimeError("audit.append must run inside a write transaction")
-    plain_detail: dict[str, Any] = json.loads(
-        canonical_json(to_jsonable_python(dict(detail or {})))
-    )
-    async with conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1") as cur:
-        head = await cur.fetchone()
-    seq = 1 if head is None else int(head[0]) + 1
-    prev_hash = GENESIS_HASH if head is None else str(head[1])
-    at_text = time_text(at)
-    digest = row_hash(
-        prev_hash,
-        seq=seq,
-        at=at_text,
-        actor=actor,
-        action=action,
-        incident_id=incident_id,
-        detail=plain_detail,
-    )
-    await conn.execute(
-        "INSERT INTO audit_log (seq, at, actor, action, incident_id, detail, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, at_text, actor, action, incident_id, canonical_json(plain_detail), prev_hash, digest),
+    row = Chain(conn).write(
+        at=at, actor=actor, action=action, incident_id=incident_id, detail=detail
     )
     return AuditEntry(
-        seq=seq,
-        at=parse_time(at_text),
+        seq=row.seq,
+        at=parse_time(row.at),
         actor=actor,
         action=action,
         incident_id=incident_id,
-        detail=plain_detail,
-        prev_hash=prev_hash,
-        hash=digest,
+        detail=json.loads(row.detail),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenRow:
+    """What `Chain.write` stored, as stored (times and detail as text)."""
+
+    seq: int
+    at: str
+    detail: str
+    prev_hash: str
+    hash: str
+
+
+class Chain:
+    """Appends several rows inside one write transaction, reading the head once.
+
+    Meant to live exactly as long as one queued write: if that write fails,
+    its savepoint is rolled back and this object is thrown away with it, so
+    a remembered head can never outlive the rows it points at.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        if not conn.in_transaction:
+            raise RuntimeError("audit.append must run inside a write transaction")
+        self._conn = conn
+        self._head: tuple[int, str] | None = None
+        self._at: datetime | None = None
+        self._at_text = ""
+
+    def write(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        incident_id: int | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> WrittenRow:
+        """Append one row. Detail values are reduced to plain JSON first
+        (datetimes to ISO text, enums to values), so what is hashed is exactly
+        what is stored and what verification will parse back."""
+        seq, prev_hash = self._next()
+        if at is not self._at:  # a batch of rows usually shares one time
+            self._at, self._at_text = at, time_text(at)
+        plain = to_jsonable_python(dict(detail or {}))
+        digest = row_hash(
+            prev_hash,
+            seq=seq,
+            at=self._at_text,
+            actor=actor,
+            action=action,
+            incident_id=incident_id,
+            detail=plain,
+        )
+        detail_text = canonical_json(plain)
+        self._conn.execute(
+            "INSERT INTO audit_log (seq, at, actor, action, incident_id, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, self._at_text, actor, action, incident_id, detail_text, prev_hash, digest),
+        )
+        # Remembered only once the row is in: a failed insert leaves the head as it was.
+        self._head = (seq, digest)
+        return WrittenRow(seq, self._at_text, detail_text, prev_hash, digest)
+
+    def _next(self) -> tuple[int, str]:
+        if self._head is None:
+            head = self._conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            self._head = (0, GENESIS_HASH) if head is None else (int(head[0]), str(head[1]))
+        seq, digest = self._head
+        return seq + 1, digest
 
 
 async def verify_chain(conn: aiosqlite.Connection) -> AuditReport:

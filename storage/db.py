@@ -44,6 +44,24 @@ async def connect(path: str | Path) -> aiosqlite.Connection:
     return conn
 
 
+def connect_sync(path: str | Path) -> sqlite3.Connection:
+    """The blocking twin of `connect`, for the group writer's own thread.
+
+    Same pragmas, same explicit transactions, same rows by name: a write
+    made through the writer and a read made through `connect` agree on
+    everything but the thread they run in.
+    """
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        for pragma in _PRAGMAS:
+            conn.execute(pragma)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 @dataclass(frozen=True)
 class Migration:
     """One numbered schema change: `NNN_name.sql`."""

@@ -1,25 +1,26 @@
-"""`engine.ports.Store` on aiosqlite.
+"""`engine.ports.Store` on SQLite: group-committed writes, aiosqlite reads.
 
-One connection, and every use of it is serialised by one asyncio.Lock: the
-writes so that each is one explicit `BEGIN IMMEDIATE ... COMMIT`, the reads so
-that they never see another coroutine's uncommitted half of a transaction on
-the shared connection. Compare-and-set lives in the SQL itself (`WHERE
-state = ?`), so it also holds between processes sharing the file.
+Every write is a plain synchronous function run by the GroupWriter in its
+own thread, batched with whatever other writes are queued into one
+`BEGIN IMMEDIATE ... COMMIT`; the caller resumes when that batch is durable.
+Reads go through one aiosqlite connection: in WAL mode a read sees every
+batch committed before it started. Compare-and-set lives in the SQL itself
+(`WHERE state = ?`), so it also holds between processes sharing the file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import statistics
-from collections.abc import AsyncIterator, Iterable, Mapping
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiosqlite
-from pydantic import BaseModel
 
 from engine.models import (
     Alert,
@@ -30,6 +31,7 @@ from engine.models import (
     Diagnosis,
     Incident,
     IncidentState,
+    Intake,
     Outcome,
     Plan,
     PlaybookStats,
@@ -42,48 +44,61 @@ from engine.models import (
 )
 from engine.ports import Clock
 from storage import audit as audit_log
+from storage import intake
+from storage import outbox as outbox_rows
 from storage.audit import AuditReport
-from storage.db import connect, migrate, parse_time, rollback_quietly, time_text
+from storage.db import connect, migrate, parse_time, time_text
+from storage.outbox import OutboxItem
+from storage.rows import (
+    ACTIVE,
+    INCIDENT_SELECT,
+    MEDIAN_WINDOW,
+    STATS_RECENT,
+    STATS_TOTALS,
+    incident_from_row,
+    read_incident,
+    read_playbook_stats,
+    stats_from,
+)
+from storage.writer import DEFAULT_MAX_BATCH, GroupWriter
 
-_M = TypeVar("_M", bound=BaseModel)
+__all__ = ["MEDIAN_WINDOW", "OutboxItem", "SqliteStore"]
 
-MEDIAN_WINDOW = 100
-"""How many of a playbook's latest outcomes its median duration is taken over."""
-
-_INCIDENT_SELECT = """
-SELECT i.id, i.state, i.fingerprint, i.channel, i.card_ts, i.diagnosis, i.plan, i.reason,
-       i.created_at, i.updated_at,
-       a.source AS a_source, a.source_key AS a_source_key, a.name AS a_name,
-       a.status AS a_status, a.severity AS a_severity, a.labels AS a_labels,
-       a.annotations AS a_annotations, a.text AS a_text, a.channel AS a_channel,
-       a.reporter AS a_reporter, a.received_at AS a_received_at
-FROM incidents AS i
-JOIN alerts AS a ON a.id = (SELECT MIN(f.id) FROM alerts AS f WHERE f.incident_id = i.id)
-"""
+T = TypeVar("T")
 
 
 class SqliteStore:
     """The embedded store; `SqliteStore.open(path, clock)` is the way in."""
 
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock) -> None:
-        self._conn = conn
+    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter, clock: Clock) -> None:
+        self._conn = reader
+        self.writer = writer
         self._clock = clock
         self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: str | Path, clock: Clock) -> SqliteStore:
-        """Connect with GRACE's pragmas and bring the schema up to date."""
-        conn = await connect(path)
+    async def open(
+        cls, path: str | Path, clock: Clock, *, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> SqliteStore:
+        """Connect, bring the schema up to date, then start the writer.
+
+        Migrations run first, on the read connection, so the writer never
+        sees a half-migrated schema.
+        """
+        reader = await connect(path)
         try:
-            await migrate(conn)
+            await migrate(reader)
+            writer = await GroupWriter.start(path, max_batch=max_batch)
         except BaseException:
-            await conn.close()
+            await reader.close()
             raise
-        return cls(conn, clock)
+        return cls(reader, writer, clock)
 
     async def close(self) -> None:
+        """Finish the queued writes, then close both connections."""
+        await self.writer.close()
         async with self._lock:
             await self._conn.close()
 
@@ -98,96 +113,46 @@ class SqliteStore:
     ) -> None:
         await self.close()
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: all of the body's writes commit, or none do.
-
-        IMMEDIATE takes SQLite's write lock up front, so a transaction that
-        reads then writes (the audit chain head, a CAS) cannot be overtaken
-        by another process between the read and the write.
-        """
-        async with self._lock:
-            await self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-                await self._conn.execute("COMMIT")
-            except BaseException:
-                await rollback_quietly(self._conn)
-                raise
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        return await self.writer.run(op)
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Reads take the lock too: on a shared connection they would otherwise
-        see a concurrent write transaction's rows before it commits or rolls back."""
+        """One read at a time on the read connection.
+
+        A cursor left open by one coroutine would hold its read snapshot
+        open, and another coroutine's query on the same connection would
+        then miss batches committed since: it could fail to see its own write.
+        """
         async with self._lock:
             yield self._conn
 
+    async def _fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        async with self._reading() as conn, conn.execute(sql, params) as cursor:
+            return await cursor.fetchone()
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        async with self._reading() as conn, conn.execute(sql, params) as cursor:
+            return list(await cursor.fetchall())
+
     # -- incidents -------------------------------------------------------
 
-    async def ingest_alert(self, alert: Alert, delivery_key: str) -> Incident | None:
-        try:
-            return await self._ingest(alert, delivery_key)
-        except _Duplicate:
-            return None
+    async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
+        """Store a delivery's alerts in one transaction, one Intake per alert, in order.
 
-    async def _ingest(self, alert: Alert, delivery_key: str) -> Incident | None:
-        now = time_text(self._clock.now())
-        async with self._transaction() as conn:
-            if not await _claim(conn, delivery_key, now):
-                return None
-            async with conn.execute(
-                "SELECT 1 FROM alerts WHERE source = ? AND source_key = ?",
-                (alert.source, alert.source_key),
-            ) as cursor:
-                seen = await cursor.fetchone() is not None
-            if seen:
-                # The delivery key was inserted above; undo it with everything else.
-                raise _Duplicate
-            cursor = await conn.execute(
-                "INSERT INTO incidents (state, fingerprint, alert_name, channel,"
-                " created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?, 1)",
-                (IncidentState.OPEN.value, alert.fingerprint, alert.name, alert.channel, now, now),
-            )
-            incident_id = _rowid(cursor)
-            await conn.execute(
-                "INSERT INTO alerts (incident_id, source, source_key, name, status, severity,"
-                " labels, annotations, text, channel, reporter, received_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    incident_id,
-                    alert.source,
-                    alert.source_key,
-                    alert.name,
-                    alert.status.value,
-                    alert.severity,
-                    canonical_json(alert.labels),
-                    canonical_json(alert.annotations),
-                    alert.text,
-                    alert.channel,
-                    alert.reporter,
-                    time_text(alert.received_at),
-                ),
-            )
-            await audit_log.append(
-                conn,
-                at=self._clock.now(),
-                actor=alert.reporter or alert.source,
-                action="alert.received",
-                incident_id=incident_id,
-                detail={
-                    "source": alert.source,
-                    "source_key": alert.source_key,
-                    "name": alert.name,
-                    "status": alert.status.value,
-                    "fingerprint": alert.fingerprint,
-                    "delivery_key": delivery_key,
-                },
-            )
-            return await _incident(conn, incident_id)
+        Each alert joins the active (non-terminal) incident of its group, or
+        firing, opens a new one; a resolved alert with no active incident is
+        stored with none. A delivery key seen before returns [] and writes
+        nothing; an alert whose (source, source_key) was seen before gets
+        Intake(incident=None) and is not stored again.
+        """
+        batch = tuple(alerts)
+        now = self._clock.now()
+        return await self._write(lambda conn: intake.ingest(conn, batch, delivery_key, now))
 
     async def get_incident(self, incident_id: int) -> Incident | None:
-        async with self._reading() as conn:
-            return await _incident(conn, incident_id)
+        row = await self._fetchone(f"{INCIDENT_SELECT} WHERE i.id = ?", (incident_id,))
+        return None if row is None else incident_from_row(row)
 
     async def transition(
         self,
@@ -200,6 +165,11 @@ class SqliteStore:
         plan: Plan | None = None,
         reason: str | None = None,
     ) -> Incident | None:
+        """Compare-and-set: move the incident only if it is still `expected`.
+
+        The state write and its audit row are one transaction. Returns the new
+        incident, or None when another writer moved it first.
+        """
         if not can_transition(expected, new):
             raise ValueError(f"illegal incident transition {expected.value} -> {new.value}")
         now = self._clock.now()
@@ -217,14 +187,13 @@ class SqliteStore:
             sets.append("reason = ?")
             params.append(reason)
             detail["reason"] = reason
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
-                f"UPDATE incidents SET {', '.join(sets)} WHERE id = ? AND state = ?",
-                (*params, incident_id, expected.value),
-            )
+        update = f"UPDATE incidents SET {', '.join(sets)} WHERE id = ? AND state = ?"
+
+        def op(conn: sqlite3.Connection) -> Incident | None:
+            cursor = conn.execute(update, (*params, incident_id, expected.value))
             if cursor.rowcount != 1:
                 return None
-            await audit_log.append(
+            audit_log.append(
                 conn,
                 at=now,
                 actor=actor,
@@ -232,19 +201,26 @@ class SqliteStore:
                 incident_id=incident_id,
                 detail=detail,
             )
-            return await _incident(conn, incident_id)
+            return read_incident(conn, incident_id)
+
+        return await self._write(op)
 
     async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident:
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
+        """Record the incident's live card (the outbox's mark_sent does this for
+        delivered cards; this is for cards posted some other way)."""
+        now_text = time_text(self._clock.now())
+
+        def op(conn: sqlite3.Connection) -> Incident:
+            cursor = conn.execute(
                 "UPDATE incidents SET channel = ?, card_ts = ?, updated_at = ? WHERE id = ?",
-                (channel, ts, time_text(self._clock.now()), incident_id),
+                (channel, ts, now_text, incident_id),
             )
-            if cursor.rowcount != 1:
+            incident = read_incident(conn, incident_id) if cursor.rowcount == 1 else None
+            if incident is None:
                 raise LookupError(f"no incident {incident_id}")
-            incident = await _incident(conn, incident_id)
-        assert incident is not None
-        return incident
+            return incident
+
+        return await self._write(op)
 
     async def list_incidents(
         self, limit: int = 20, states: Iterable[IncidentState] | None = None
@@ -257,52 +233,50 @@ class SqliteStore:
                 return []
             where = f"WHERE i.state IN ({', '.join('?' * len(wanted))})"
             params = wanted
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                f"{_INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (*params, limit)
-            ) as cursor,
-        ):
-            return [_incident_from_row(row) for row in await cursor.fetchall()]
+        rows = await self._fetchall(
+            f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (*params, limit)
+        )
+        return [incident_from_row(row) for row in rows]
 
     async def incident_for_card(self, channel: str, ts: str) -> Incident | None:
         """The incident whose live card is message `ts` in `channel` (button clicks)."""
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                f"{_INCIDENT_SELECT} WHERE i.channel = ? AND i.card_ts = ?"
-                " ORDER BY i.id DESC LIMIT 1",
-                (channel, ts),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return None if row is None else _incident_from_row(row)
+        row = await self._fetchone(
+            f"{INCIDENT_SELECT} WHERE i.channel = ? AND i.card_ts = ? ORDER BY i.id DESC LIMIT 1",
+            (channel, ts),
+        )
+        return None if row is None else incident_from_row(row)
 
     async def active_incident(self, fingerprint: str) -> Incident | None:
-        """The newest incident with this fingerprint that has not reached an end state."""
-        active = sorted(s.value for s in IncidentState if not s.terminal)
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                f"{_INCIDENT_SELECT} WHERE i.fingerprint = ?"
-                f" AND i.state IN ({', '.join('?' * len(active))}) ORDER BY i.id DESC LIMIT 1",
-                (fingerprint, *active),
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return None if row is None else _incident_from_row(row)
+        """The active (non-terminal) incident of a group; the database allows one at most."""
+        row = await self._fetchone(
+            f"{INCIDENT_SELECT} WHERE i.fingerprint = ? AND {ACTIVE}", (fingerprint,)
+        )
+        return None if row is None else incident_from_row(row)
 
     async def claim_delivery(self, delivery_key: str) -> bool:
         """Record a Slack delivery (retry, double click); False if it was seen before."""
-        async with self._transaction() as conn:
-            return await _claim(conn, delivery_key, time_text(self._clock.now()))
+        now_text = time_text(self._clock.now())
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "INSERT INTO deliveries (delivery_key, received_at) VALUES (?, ?)"
+                " ON CONFLICT (delivery_key) DO NOTHING",
+                (delivery_key, now_text),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(op)
 
     # -- approvals -------------------------------------------------------
 
     async def add_approval(self, approval: Approval) -> bool:
         """Insert the decision with its audit row; False (nothing written) on a repeat."""
-        async with self._transaction() as conn:
-            cursor = await conn.execute(
+        detail: dict[str, Any] = {"plan_hash": approval.plan_hash}
+        if approval.reason is not None:
+            detail["reason"] = approval.reason
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
                 "INSERT INTO approvals (incident_id, user_id, plan_hash, decision, reason, at)"
                 " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, user_id) DO NOTHING",
                 (
@@ -316,10 +290,7 @@ class SqliteStore:
             )
             if cursor.rowcount != 1:
                 return False
-            detail: dict[str, Any] = {"plan_hash": approval.plan_hash}
-            if approval.reason is not None:
-                detail["reason"] = approval.reason
-            await audit_log.append(
+            audit_log.append(
                 conn,
                 at=approval.at,
                 actor=approval.user,
@@ -329,16 +300,14 @@ class SqliteStore:
             )
             return True
 
+        return await self._write(op)
+
     async def approvals(self, incident_id: int) -> list[Approval]:
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                "SELECT incident_id, user_id, plan_hash, decision, reason, at FROM approvals"
-                " WHERE incident_id = ? ORDER BY id",
-                (incident_id,),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+        rows = await self._fetchall(
+            "SELECT incident_id, user_id, plan_hash, decision, reason, at FROM approvals"
+            " WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
         return [
             Approval(
                 incident_id=row["incident_id"],
@@ -354,28 +323,24 @@ class SqliteStore:
     # -- snapshots, actions, verifications ---------------------------------
 
     async def add_snapshot(self, snapshot: Snapshot) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO snapshots (incident_id, target_executor, target_name, location,"
-                " size_bytes, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    snapshot.incident_id,
-                    snapshot.target.executor,
-                    snapshot.target.name,
-                    snapshot.location,
-                    snapshot.size_bytes,
-                    time_text(snapshot.taken_at),
-                ),
-            )
+        params = (
+            snapshot.incident_id,
+            snapshot.target.executor,
+            snapshot.target.name,
+            snapshot.location,
+            snapshot.size_bytes,
+            time_text(snapshot.taken_at),
+        )
+        await self._execute(
+            "INSERT INTO snapshots (incident_id, target_executor, target_name, location,"
+            " size_bytes, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
+            params,
+        )
 
     async def snapshots(self, incident_id: int) -> list[Snapshot]:
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                "SELECT * FROM snapshots WHERE incident_id = ? ORDER BY id", (incident_id,)
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+        rows = await self._fetchall(
+            "SELECT * FROM snapshots WHERE incident_id = ? ORDER BY id", (incident_id,)
+        )
         return [
             Snapshot(
                 incident_id=row["incident_id"],
@@ -388,30 +353,25 @@ class SqliteStore:
         ]
 
     async def add_action(self, incident_id: int, result: StepResult) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO actions (incident_id, action, ok, detail, seconds, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    incident_id,
-                    result.action,
-                    int(result.ok),
-                    result.detail,
-                    result.seconds,
-                    time_text(self._clock.now()),
-                ),
-            )
+        await self._execute(
+            "INSERT INTO actions (incident_id, action, ok, detail, seconds, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                result.action,
+                int(result.ok),
+                result.detail,
+                result.seconds,
+                time_text(self._clock.now()),
+            ),
+        )
 
     async def actions(self, incident_id: int) -> list[StepResult]:
         """The incident's step results in the order they ran."""
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                "SELECT action, ok, detail, seconds FROM actions WHERE incident_id = ? ORDER BY id",
-                (incident_id,),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+        rows = await self._fetchall(
+            "SELECT action, ok, detail, seconds FROM actions WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
         return [
             StepResult(
                 action=row["action"],
@@ -423,28 +383,23 @@ class SqliteStore:
         ]
 
     async def add_verification(self, incident_id: int, verification: Verification) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO verifications (incident_id, checks, benchmarks, ok, at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (
-                    incident_id,
-                    canonical_json([c.model_dump(mode="json") for c in verification.checks]),
-                    canonical_json([b.model_dump(mode="json") for b in verification.benchmarks]),
-                    int(verification.ok),
-                    time_text(self._clock.now()),
-                ),
-            )
+        await self._execute(
+            "INSERT INTO verifications (incident_id, checks, benchmarks, ok, at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                canonical_json([c.model_dump(mode="json") for c in verification.checks]),
+                canonical_json([b.model_dump(mode="json") for b in verification.benchmarks]),
+                int(verification.ok),
+                time_text(self._clock.now()),
+            ),
+        )
 
     async def verifications(self, incident_id: int) -> list[Verification]:
-        async with (
-            self._reading() as conn,
-            conn.execute(
-                "SELECT checks, benchmarks FROM verifications WHERE incident_id = ? ORDER BY id",
-                (incident_id,),
-            ) as cursor,
-        ):
-            rows = await cursor.fetchall()
+        rows = await self._fetchall(
+            "SELECT checks, benchmarks FROM verifications WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
         return [
             Verification(
                 checks=tuple(CheckResult.model_validate(c) for c in json.loads(row["checks"])),
@@ -455,11 +410,23 @@ class SqliteStore:
             for row in rows
         ]
 
+    async def _execute(self, sql: str, params: Sequence[Any]) -> None:
+        """One statement, group-committed."""
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(sql, params)
+
+        await self._write(op)
+
     # -- learning --------------------------------------------------------
 
     async def record_outcome(self, outcome: Outcome) -> PlaybookStats:
-        async with self._transaction() as conn:
-            await conn.execute(
+        """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
+        at_text = time_text(outcome.at)
+        now_text = time_text(self._clock.now())
+
+        def op(conn: sqlite3.Connection) -> PlaybookStats:
+            conn.execute(
                 "INSERT INTO outcomes (incident_id, playbook_id, success, seconds, final_state, at)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (
@@ -468,10 +435,10 @@ class SqliteStore:
                     int(outcome.success),
                     outcome.seconds,
                     outcome.final_state.value,
-                    time_text(outcome.at),
+                    at_text,
                 ),
             )
-            await conn.execute(
+            conn.execute(
                 "INSERT INTO playbook_stats (playbook_id, attempts, successes, total_seconds,"
                 " updated_at) VALUES (?, 1, ?, ?, ?)"
                 " ON CONFLICT (playbook_id) DO UPDATE SET"
@@ -479,18 +446,26 @@ class SqliteStore:
                 " successes = playbook_stats.successes + excluded.successes,"
                 " total_seconds = playbook_stats.total_seconds + excluded.total_seconds,"
                 " updated_at = excluded.updated_at",
-                (
-                    outcome.playbook_id,
-                    int(outcome.success),
-                    outcome.seconds,
-                    time_text(self._clock.now()),
-                ),
+                (outcome.playbook_id, int(outcome.success), outcome.seconds, now_text),
             )
-            return await _playbook_stats(conn, outcome.playbook_id)
+            return read_playbook_stats(conn, outcome.playbook_id)
+
+        return await self._write(op)
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
+        # Both queries in one read transaction, so totals and median agree.
         async with self._reading() as conn:
-            return await _playbook_stats(conn, playbook_id)
+            await conn.execute("BEGIN")
+            try:
+                async with conn.execute(STATS_TOTALS, (playbook_id,)) as cursor:
+                    totals = await cursor.fetchone()
+                recent: list[Any] = []
+                if totals is not None:
+                    async with conn.execute(STATS_RECENT, (playbook_id, MEDIAN_WINDOW)) as cursor:
+                        recent = list(await cursor.fetchall())
+            finally:
+                await conn.execute("COMMIT")
+        return stats_from(playbook_id, totals, recent)
 
     # -- audit -----------------------------------------------------------
 
@@ -502,15 +477,15 @@ class SqliteStore:
         incident_id: int | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        async with self._transaction() as conn:
-            await audit_log.append(
-                conn,
-                at=self._clock.now(),
-                actor=actor,
-                action=action,
-                incident_id=incident_id,
-                detail=detail,
+        at = self._clock.now()
+        frozen = dict(detail or {})
+
+        def op(conn: sqlite3.Connection) -> None:
+            audit_log.append(
+                conn, at=at, actor=actor, action=action, incident_id=incident_id, detail=frozen
             )
+
+        await self._write(op)
 
     async def audit_entries(self, incident_id: int | None = None) -> list[AuditEntry]:
         """The whole log in order, or only one incident's rows."""
@@ -519,87 +494,77 @@ class SqliteStore:
         if incident_id is not None:
             query += " WHERE incident_id = ?"
             params = (incident_id,)
-        async with self._reading() as conn, conn.execute(f"{query} ORDER BY seq", params) as cur:
-            return [audit_log.entry_from_row(row) for row in await cur.fetchall()]
+        rows = await self._fetchall(f"{query} ORDER BY seq", params)
+        return [audit_log.entry_from_row(row) for row in rows]
 
     async def verify_audit(self) -> AuditReport:
         async with self._reading() as conn:
             return await audit_log.verify_chain(conn)
 
+    # -- the Slack outbox ------------------------------------------------
 
-class _Duplicate(Exception):
-    """Raised inside ingest's transaction to roll back its delivery-key insert."""
+    async def enqueue(
+        self,
+        channel: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        incident_id: int | None = None,
+        user_id: str | None = None,
+        coalesce_key: str | None = None,
+    ) -> int:
+        """Store a Slack write for the worker; returns its outbox id.
 
+        With a coalesce key, a pending row with that key that is not its
+        channel's head (which may be in flight) takes the new payload in
+        place, keeping its id and so its place in line.
+        """
+        payload_text = canonical_json(dict(payload))  # not JSON: fails here, not in the batch
+        now_text = time_text(self._clock.now())
+        return await self._write(
+            lambda conn: outbox_rows.enqueue(
+                conn,
+                channel=channel,
+                kind=kind,
+                payload_text=payload_text,
+                incident_id=incident_id,
+                user_id=user_id,
+                coalesce_key=coalesce_key,
+                now_text=now_text,
+            )
+        )
 
-def _rowid(cursor: aiosqlite.Cursor) -> int:
-    if cursor.lastrowid is None:
-        raise RuntimeError("insert returned no row id")
-    return int(cursor.lastrowid)
+    async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
+        """Each channel's oldest pending write, if it is due by `now`; oldest first."""
+        rows = await self._fetchall(outbox_rows.HEADS_DUE, (time_text(now),))
+        return [outbox_rows.item_from_row(row) for row in rows]
 
+    async def outbox_next_due(self) -> datetime | None:
+        """When the earliest channel head becomes due (maybe already); None when idle."""
+        row = await self._fetchone(outbox_rows.NEXT_DUE)
+        return None if row is None or row[0] is None else parse_time(row[0])
 
-async def _claim(conn: aiosqlite.Connection, delivery_key: str, at: str) -> bool:
-    cursor = await conn.execute(
-        "INSERT INTO deliveries (delivery_key, received_at) VALUES (?, ?)"
-        " ON CONFLICT (delivery_key) DO NOTHING",
-        (delivery_key, at),
-    )
-    return cursor.rowcount == 1
+    async def mark_sent(self, item_id: int, slack_ts: str | None) -> None:
+        """Delivered; a delivered post_card also records the incident's card."""
+        now_text = time_text(self._clock.now())
+        await self._write(lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text))
 
+    async def retry_later(self, item_id: int, not_before: datetime, error: str) -> None:
+        """Not delivered this time; the row stays its channel's head until `not_before`."""
+        not_before_text = time_text(not_before)
+        await self._write(
+            lambda conn: outbox_rows.retry_later(conn, item_id, not_before_text, error)
+        )
 
-async def _incident(conn: aiosqlite.Connection, incident_id: int) -> Incident | None:
-    async with conn.execute(f"{_INCIDENT_SELECT} WHERE i.id = ?", (incident_id,)) as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else _incident_from_row(row)
+    async def drop(self, item_id: int, error: str) -> None:
+        """Slack refused it for good: kept for the record, no longer in line."""
+        await self._write(lambda conn: outbox_rows.drop(conn, item_id, error))
 
+    async def outbox_pending(self) -> int:
+        row = await self._fetchone(outbox_rows.PENDING_COUNT)
+        return 0 if row is None else int(row[0])
 
-def _incident_from_row(row: Any) -> Incident:
-    alert = Alert(
-        source=row["a_source"],
-        source_key=row["a_source_key"],
-        name=row["a_name"],
-        status=row["a_status"],
-        severity=row["a_severity"],
-        labels=json.loads(row["a_labels"]),
-        annotations=json.loads(row["a_annotations"]),
-        text=row["a_text"],
-        channel=row["a_channel"],
-        reporter=row["a_reporter"],
-        received_at=parse_time(row["a_received_at"]),
-    )
-    return Incident(
-        id=row["id"],
-        state=row["state"],
-        fingerprint=row["fingerprint"],
-        alert=alert,
-        diagnosis=_json_model(Diagnosis, row["diagnosis"]),
-        plan=_json_model(Plan, row["plan"]),
-        reason=row["reason"],
-        channel=row["channel"],
-        card_ts=row["card_ts"],
-        created_at=parse_time(row["created_at"]),
-        updated_at=parse_time(row["updated_at"]),
-    )
-
-
-def _json_model(model: type[_M], text: str | None) -> _M | None:
-    return None if text is None else model.model_validate_json(text)
-
-
-async def _playbook_stats(conn: aiosqlite.Connection, playbook_id: str) -> PlaybookStats:
-    async with conn.execute(
-        "SELECT attempts, successes FROM playbook_stats WHERE playbook_id = ?", (playbook_id,)
-    ) as cursor:
-        totals = await cursor.fetchone()
-    if totals is None:
-        return PlaybookStats(playbook_id=playbook_id, attempts=0, successes=0, median_seconds=None)
-    async with conn.execute(
-        "SELECT seconds FROM outcomes WHERE playbook_id = ? ORDER BY at DESC, id DESC LIMIT ?",
-        (playbook_id, MEDIAN_WINDOW),
-    ) as cursor:
-        recent = [float(row[0]) for row in await cursor.fetchall()]
-    return PlaybookStats(
-        playbook_id=playbook_id,
-        attempts=int(totals["attempts"]),
-        successes=int(totals["successes"]),
-        median_seconds=statistics.median(recent) if recent else None,
-    )
+    async def card_of(self, incident_id: int) -> tuple[str, str] | None:
+        """(channel, card_ts) of the incident's live card, once it was delivered."""
+        row = await self._fetchone(outbox_rows.CARD_OF, (incident_id,))
+        return None if row is None else (str(row["channel"]), str(row["card_ts"]))

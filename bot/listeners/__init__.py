@@ -5,12 +5,13 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.listeners import actions, alerts
+from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.ports import Clock
 
 
 def register_all(
-    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock
+    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock, metrics: Metrics
 ) -> None:
-    alerts.register(app, healer, alert_channels, clock)
+    alerts.register(app, healer, alert_channels, clock, metrics)
     actions.register(app, healer)

@@ -10,28 +10,26 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.metrics import Metrics
 from engine.healer import Healer
-from engine.intake.slack_message import parse_message
+from engine.intake.slack import parse_slack_message
 from engine.ports import Clock
 
 # Edits, deletions, joins and the like are not new alerts.
 _ALERT_SUBTYPES = {None, "bot_message"}
 
 
-def register(app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock) -> None:
+def register(
+    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock, metrics: Metrics
+) -> None:
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         channel = event.get("channel")
         if channel not in alert_channels or event.get("subtype") not in _ALERT_SUBTYPES:
             return
-        ts = str(event.get("ts", ""))
-        alert = parse_message(
-            str(event.get("text") or ""),
-            channel=channel,
-            ts=ts,
-            reporter=event.get("user"),
-            received_at=clock.now(),
-        )
+        alert = parse_slack_message(event, channel=channel, received_at=clock.now())
         if alert is None:
             return
-        await healer.receive(alert, delivery_key=str(body.get("event_id") or f"{channel}/{ts}"))
+        delivery_key = str(body.get("event_id") or alert.source_key)
+        if await healer.receive([alert], delivery_key):
+            metrics.alerts("slack", 1)

@@ -29,6 +29,7 @@ from engine.models import (
 )
 from engine.story import (
     Approved,
+    Cleared,
     Learned,
     NeedsHuman,
     Planned,
@@ -120,6 +121,7 @@ def test_foreign_button_values_are_refused(value):
 EVENTS = [
     Planned(diagnosis=Diagnosis(pattern_id="x", problem="y", explanation=HOSTILE), plan=PLAN),
     NeedsHuman(reason=HOSTILE),
+    Cleared(),
     Approved(user="U0ONCALL"),
     Approved(user="grace", automatic=True),
     Rejected(user="U0ONCALL", reason=HOSTILE),
@@ -151,8 +153,19 @@ def test_every_story_event_reads_and_escapes_alert_text(event):
 
 
 def test_story_details_people_rely_on():
-    assert "3/3 succeeded, median 0.4 s" in story_text(EVENTS[-1])
-    assert "succeeded in 0.40 s" in story_text(EVENTS[6])
-    assert "(3.0 MiB)" in story_text(EVENTS[5])
-    assert "2.0 ms before, 1.0 ms after (tolerance 50%)" in story_text(EVENTS[7])
-    assert "Approved by <@U0ONCALL>" in story_text(EVENTS[2])
+    told = {type(e).__name__: story_text(e) for e in EVENTS}
+    assert "3/3 succeeded, median 0.4 s" in told["Learned"]
+    assert "succeeded in 0.40 s" in told["StepFinished"]
+    assert "(3.0 MiB)" in told["SnapshotTaken"]
+    assert "2.0 ms before, 1.0 ms after (tolerance 50%)" in told["Verified"]
+    assert "resolved by itself" in told["Cleared"]
+
+
+def test_the_card_counts_alerts_and_says_when_they_were_seen():
+    later = NOW.replace(hour=3, minute=4, second=10)
+    seen = incident().model_copy(
+        update={"alert_count": 37, "firing_count": 2, "first_seen": NOW, "last_seen": later}
+    )
+    rendered = as_json(card_blocks(seen))
+    assert "37 received, 2 firing" in rendered
+    assert "first 00:00:00, last 03:04:10 UTC" in rendered

@@ -37,22 +37,46 @@ async def refused(call: Any) -> dict[str, Any]:
 
 
 def button(label: str, action_id: str, **extra: Any) -> dict[str, Any]:
-    return {"type": "button", "text": {"type": "plain_text", "text": label},
-            "action_id": action_id, **extra}
+    return {
+        "type": "button",
+        "text": {"type": "plain_text", "text": label},
+        "action_id": action_id,
+        **extra,
+    }
 
 
 CARD = [
     {"type": "header", "text": {"type": "plain_text", "text": "Disk full on web-1"}},
-    {"type": "section", "text": {
-        "type": "mrkdwn", "text": "*Diagnosis:* logs filled /var &amp; <!channel> by <@U0ALICE>"}},
-    {"type": "section", "fields": [{"type": "mrkdwn", "text": "*Severity*\ncritical"},
-                                   {"type": "mrkdwn", "text": "*Tier*\n2"}]},
-    {"type": "context", "elements": [{"type": "mrkdwn", "text": "Incident 42"},
-                                     {"type": "mrkdwn", "text": "<https://x.example/42|runbook>"}]},
+    {
+        "type": "section",
+        "text": {
+            "type": "mrkdwn",
+            "text": "*Diagnosis:* logs filled /var &amp; <!channel> by <@U0ALICE>",
+        },
+    },
+    {
+        "type": "section",
+        "fields": [
+            {"type": "mrkdwn", "text": "*Severity*\ncritical"},
+            {"type": "mrkdwn", "text": "*Tier*\n2"},
+        ],
+    },
+    {
+        "type": "context",
+        "elements": [
+            {"type": "mrkdwn", "text": "Incident 42"},
+            {"type": "mrkdwn", "text": "<https://x.example/42|runbook>"},
+        ],
+    },
     {"type": "divider"},
-    {"type": "actions", "block_id": "decide", "elements": [
-        button("Approve", "approve", value="42:abc", style="primary"),
-        button("Reject", "reject", value="42:abc", style="danger")]},
+    {
+        "type": "actions",
+        "block_id": "decide",
+        "elements": [
+            button("Approve", "approve", value="42:abc", style="primary"),
+            button("Reject", "reject", value="42:abc", style="danger"),
+        ],
+    },
 ]
 
 
@@ -79,8 +103,10 @@ class Receiver:
     def last_is_signed_with(self, secret: str) -> bool:
         last = self.requests[-1]
         return SignatureVerifier(secret).is_valid(
-            last.body, last.headers.get("X-Slack-Request-Timestamp"),
-            last.headers.get("X-Slack-Signature"))
+            last.body,
+            last.headers.get("X-Slack-Request-Timestamp"),
+            last.headers.get("X-Slack-Signature"),
+        )
 
 
 async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
@@ -108,14 +134,21 @@ async def receiver(devslack: DevSlack) -> AsyncIterator[Receiver]:
 async def test_auth_test_answers_like_slack(devslack: DevSlack) -> None:
     answer = await client_for(devslack).auth_test()
     assert answer.data == {
-        "ok": True, "url": "https://grace-dev.slack.com/", "team": "grace-dev", "user": "grace",
-        "team_id": "T0GRACE", "user_id": "U0GRACE", "bot_id": "B0GRACE",
-        "is_enterprise_install": False}
+        "ok": True,
+        "url": "https://grace-dev.slack.com/",
+        "team": "grace-dev",
+        "user": "grace",
+        "team_id": "T0GRACE",
+        "user_id": "U0GRACE",
+        "bot_id": "B0GRACE",
+        "is_enterprise_install": False,
+    }
     assert devslack.api_url.startswith("http://127.0.0.1:") and devslack.api_url.endswith("/api/")
 
 
 async def test_missing_token_is_not_authed_and_wrong_token_is_invalid_auth(
-        devslack: DevSlack) -> None:
+    devslack: DevSlack,
+) -> None:
     assert (await refused(client_for(devslack, None).auth_test()))["error"] == "not_authed"
     wrong = client_for(devslack, "xoxb-wrong")
     assert (await refused(wrong.auth_test()))["error"] == "invalid_auth"
@@ -142,8 +175,10 @@ async def test_post_message_round_trip_with_json_and_form_bodies(devslack: DevSl
     client = client_for(devslack)
     first = await client.chat_postMessage(channel="C0ALERTS", text="hello", blocks=CARD)
     # form-encoded, blocks as a JSON string, channel by name: Slack accepts all of it
-    second = await client.api_call("chat.postMessage", data={
-        "channel": "#alerts", "text": "form", "blocks": json.dumps(CARD[:1])})
+    second = await client.api_call(
+        "chat.postMessage",
+        data={"channel": "#alerts", "text": "form", "blocks": json.dumps(CARD[:1])},
+    )
     assert first["channel"] == second["channel"] == "C0ALERTS"
     assert TS.match(first["ts"]) and TS.match(second["ts"])
     assert float(second["ts"]) > float(first["ts"])
@@ -176,15 +211,19 @@ async def test_thread_replies_need_an_existing_top_level_message(devslack: DevSl
     assert len(devslack.thread("C0ALERTS", parent["ts"])) == 2
 
 
-@pytest.mark.parametrize(("kwargs", "error"), [
-    ({"channel": "C0NOPE", "text": "hi"}, "channel_not_found"),
-    ({"channel": "C0ALERTS"}, "no_text"),
-    ({"channel": "C0ALERTS", "text": ""}, "no_text"),
-    ({"channel": "C0ALERTS", "text": "x" * 40_001}, "msg_too_long"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"channel": "C0NOPE", "text": "hi"}, "channel_not_found"),
+        ({"channel": "C0ALERTS"}, "no_text"),
+        ({"channel": "C0ALERTS", "text": ""}, "no_text"),
+        ({"channel": "C0ALERTS", "text": "x" * 40_001}, "msg_too_long"),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing")
 async def test_post_message_refusals(
-        devslack: DevSlack, kwargs: dict[str, Any], error: str) -> None:
+    devslack: DevSlack, kwargs: dict[str, Any], error: str
+) -> None:
     data = await refused(client_for(devslack).chat_postMessage(**kwargs))
     assert data["error"] == error
     assert devslack.messages("C0ALERTS") == []
@@ -200,8 +239,9 @@ async def test_update_replaces_content_and_keeps_the_previous_version(devslack: 
     client = client_for(devslack)
     posted = await client.chat_postMessage(channel="C0ALERTS", text="awaiting", blocks=CARD)
     done = [{"type": "section", "text": {"type": "mrkdwn", "text": "Approved by <@U0ALICE>"}}]
-    updated = await client.chat_update(channel="C0ALERTS", ts=posted["ts"], text="approved",
-                                       blocks=done)
+    updated = await client.chat_update(
+        channel="C0ALERTS", ts=posted["ts"], text="approved", blocks=done
+    )
     assert updated["ts"] == posted["ts"] and updated["text"] == "approved"
     assert updated["message"]["edited"]["user"] == "U0GRACE"
     msg = devslack.message("C0ALERTS", posted["ts"])
@@ -215,14 +255,16 @@ async def test_update_replaces_content_and_keeps_the_previous_version(devslack: 
     data = await refused(client.chat_update(channel="C0NOPE", ts=posted["ts"], text="x"))
     assert data["error"] == "channel_not_found"
     big = [{"type": "divider"}] * 51
-    data = await refused(client.chat_update(channel="C0ALERTS", ts=posted["ts"], text="x",
-                                            blocks=big))
+    data = await refused(
+        client.chat_update(channel="C0ALERTS", ts=posted["ts"], text="x", blocks=big)
+    )
     assert data["error"] == "invalid_blocks"
     assert len(msg.edits) == 1 and msg.text == "approved"
 
 
 async def test_update_of_someone_elses_message_is_refused(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     delivery = await devslack.post_message_as("C0ALERTS", "disk full", user="U0ALICE")
     ts = delivery.payload()["event"]["ts"]
     data = await refused(client_for(devslack).chat_update(channel="C0ALERTS", ts=ts, text="mine"))
@@ -255,8 +297,15 @@ def _fields(count: int, size: int = 1) -> list[dict[str, Any]]:
 
 
 def _actions(count: int, **button_extra: Any) -> list[dict[str, Any]]:
-    return [{"type": "actions", "elements": [
-        button(button_extra.pop("label", "Go"), f"a{i}", **button_extra) for i in range(count)]}]
+    return [
+        {
+            "type": "actions",
+            "elements": [
+                button(button_extra.pop("label", "Go"), f"a{i}", **button_extra)
+                for i in range(count)
+            ],
+        }
+    ]
 
 
 LIMITS: list[tuple[str, Any, str]] = [
@@ -265,12 +314,20 @@ LIMITS: list[tuple[str, Any, str]] = [
     ("section text", _section, 3000, "/blocks/0/text/text"),
     ("field text", lambda n: _fields(1, n), 2000, "/blocks/0/fields/0/text"),
     ("10 fields", _fields, 10, "/blocks/0/fields"),
-    ("header text", lambda n: [{"type": "header", "text": {"type": "plain_text", "text": "h" * n}}],
-     150, "/blocks/0/text/text"),
+    (
+        "header text",
+        lambda n: [{"type": "header", "text": {"type": "plain_text", "text": "h" * n}}],
+        150,
+        "/blocks/0/text/text",
+    ),
     ("button text", lambda n: _actions(1, label="b" * n), 75, "/blocks/0/elements/0/text/text"),
     ("button value", lambda n: _actions(1, value="v" * n), 2000, "/blocks/0/elements/0/value"),
-    ("action_id", lambda n: [{"type": "actions", "elements": [button("Go", "a" * n)]}], 255,
-     "/blocks/0/elements/0/action_id"),
+    (
+        "action_id",
+        lambda n: [{"type": "actions", "elements": [button("Go", "a" * n)]}],
+        255,
+        "/blocks/0/elements/0/action_id",
+    ),
     ("block_id", lambda n: [{"type": "divider", "block_id": "b" * n}], 255, "/blocks/0/block_id"),
     ("25 elements", _actions, 25, "/blocks/0/elements"),
 ]  # type: ignore[list-item]
@@ -278,15 +335,18 @@ LIMITS: list[tuple[str, Any, str]] = [
 
 @pytest.mark.parametrize(("what", "build", "limit", "pointer"), LIMITS, ids=[c[0] for c in LIMITS])
 async def test_block_limits_are_enforced_exactly(
-        devslack: DevSlack, what: str, build: Any, limit: int, pointer: str) -> None:
+    devslack: DevSlack, what: str, build: Any, limit: int, pointer: str
+) -> None:
     client = client_for(devslack)
     await client.chat_postMessage(channel="C0ALERTS", text="at limit", blocks=build(limit))
-    data = await refused(client.chat_postMessage(channel="C0ALERTS", text="over",
-                                                 blocks=build(limit + 1)))
+    data = await refused(
+        client.chat_postMessage(channel="C0ALERTS", text="over", blocks=build(limit + 1))
+    )
     assert data["error"] == "invalid_blocks"
     messages = data["response_metadata"]["messages"]
-    assert any(m.startswith("[ERROR] ") and m.endswith(f"[json-pointer:{pointer}]")
-               for m in messages), messages
+    assert any(
+        m.startswith("[ERROR] ") and m.endswith(f"[json-pointer:{pointer}]") for m in messages
+    ), messages
     assert [m.text for m in devslack.messages("C0ALERTS")] == ["at limit"]
     assert devslack.calls[-1].method == "chat.postMessage"
     assert devslack.calls[-1].response["error"] == "invalid_blocks"
@@ -304,8 +364,9 @@ async def test_malformed_blocks_are_refused(devslack: DevSlack) -> None:
     for blocks in cases:
         data = await refused(client.chat_postMessage(channel="C0ALERTS", text="t", blocks=blocks))
         assert data["error"] == "invalid_blocks", blocks
-    data = await refused(client.api_call("chat.postMessage", data={
-        "channel": "C0ALERTS", "blocks": "[not json"}))
+    data = await refused(
+        client.api_call("chat.postMessage", data={"channel": "C0ALERTS", "blocks": "[not json"})
+    )
     assert data["error"] == "invalid_blocks_format"
     assert devslack.messages("C0ALERTS") == []
 
@@ -313,12 +374,20 @@ async def test_malformed_blocks_are_refused(devslack: DevSlack) -> None:
 # ------------------------------------------------------------------ views and triggers
 
 
-MODAL = {"type": "modal", "callback_id": "reject_reason",
-         "title": {"type": "plain_text", "text": "Reject"},
-         "submit": {"type": "plain_text", "text": "Reject"},
-         "blocks": [{"type": "input", "block_id": "reason",
-                     "label": {"type": "plain_text", "text": "Why?"},
-                     "element": {"type": "plain_text_input", "action_id": "text"}}]}
+MODAL = {
+    "type": "modal",
+    "callback_id": "reject_reason",
+    "title": {"type": "plain_text", "text": "Reject"},
+    "submit": {"type": "plain_text", "text": "Reject"},
+    "blocks": [
+        {
+            "type": "input",
+            "block_id": "reason",
+            "label": {"type": "plain_text", "text": "Why?"},
+            "element": {"type": "plain_text_input", "action_id": "text"},
+        }
+    ],
+}
 
 
 class FakeClock:
@@ -330,7 +399,8 @@ class FakeClock:
 
 
 async def test_views_open_accepts_only_fresh_issued_triggers(
-        devslack_factory: DevSlackFactory) -> None:
+    devslack_factory: DevSlackFactory,
+) -> None:
     clock = FakeClock()
     slack = await devslack_factory(clock=clock)
     client = client_for(slack)
@@ -339,25 +409,31 @@ async def test_views_open_accepts_only_fresh_issued_triggers(
     assert opened["view"]["id"].startswith("V") and opened["view"]["callback_id"] == "reject_reason"
     assert [v["id"] for v in slack.views] == [opened["view"]["id"]]
 
-    assert (await refused(client.views_open(trigger_id=trigger, view=MODAL)))["error"] \
-        == "exchanged_trigger_id"
-    assert (await refused(client.views_open(trigger_id="123.456.abc", view=MODAL)))["error"] \
-        == "invalid_trigger_id"
+    assert (await refused(client.views_open(trigger_id=trigger, view=MODAL)))[
+        "error"
+    ] == "exchanged_trigger_id"
+    assert (await refused(client.views_open(trigger_id="123.456.abc", view=MODAL)))[
+        "error"
+    ] == "invalid_trigger_id"
     stale = slack.issue_trigger_id()
     clock.now += 3.01
-    assert (await refused(client.views_open(trigger_id=stale, view=MODAL)))["error"] \
-        == "expired_trigger_id"
+    assert (await refused(client.views_open(trigger_id=stale, view=MODAL)))[
+        "error"
+    ] == "expired_trigger_id"
     in_time = slack.issue_trigger_id()
     clock.now += 2.99
     await client.views_open(trigger_id=in_time, view=MODAL)
     assert len(slack.views) == 2
 
 
-@pytest.mark.parametrize("view", [
-    {**MODAL, "title": {"type": "plain_text", "text": "t" * 25}},
-    {**MODAL, "blocks": [{"type": "divider"}] * 101},
-    {**MODAL, "type": "home"},
-])
+@pytest.mark.parametrize(
+    "view",
+    [
+        {**MODAL, "title": {"type": "plain_text", "text": "t" * 25}},
+        {**MODAL, "blocks": [{"type": "divider"}] * 101},
+        {**MODAL, "type": "home"},
+    ],
+)
 async def test_views_open_refuses_invalid_views(devslack: DevSlack, view: dict[str, Any]) -> None:
     client = client_for(devslack)
     data = await refused(client.views_open(trigger_id=devslack.issue_trigger_id(), view=view))
@@ -366,8 +442,11 @@ async def test_views_open_refuses_invalid_views(devslack: DevSlack, view: dict[s
 
 
 async def test_views_at_their_limits_are_accepted(devslack: DevSlack) -> None:
-    view = {**MODAL, "title": {"type": "plain_text", "text": "t" * 24},
-            "blocks": [{"type": "divider"}] * 100}
+    view = {
+        **MODAL,
+        "title": {"type": "plain_text", "text": "t" * 24},
+        "blocks": [{"type": "divider"}] * 100,
+    }
     await client_for(devslack).views_open(trigger_id=devslack.issue_trigger_id(), view=view)
     assert len(devslack.views[0]["blocks"]) == 100
 
@@ -394,7 +473,10 @@ async def test_every_call_is_recorded_in_order_with_parsed_args(devslack: DevSla
     await refused(client.chat_postMessage(channel="C0NOPE", text="two"))
     await refused(client_for(devslack, "bad").auth_test())
     assert [(c.method, c.response["ok"]) for c in devslack.calls] == [
-        ("chat.postMessage", True), ("chat.postMessage", False), ("auth.test", False)]
+        ("chat.postMessage", True),
+        ("chat.postMessage", False),
+        ("auth.test", False),
+    ]
     assert devslack.calls[0].args == {"channel": "C0ALERTS", "text": "one"}
     assert devslack.calls[1].response == {"ok": False, "error": "channel_not_found"}
     assert all("token" not in c.args for c in devslack.calls)
@@ -456,7 +538,8 @@ async def test_fail_next_injects_outages(devslack: DevSlack) -> None:
 
 
 async def test_post_message_as_a_person_delivers_a_signed_event_callback(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     delivery = await devslack.post_message_as("C0ALERTS", "disk full on web-1", user="U0ALICE")
     assert delivery.status == 200 and len(receiver.requests) == 1
     got = receiver.requests[0]
@@ -473,8 +556,12 @@ async def test_post_message_as_a_person_delivers_a_signed_event_callback(
     assert envelope["authorizations"][0]["is_bot"] is True
     event = envelope["event"]
     assert {k: event[k] for k in ("type", "channel", "user", "text", "channel_type")} == {
-        "type": "message", "channel": "C0ALERTS", "user": "U0ALICE",
-        "text": "disk full on web-1", "channel_type": "channel"}
+        "type": "message",
+        "channel": "C0ALERTS",
+        "user": "U0ALICE",
+        "text": "disk full on web-1",
+        "channel_type": "channel",
+    }
     assert event["ts"] == event["event_ts"] and TS.match(event["ts"])
     assert "subtype" not in event and "bot_id" not in event
     stored = devslack.messages("C0ALERTS")
@@ -482,10 +569,12 @@ async def test_post_message_as_a_person_delivers_a_signed_event_callback(
 
 
 async def test_post_message_as_an_integration_is_a_bot_message(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     attachments = [{"color": "danger", "title": "[FIRING:1] DiskFull", "text": "web-1 at 97%"}]
-    await devslack.post_message_as("C0ALERTS", bot_id="B0ALERTMGR", username="alertmanager",
-                                   attachments=attachments)
+    await devslack.post_message_as(
+        "C0ALERTS", bot_id="B0ALERTMGR", username="alertmanager", attachments=attachments
+    )
     event = json.loads(receiver.requests[0].body)["event"]
     assert event["subtype"] == "bot_message" and event["bot_id"] == "B0ALERTMGR"
     assert event["username"] == "alertmanager" and "user" not in event
@@ -494,7 +583,8 @@ async def test_post_message_as_an_integration_is_a_bot_message(
 
 
 async def test_redeliver_resends_the_same_body_with_retry_headers(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     first = await devslack.post_message_as("C0ALERTS", "again", user="U0BOB")
     retry = await devslack.redeliver(first, retry_num=2)
     assert [r.body for r in receiver.requests] == [first.request_body] * 2
@@ -508,19 +598,22 @@ async def test_redeliver_resends_the_same_body_with_retry_headers(
 
 
 async def test_signed_post_can_send_bad_and_stale_signatures(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     await devslack.signed_post("{}", "application/json", secret="not-the-secret")
     assert not receiver.last_is_signed_with(devslack.signing_secret)
     await devslack.signed_post("{}", "application/json", timestamp=int(time.time()) - 600)
     assert not receiver.last_is_signed_with(devslack.signing_secret)
     got = receiver.requests[-1]
     expected = SignatureVerifier(devslack.signing_secret).generate_signature(
-        timestamp=got.headers["X-Slack-Request-Timestamp"], body="{}")
+        timestamp=got.headers["X-Slack-Request-Timestamp"], body="{}"
+    )
     assert got.headers["X-Slack-Signature"] == expected  # right signature, stale timestamp
 
 
 async def test_click_sends_block_actions_form_encoded_and_signed(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     client = client_for(devslack)
     posted = await client.chat_postMessage(channel="C0ALERTS", text="card", blocks=CARD)
     delivery = await devslack.click("C0ALERTS", posted["ts"], "approve", user="U0ALICE")
@@ -532,10 +625,18 @@ async def test_click_sends_block_actions_form_encoded_and_signed(
     payload = json.loads(form["payload"][0])
     assert payload == delivery.payload()
     assert payload["type"] == "block_actions"
-    assert payload["user"] == {"id": "U0ALICE", "username": "alice", "name": "alice",
-                               "team_id": "T0GRACE"}
-    assert payload["container"] == {"type": "message", "message_ts": posted["ts"],
-                                    "channel_id": "C0ALERTS", "is_ephemeral": False}
+    assert payload["user"] == {
+        "id": "U0ALICE",
+        "username": "alice",
+        "name": "alice",
+        "team_id": "T0GRACE",
+    }
+    assert payload["container"] == {
+        "type": "message",
+        "message_ts": posted["ts"],
+        "channel_id": "C0ALERTS",
+        "is_ephemeral": False,
+    }
     assert payload["channel"] == {"id": "C0ALERTS", "name": "alerts"}
     assert payload["team"] == {"id": "T0GRACE", "domain": "grace-dev"}
     assert payload["api_app_id"] == "A0GRACE" and payload["token"] == devslack.verification_token
@@ -543,22 +644,31 @@ async def test_click_sends_block_actions_form_encoded_and_signed(
     assert payload["message"]["blocks"] == devslack.message("C0ALERTS", posted["ts"]).blocks
     (action,) = payload["actions"]
     assert {k: v for k, v in action.items() if k != "action_ts"} == {
-        "action_id": "approve", "block_id": "decide",
-        "text": {"type": "plain_text", "text": "Approve"}, "value": "42:abc",
-        "style": "primary", "type": "button"}
+        "action_id": "approve",
+        "block_id": "decide",
+        "text": {"type": "plain_text", "text": "Approve"},
+        "value": "42:abc",
+        "style": "primary",
+        "type": "button",
+    }
     assert TS.match(action["action_ts"])
     # the trigger_id is one the stand-in issued: a modal can be opened with it
     await client.views_open(trigger_id=payload["trigger_id"], view=MODAL)
     # the response_url works like Slack's: replace_original edits the card
-    async with aiohttp.ClientSession() as http, http.post(
-            payload["response_url"], json={"replace_original": True, "text": "Approved"}) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            payload["response_url"], json={"replace_original": True, "text": "Approved"}
+        ) as resp,
+    ):
         assert resp.status == 200
     card = devslack.message("C0ALERTS", posted["ts"])
     assert card.text == "Approved" and len(card.edits) == 1
 
 
 async def test_click_on_a_card_that_lost_its_buttons_raises_lookup_error(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     client = client_for(devslack)
     posted = await client.chat_postMessage(channel="C0ALERTS", text="card", blocks=CARD)
     await client.chat_update(channel="C0ALERTS", ts=posted["ts"], text="done", blocks=CARD[:2])
@@ -570,16 +680,37 @@ async def test_click_on_a_card_that_lost_its_buttons_raises_lookup_error(
 
 
 async def test_slash_command_and_view_submission_payloads(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     delivery = await devslack.slash_command("status", user="U0BOB", channel="C0OPS")
     form = delivery.payload()
-    assert {k: form[k] for k in ("command", "text", "user_id", "user_name", "channel_id",
-                                 "channel_name", "team_id", "api_app_id")} == {
-        "command": "/grace", "text": "status", "user_id": "U0BOB", "user_name": "bob",
-        "channel_id": "C0OPS", "channel_name": "ops", "team_id": "T0GRACE", "api_app_id": "A0GRACE"}
+    assert {
+        k: form[k]
+        for k in (
+            "command",
+            "text",
+            "user_id",
+            "user_name",
+            "channel_id",
+            "channel_name",
+            "team_id",
+            "api_app_id",
+        )
+    } == {
+        "command": "/grace",
+        "text": "status",
+        "user_id": "U0BOB",
+        "user_name": "bob",
+        "channel_id": "C0OPS",
+        "channel_name": "ops",
+        "team_id": "T0GRACE",
+        "api_app_id": "A0GRACE",
+    }
     assert receiver.last_is_signed_with(devslack.signing_secret)
-    async with aiohttp.ClientSession() as http, http.post(
-            form["response_url"], json={"text": "all quiet"}) as resp:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(form["response_url"], json={"text": "all quiet"}) as resp,
+    ):
         assert resp.status == 200
     assert [m.text for m in devslack.ephemerals("U0BOB")] == ["all quiet"]
     assert devslack.messages("C0OPS") == []
@@ -591,15 +722,17 @@ async def test_slash_command_and_view_submission_payloads(
     assert payload["type"] == "view_submission" and payload["view"]["id"] == view["id"]
     assert payload["view"]["callback_id"] == "reject_reason"
     assert payload["view"]["state"]["values"] == {
-        "reason": {"text": {"type": "plain_text_input", "value": "too risky"}}}
+        "reason": {"text": {"type": "plain_text_input", "value": "too risky"}}
+    }
     with pytest.raises(LookupError):
         await devslack.submit_view(view["id"], user="U0BOB", values={"nope": {"text": "x"}})
 
 
 async def test_a_real_bolt_app_accepts_and_answers_deliveries(devslack: DevSlack) -> None:
     """Bolt verifies our signatures, parses our envelopes and payloads, and its replies land."""
-    bolt = AsyncApp(token=devslack.token, signing_secret=devslack.signing_secret,
-                    client=client_for(devslack))
+    bolt = AsyncApp(
+        token=devslack.token, signing_secret=devslack.signing_secret, client=client_for(devslack)
+    )
 
     @bolt.message("disk")
     async def on_alert(message: dict[str, Any], say: Any) -> None:
@@ -608,8 +741,11 @@ async def test_a_real_bolt_app_accepts_and_answers_deliveries(devslack: DevSlack
     @bolt.action("approve")
     async def on_approve(ack: Any, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
-        await client.chat_update(channel=body["channel"]["id"], ts=body["message"]["ts"],
-                                 text=f"approved by {body['user']['name']}")
+        await client.chat_update(
+            channel=body["channel"]["id"],
+            ts=body["message"]["ts"],
+            text=f"approved by {body['user']['name']}",
+        )
 
     runner, url = await serve(bolt.web_app(path="/slack/events"))
     try:
@@ -626,8 +762,7 @@ async def test_a_real_bolt_app_accepts_and_answers_deliveries(devslack: DevSlack
         await devslack.wait_for(lambda: devslack.message("C0OPS", card["ts"]).edits)
         assert devslack.message("C0OPS", card["ts"]).text == "approved by bob"
 
-        forged = await devslack.signed_post(alert.request_body, "application/json",
-                                            secret="forged")
+        forged = await devslack.signed_post(alert.request_body, "application/json", secret="forged")
         assert forged.status == 401
     finally:
         await runner.cleanup()
@@ -639,49 +774,63 @@ async def test_a_real_bolt_app_accepts_and_answers_deliveries(devslack: DevSlack
 async def test_render_message_reads_like_slack(devslack: DevSlack) -> None:
     client = client_for(devslack)
     posted = await client.chat_postMessage(channel="C0ALERTS", text="fallback", blocks=CARD)
-    assert devslack.render_message(devslack.message("C0ALERTS", posted["ts"])) == "\n".join([
-        "Disk full on web-1",
-        "*Diagnosis:* logs filled /var & @channel by @alice",
-        "*Severity*", "critical", "*Tier*", "2",
-        "Incident 42 · runbook",
-        RULE,
-        "[Approve] [Reject]",
-    ])
+    assert devslack.render_message(devslack.message("C0ALERTS", posted["ts"])) == "\n".join(
+        [
+            "Disk full on web-1",
+            "*Diagnosis:* logs filled /var & @channel by @alice",
+            "*Severity*",
+            "critical",
+            "*Tier*",
+            "2",
+            "Incident 42 · runbook",
+            RULE,
+            "[Approve] [Reject]",
+        ]
+    )
     plain = await client.chat_postMessage(channel="C0ALERTS", text="just &lt;text&gt; for <#C0OPS>")
-    assert devslack.render_message(devslack.message("C0ALERTS", plain["ts"])) \
-        == "just <text> for #ops"
+    assert (
+        devslack.render_message(devslack.message("C0ALERTS", plain["ts"])) == "just <text> for #ops"
+    )
 
 
 async def test_transcript_shows_card_thread_and_final_card(
-        devslack: DevSlack, receiver: Receiver) -> None:
+    devslack: DevSlack, receiver: Receiver
+) -> None:
     client = client_for(devslack)
-    alert = await devslack.post_message_as("C0ALERTS", "disk full", bot_id="B0AM",
-                                           username="alertmanager")
+    alert = await devslack.post_message_as(
+        "C0ALERTS", "disk full", bot_id="B0AM", username="alertmanager"
+    )
     card = await client.chat_postMessage(channel="C0ALERTS", text="card", blocks=CARD)
-    await client.chat_postMessage(channel="C0ALERTS", text="Approved by <@U0ALICE>",
-                                  thread_ts=card["ts"])
+    await client.chat_postMessage(
+        channel="C0ALERTS", text="Approved by <@U0ALICE>", thread_ts=card["ts"]
+    )
     final = [CARD[0], {"type": "section", "text": {"type": "mrkdwn", "text": "Resolved"}}]
     await client.chat_update(channel="C0ALERTS", ts=card["ts"], text="resolved", blocks=final)
     alert_ts = alert.payload()["event"]["ts"]
     reply_ts = devslack.thread("C0ALERTS", card["ts"])[0].ts
-    assert devslack.transcript("C0ALERTS") == "\n".join([
-        "#alerts",
-        RULE,
-        f"[{alert_ts}] alertmanager",
-        "  disk full",
-        RULE,
-        f"[{card['ts']}] grace (bot) (edited 1x)",
-        "  first posted version:",
-        "    Disk full on web-1",
-        "    *Diagnosis:* logs filled /var & @channel by @alice",
-        "    *Severity*", "    critical", "    *Tier*", "    2",
-        "    Incident 42 · runbook",
-        "    " + RULE,
-        "    [Approve] [Reject]",
-        "  final version:",
-        "    Disk full on web-1",
-        "    Resolved",
-        "  thread (1 reply):",
-        f"    [{reply_ts}] grace (bot)",
-        "      Approved by @alice",
-    ])
+    assert devslack.transcript("C0ALERTS") == "\n".join(
+        [
+            "#alerts",
+            RULE,
+            f"[{alert_ts}] alertmanager",
+            "  disk full",
+            RULE,
+            f"[{card['ts']}] grace (bot) (edited 1x)",
+            "  first posted version:",
+            "    Disk full on web-1",
+            "    *Diagnosis:* logs filled /var & @channel by @alice",
+            "    *Severity*",
+            "    critical",
+            "    *Tier*",
+            "    2",
+            "    Incident 42 · runbook",
+            "    " + RULE,
+            "    [Approve] [Reject]",
+            "  final version:",
+            "    Disk full on web-1",
+            "    Resolved",
+            "  thread (1 reply):",
+            f"    [{reply_ts}] grace (bot)",
+            "      Approved by @alice",
+        ]
+    )

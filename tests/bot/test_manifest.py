@@ -6,14 +6,16 @@ from pathlib import Path
 
 import yaml
 
+from bot.metrics import Metrics
 from bot.server import make_web_app
+from bot.settings import Settings
 
 MANIFEST = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
 SLACK_PATH = "/slack/events"
 
 
 def _routes() -> set[tuple[str, str]]:
-    app = make_web_app(bolt=None, store=None)  # type: ignore[arg-type]  # routes only
+    app = make_web_app(None, None, None, Settings(), Metrics(), None)  # type: ignore[arg-type]
     return {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
 
 

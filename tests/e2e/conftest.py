@@ -7,7 +7,9 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 import pytest
+from pydantic import SecretStr
 
 from bot.app import Grace, build
 from bot.demo import APPROVER, CHANNEL, MONITOR, bloat_wal, demo_settings
@@ -16,6 +18,7 @@ from bot.ids import ActionId
 from engine.models import Incident
 
 OTHER_CHANNEL = "C0RANDOM"
+WEBHOOK_TOKEN = "webhook-test-token"
 
 
 class Harness:
@@ -30,7 +33,10 @@ class Harness:
         return await self.slack.post_message_as(CHANNEL, text, **(poster or {"user": MONITOR}))
 
     def cards(self) -> list[Message]:
-        return [m for m in self.slack.messages(CHANNEL) if m.bot_id == self.slack.bot_id]
+        """GRACE's incident cards: its top-level messages with blocks."""
+        return [
+            m for m in self.slack.messages(CHANNEL) if m.bot_id == self.slack.bot_id and m.blocks
+        ]
 
     async def card(self) -> Message:
         return await self.slack.wait_for(lambda: next(iter(self.cards()), None))
@@ -45,12 +51,38 @@ class Harness:
         """The learning summary is the last word of every heal."""
         await self.slack.wait_for(lambda: any("Learned" in t for t in self.thread(card)))
         await self.grace.healer.drain()
+        await self.grace.outbox.idle()
         incident = await self.grace.store.incident_for_card(CHANNEL, card.ts)
         assert incident is not None
         return incident
 
     async def incidents(self) -> list[Incident]:
-        return await self.grace.store.list_incidents(limit=100)
+        return await self.grace.store.list_incidents(limit=1000)
+
+    async def post(
+        self,
+        source: str,
+        body: bytes | str,
+        *,
+        token: str | None = WEBHOOK_TOKEN,
+        content_type: str = "application/json",
+    ) -> tuple[int, dict]:
+        headers = {"Content-Type": content_type}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        data = body.encode() if isinstance(body, str) else body
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.grace.url}/alerts/{source}", data=data, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json()
+
+    async def metrics(self) -> str:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.grace.url}/metrics") as resp,
+        ):
+            return await resp.text()
 
 
 MakeHarness = Callable[..., Awaitable[Harness]]
@@ -60,7 +92,7 @@ MakeHarness = Callable[..., Awaitable[Harness]]
 async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
     started: list[Harness] = []
 
-    async def make(playbooks: str | None = None, rows: int = 5000) -> Harness:
+    async def make(playbooks: str | None = None, rows: int = 5000, **overrides: object) -> Harness:
         app_db = tmp_path / "app" / "app.db"
         owner = bloat_wal(app_db, rows=rows)
         token, secret = f"xoxb-test-{secrets.token_hex(4)}", secrets.token_hex(16)
@@ -71,7 +103,9 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
             users={APPROVER: "oncall", MONITOR: "monitoring"},
         )
         await slack.start()
-        settings = demo_settings(tmp_path, slack, token, secret, app_db.parent)
+        settings = demo_settings(tmp_path, slack, token, secret, app_db.parent).model_copy(
+            update={"slack_rate": 500.0, "webhook_token": SecretStr(WEBHOOK_TOKEN), **overrides}
+        )
         if playbooks is not None:
             folder = tmp_path / "playbooks"
             folder.mkdir()

@@ -327,6 +327,7 @@ async def test_reject_ends_the_incident_and_touches_nothing(make_harness):
     click = await h.click(card, action=ActionId.REJECT)
     assert click.status == 200
     await h.slack.wait_for(lambda: any("Rejected by <@U0ONCALL>" in t for t in h.thread(card)))
+    await h.grace.outbox.idle()
     incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
     assert incident.state is S.REJECTED
     assert wal_size(h.app_db) == wal_before

@@ -9,7 +9,7 @@ import pytest
 from engine.approval import ApprovalPolicy
 from engine.catalog import load_catalog
 from engine.healer import Healer
-from engine.models import Alert
+from engine.models import Alert, AlertStatus, Incident
 from tests.engine.fakes import FakeExecutor, FixedClock, MemoryStore, RecordingNotifier
 
 PLAYBOOK = """
@@ -59,14 +59,26 @@ class World:
         )
         self._seq = 0
 
+    async def open(self, alert: Alert, delivery_key: str = "") -> Incident | None:
+        """Deliver one alert; the incident it opened or joined, as it is now."""
+        self._seq += 1
+        [intake] = await self.healer.receive([alert], delivery_key or f"ev{self._seq}")
+        await self.healer.drain()
+        return None if intake.incident is None else self.store.incidents[intake.incident.id]
+
     def alert(
-        self, thing: str = "db1", name: str = "ThingBroken", reporter: str = "U0REPORTER"
+        self,
+        thing: str = "db1",
+        name: str = "ThingBroken",
+        reporter: str = "U0REPORTER",
+        status: AlertStatus = AlertStatus.FIRING,
     ) -> Alert:
         self._seq += 1
         return Alert(
             source="test",
-            source_key=str(self._seq),
+            source_key=f"a{self._seq}",
             name=name,
+            status=status,
             labels={"thing": thing},
             channel="C0ALERTS",
             reporter=reporter,

@@ -13,12 +13,14 @@ from pydantic import BaseModel
 
 from engine.models import (
     Alert,
+    AlertStatus,
     Approval,
     Availability,
     CheckResult,
     Diagnosis,
     Incident,
     IncidentState,
+    Intake,
     Outcome,
     Plan,
     PlannedBenchmark,
@@ -49,6 +51,7 @@ class MemoryStore:
     clock: FixedClock
     incidents: dict[int, Incident] = field(default_factory=dict)
     deliveries: set[str] = field(default_factory=set)
+    members: dict[int, dict[str, AlertStatus]] = field(default_factory=dict)
     alert_keys: set[tuple[str, str]] = field(default_factory=set)
     approval_rows: list[Approval] = field(default_factory=list)
     snapshot_rows: list[Snapshot] = field(default_factory=list)
@@ -57,24 +60,51 @@ class MemoryStore:
     outcomes: list[Outcome] = field(default_factory=list)
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
 
-    async def ingest_alert(self, alert: Alert, delivery_key: str) -> Incident | None:
-        if delivery_key in self.deliveries or (alert.source, alert.source_key) in self.alert_keys:
-            return None
+    async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
+        if delivery_key in self.deliveries:
+            return []
         self.deliveries.add(delivery_key)
+        return [self._ingest(alert) for alert in alerts]
+
+    def _ingest(self, alert: Alert) -> Intake:
+        if (alert.source, alert.source_key) in self.alert_keys:
+            return Intake(incident=None)
         self.alert_keys.add((alert.source, alert.source_key))
         now = self.clock.now()
-        incident = Incident(
-            id=len(self.incidents) + 1,
-            state=IncidentState.OPEN,
-            fingerprint=alert.fingerprint,
-            alert=alert,
-            channel=alert.channel,
-            created_at=now,
-            updated_at=now,
+        active = next(
+            (
+                i
+                for i in self.incidents.values()
+                if i.fingerprint == alert.group and i.state.holds_group
+            ),
+            None,
         )
-        self.incidents[incident.id] = incident
-        self.audit_rows.append(("grace", "alert.received", incident.id, {}))
-        return incident
+        if active is None and alert.status is AlertStatus.RESOLVED:
+            return Intake(incident=None)
+        if active is None:
+            active = Incident(
+                id=len(self.incidents) + 1,
+                state=IncidentState.OPEN,
+                fingerprint=alert.group,
+                alert=alert,
+                channel=alert.channel,
+                alert_count=0,
+                created_at=now,
+                updated_at=now,
+                first_seen=now,
+            )
+            self.members[active.id] = {}
+        members = self.members[active.id]
+        opened = not members
+        members[alert.fingerprint] = alert.status
+        firing = sum(s is AlertStatus.FIRING for s in members.values())
+        joined = active.model_copy(
+            update={"alert_count": active.alert_count + 1, "firing_count": firing, "last_seen": now}
+        )
+        self.incidents[joined.id] = joined
+        self.audit_rows.append(("grace", "alert.received", joined.id, {}))
+        resolved = alert.status is AlertStatus.RESOLVED
+        return Intake(incident=joined, opened=opened, all_clear=resolved and firing == 0)
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         return self.incidents.get(incident_id)
@@ -102,11 +132,6 @@ class MemoryStore:
         moved = current.model_copy(update=changes)
         self.incidents[incident_id] = moved
         self.audit_rows.append((actor, f"incident.{new.value}", incident_id, {"from": expected}))
-        return moved
-
-    async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident:
-        moved = self.incidents[incident_id].model_copy(update={"channel": channel, "card_ts": ts})
-        self.incidents[incident_id] = moved
         return moved
 
     async def add_approval(self, approval: Approval) -> bool:
@@ -166,9 +191,8 @@ class RecordingNotifier:
     thread: dict[int, list[StoryEvent]] = field(default_factory=dict)
     private: list[tuple[str, str, str]] = field(default_factory=list)
 
-    async def post_card(self, incident: Incident) -> str:
+    async def post_card(self, incident: Incident) -> None:
         self.cards[incident.id] = [incident]
-        return f"1700000000.{incident.id:06d}"
 
     async def update_card(self, incident: Incident) -> None:
         self.cards[incident.id].append(incident)
@@ -196,6 +220,7 @@ class FakeExecutor:
     check_ok: bool = True
     step_ok: bool = True
     step_gate: asyncio.Event | None = None
+    step_started: asyncio.Event = field(default_factory=asyncio.Event)
     restore_fails: bool = False
     runs: int = 0
     restores: int = 0
@@ -225,6 +250,7 @@ class FakeExecutor:
 
     async def run(self, step: PlannedStep, target: Target) -> StepResult:
         self.runs += 1
+        self.step_started.set()
         if self.step_gate is not None:
             await self.step_gate.wait()
         self.state["value"] = "fixed" if self.step_ok else "worse"

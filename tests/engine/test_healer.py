@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.models import Decision, IncidentState
+from engine.models import AlertStatus, Decision, IncidentState
 from engine.story import Learned, NeedsHuman, RestoreFailed, RolledBack
 
 S = IncidentState
@@ -23,9 +23,9 @@ async def approve(w, incident, user="U0ONCALL", plan_hash=None):
 
 async def test_tier2_waits_for_approval_then_heals_verifies_and_learns(world):
     w = world(tier=2)
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     assert incident.state is S.AWAITING_APPROVAL
-    assert incident.card_ts is not None
+    assert list(w.notifier.cards) == [incident.id]
     assert w.executor.runs == 0
     assert w.notifier.kinds(incident.id) == ["Planned"]
 
@@ -42,25 +42,91 @@ async def test_tier2_waits_for_approval_then_heals_verifies_and_learns(world):
 
 async def test_tier1_heals_at_once_without_anyone(world):
     w = world(tier=1)
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     await w.healer.drain()
     assert w.store.incidents[incident.id].state is S.RESOLVED
     assert w.notifier.kinds(incident.id) == HEAL_STORY
     assert w.notifier.thread[incident.id][1].automatic is True
 
 
-async def test_repeated_delivery_opens_one_incident(world):
+async def test_repeated_delivery_and_repeated_alert_are_no_ops(world):
     w = world()
     alert = w.alert()
-    assert await w.healer.receive(alert, "ev1") is not None
-    assert await w.healer.receive(alert, "ev1") is None
-    assert await w.healer.receive(alert, "ev-other-key-same-message") is None
+    assert len(await w.healer.receive([alert], "ev1")) == 1
+    assert await w.healer.receive([alert], "ev1") == []
+    [again] = await w.healer.receive([alert], "ev-other-key-same-message")
+    assert again.incident is None
+    await w.healer.drain()
     assert len(w.store.incidents) == 1
+    assert len(w.notifier.cards) == 1
+
+
+async def test_the_same_alert_again_joins_its_incident_and_updates_the_card(world):
+    w = world()
+    first = await w.open(w.alert())
+    for _ in range(4):
+        assert (await w.open(w.alert())).id == first.id
+    incident = w.store.incidents[first.id]
+    assert incident.alert_count == 5 and incident.state is S.AWAITING_APPROVAL
+    assert len(w.notifier.cards) == 1, "one card, updated in place"
+    assert [c.alert_count for c in w.notifier.cards[first.id][1:]] == [2, 3, 4, 5]
+    assert w.notifier.kinds(first.id) == ["Planned"]
+
+
+async def test_a_batch_updates_each_card_once(world):
+    w = world()
+    alerts = [w.alert() for _ in range(10)] + [w.alert(thing="db2") for _ in range(3)]
+    intakes = await w.healer.receive(alerts, "batch")
+    await w.healer.drain()
+    assert [i.opened for i in intakes].count(True) == 2
+    first, second = sorted(w.notifier.cards)
+    assert len(w.notifier.cards[first]) == 2 and w.notifier.cards[first][-1].alert_count == 10
+    assert w.notifier.cards[second][-1].state is S.NEEDS_HUMAN
+
+
+async def test_a_resolved_alert_ends_an_incident_nobody_acted_on(world):
+    w = world()
+    incident = await w.open(w.alert())
+    await w.open(w.alert(status=AlertStatus.RESOLVED))
+    final = w.store.incidents[incident.id]
+    assert final.state is S.AUTO_RESOLVED
+    assert w.notifier.kinds(incident.id) == ["Planned", "Cleared"]
+    assert w.notifier.cards[incident.id][-1].state is S.AUTO_RESOLVED
+    await approve(w, incident)
+    assert w.executor.runs == 0
+    assert "already auto resolved" in w.notifier.private[-1][2]
+
+
+async def test_a_resolved_alert_never_heals_and_opens_nothing(world):
+    w = world(tier=1)
+    assert await w.open(w.alert(status=AlertStatus.RESOLVED)) is None
+    await w.healer.drain()
+    assert w.store.incidents == {} and w.executor.runs == 0
+
+
+async def test_a_heal_under_way_is_not_cut_short_by_the_all_clear(world):
+    w = world()
+    w.executor.step_gate = asyncio.Event()
+    incident = await w.open(w.alert())
+    await w.healer.decide(
+        incident_id=incident.id,
+        plan_hash=incident.plan.hash,
+        user="U0ONCALL",
+        decision=Decision.APPROVE,
+        channel="C0ALERTS",
+    )
+    async with asyncio.timeout(2):  # the step has started: the target is being changed
+        await w.executor.step_started.wait()
+    await w.healer.receive([w.alert(status=AlertStatus.RESOLVED)], "resolved")
+    w.executor.step_gate.set()
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+    assert "Cleared" not in w.notifier.kinds(incident.id)
 
 
 async def test_unlisted_approver_is_refused_privately_and_audited(world):
     w = world()
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident, user="U0INTRUDER")
     assert final.state is S.AWAITING_APPROVAL
     assert w.executor.runs == 0
@@ -73,7 +139,7 @@ async def test_unlisted_approver_is_refused_privately_and_audited(world):
 async def test_two_approvers_clicking_at_once_run_the_plan_once(world):
     w = world()
     w.executor.step_gate = asyncio.Event()
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     decide = [
         w.healer.decide(
             incident_id=incident.id,
@@ -96,7 +162,7 @@ async def test_two_approvers_clicking_at_once_run_the_plan_once(world):
 
 async def test_same_user_clicking_twice_runs_once(world):
     w = world()
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     await approve(w, incident)
     await approve(w, incident)
     assert w.executor.runs == 1
@@ -105,7 +171,7 @@ async def test_same_user_clicking_twice_runs_once(world):
 
 async def test_stale_plan_hash_is_refused(world):
     w = world()
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident, plan_hash="0" * 16)
     assert final.state is S.AWAITING_APPROVAL
     assert "plan changed" in w.notifier.private[-1][2]
@@ -114,7 +180,7 @@ async def test_stale_plan_hash_is_refused(world):
 async def test_failed_verification_restores_the_snapshot_and_rolls_back(world):
     w = world()
     w.executor.check_ok = False
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident)
     assert final.state is S.ROLLED_BACK
     assert "verification failed" in final.reason
@@ -127,7 +193,7 @@ async def test_failed_verification_restores_the_snapshot_and_rolls_back(world):
 async def test_failed_step_rolls_back_without_verifying(world):
     w = world()
     w.executor.step_ok = False
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident)
     assert final.state is S.ROLLED_BACK
     assert "step `fix` failed" in final.reason
@@ -138,7 +204,7 @@ async def test_failed_restore_ends_in_safe_hold(world):
     w = world()
     w.executor.check_ok = False
     w.executor.restore_fails = True
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident)
     assert final.state is S.SAFE_HOLD
     assert "disk gone" in final.reason
@@ -148,7 +214,7 @@ async def test_failed_restore_ends_in_safe_hold(world):
 async def test_step_past_its_deadline_is_cut_and_rolled_back(world):
     w = world(timeout=0.05)
     w.executor.step_gate = asyncio.Event()  # never set: the step hangs
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     final = await approve(w, incident)
     assert final.state is S.ROLLED_BACK
     assert "timed out after 0.05 s" in final.reason
@@ -156,7 +222,7 @@ async def test_step_past_its_deadline_is_cut_and_rolled_back(world):
 
 async def test_target_outside_allowlist_is_refused_and_nothing_runs(world):
     w = world(tier=1)
-    incident = await w.healer.receive(w.alert(thing="../../etc/passwd"), "ev1")
+    incident = await w.open(w.alert(thing="../../etc/passwd"))
     await w.healer.drain()
     assert incident.state is S.NEEDS_HUMAN
     assert w.executor.runs == 0
@@ -166,14 +232,14 @@ async def test_target_outside_allowlist_is_refused_and_nothing_runs(world):
 
 async def test_unrecognised_alert_needs_a_human(world):
     w = world()
-    incident = await w.healer.receive(w.alert(name="SomethingElse"), "ev1")
+    incident = await w.open(w.alert(name="SomethingElse"))
     assert incident.state is S.NEEDS_HUMAN
     assert "No pattern recognises `SomethingElse`" in incident.reason
 
 
 async def test_reject_ends_the_incident_without_running(world):
     w = world()
-    incident = await w.healer.receive(w.alert(), "ev1")
+    incident = await w.open(w.alert())
     await w.healer.decide(
         incident_id=incident.id,
         plan_hash=incident.plan.hash,
@@ -189,7 +255,7 @@ async def test_reject_ends_the_incident_without_running(world):
 
 async def test_tier3_needs_two_distinct_approvers_other_than_the_requester(world):
     w = world(tier=3)
-    incident = await w.healer.receive(w.alert(reporter="U0A"), "ev1")
+    incident = await w.open(w.alert(reporter="U0A"))
     assert (await approve(w, incident, user="U0A")).state is S.AWAITING_APPROVAL
     assert "raised this incident" in w.notifier.private[-1][2]
     assert (await approve(w, incident, user="U0B")).state is S.AWAITING_APPROVAL

@@ -12,6 +12,7 @@ import pytest
 from engine.models import (
     Alert,
     Diagnosis,
+    Incident,
     Plan,
     PlannedBenchmark,
     PlannedCheck,
@@ -35,6 +36,13 @@ class FakeClock:
     def advance(self, seconds: float) -> datetime:
         self._now += timedelta(seconds=seconds)
         return self._now
+
+
+async def open_incident(store: SqliteStore, alert: Alert, delivery_key: str) -> Incident:
+    """Ingest one alert that must open a new incident, and return that incident."""
+    [intake] = await store.ingest_alerts([alert], delivery_key)
+    assert intake.opened and intake.incident is not None
+    return intake.incident
 
 
 @pytest.fixture
@@ -67,7 +75,8 @@ def make_alert() -> Callable[..., Alert]:
             "source_key": f"key-{n}",
             "name": "DiskAlmostFull",
             "severity": "critical",
-            "labels": {"instance": "db-1", "mountpoint": "/var/lib/app"},
+            # Each alert its own group unless a test says otherwise.
+            "labels": {"instance": f"db-{n}", "mountpoint": "/var/lib/app"},
             "annotations": {"summary": "disk 95% full"},
             "text": "Disk on db-1 is *95%* full <!channel>",
             "channel": "C0ALERTS",

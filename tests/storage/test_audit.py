@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
 import pytest
 
-from engine.models import Alert, IncidentState, canonical_json, sha256_hex
+from engine.models import Alert, AuditEntry, IncidentState, canonical_json, sha256_hex
 from storage import audit
-from storage.db import connect, migrate
+from storage.db import connect, connect_sync
 from storage.store import SqliteStore
-from tests.storage.conftest import FakeClock
+from tests.storage.conftest import FakeClock, open_incident
 
 S = IncidentState
 
 
 async def _fill(store: SqliteStore, make_alert: Callable[..., Alert], clock: FakeClock) -> None:
     """A realistic sequence: intake, transitions, free-form audit rows."""
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     clock.advance(1)
     await store.transition(inc.id, S.OPEN, S.DIAGNOSED, actor="grace")
@@ -150,29 +152,44 @@ async def test_deleted_first_row_is_caught(
 
 
 async def test_append_requires_the_callers_transaction(db_path: Path) -> None:
-    conn = await connect(db_path)
-    try:
-        await migrate(conn)
-        with pytest.raises(RuntimeError, match="transaction"):
-            await audit.append(conn, at=datetime.now(UTC), actor="a", action="b")
-    finally:
-        await conn.close()
+    with (
+        closing(connect_sync(db_path)) as conn,
+        pytest.raises(RuntimeError, match="transaction"),
+    ):
+        audit.append(conn, at=datetime.now(UTC), actor="a", action="b")
 
 
-async def test_append_rolls_back_with_the_callers_transaction(db_path: Path) -> None:
-    conn = await connect(db_path)
-    try:
-        await migrate(conn)
-        await conn.execute("BEGIN IMMEDIATE")
-        await audit.append(conn, at=datetime.now(UTC), actor="a", action="gone")
-        await conn.execute("ROLLBACK")
-        await conn.execute("BEGIN IMMEDIATE")
-        kept = await audit.append(conn, at=datetime.now(UTC), actor="a", action="kept")
-        await conn.execute("COMMIT")
-        assert (kept.seq, kept.prev_hash) == (1, audit.GENESIS_HASH)
-        assert (await audit.verify_chain(conn)).ok
-    finally:
-        await conn.close()
+async def test_append_rolls_back_with_the_callers_transaction(store: SqliteStore) -> None:
+    """A write that fails takes its audit rows with it; the next write chains onto
+    the last committed row, even in the same batch and the same transaction."""
+
+    def gone(conn: sqlite3.Connection) -> None:
+        audit.append(conn, at=datetime.now(UTC), actor="a", action="gone")
+        raise RuntimeError("rolled back")
+
+    def kept(conn: sqlite3.Connection) -> AuditEntry:
+        return audit.append(conn, at=datetime.now(UTC), actor="a", action="kept")
+
+    results = await asyncio.gather(
+        store.writer.run(gone), store.writer.run(kept), return_exceptions=True
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert isinstance(results[1], AuditEntry)
+    assert (results[1].seq, results[1].prev_hash) == (1, audit.GENESIS_HASH)
+    assert (await store.verify_audit()).ok
+
+
+async def test_a_chain_reads_the_head_once_and_stays_right(store: SqliteStore) -> None:
+    """Many rows from one write: the remembered head advances row by row."""
+
+    def many(conn: sqlite3.Connection) -> list[int]:
+        chain = audit.Chain(conn)
+        return [chain.write(at=datetime.now(UTC), actor="a", action=f"n{n}").seq for n in range(5)]
+
+    await store.audit("grace", "first")
+    assert await store.writer.run(many) == [2, 3, 4, 5, 6]
+    report = await store.verify_audit()
+    assert (report.ok, report.rows) == (True, 6)
 
 
 class _Color(StrEnum):

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 import storage.db as db
-from storage.db import Migration, connect, load_migrations, migrate, split_statements
+from engine.models import TRANSITIONS, Alert, IncidentState, canonical_json
+from storage.db import Migration, connect, load_migrations, migrate, split_statements, time_text
+from storage.rows import RELEASING_STATES
 from storage.store import SqliteStore
 from tests.storage.conftest import FakeClock
 
@@ -150,3 +155,80 @@ async def test_failing_shipped_migration_leaves_store_unopened(
         assert "x" not in await _tables(conn)
     finally:
         await conn.close()
+
+
+def test_the_active_group_index_names_exactly_the_releasing_states() -> None:
+    """Migration 002 spells the releasing states out; the engine's list must not drift."""
+    [migration] = [m for m in load_migrations() if m.version == 2]
+    [index] = [s for s in migration.statements() if "incidents_active_group" in s]
+    listed = re.search(r"state NOT IN \(([^)]*)\)", index)
+    assert listed is not None
+    assert tuple(v.strip().strip("'") for v in listed.group(1).split(",")) == RELEASING_STATES
+    assert set(RELEASING_STATES) == {s.value for s in IncidentState if not s.holds_group}
+    assert all(TRANSITIONS[IncidentState(s)] == frozenset() for s in RELEASING_STATES)
+
+
+async def test_a_001_database_is_upgraded_in_place(
+    db_path: Path, clock: FakeClock, make_alert: Callable[..., Alert]
+) -> None:
+    """A database written by the first schema, with what that code did: one
+    incident per alert, so several active incidents of one group."""
+    conn = await connect(db_path)
+    try:
+        await migrate(conn, load_migrations()[:1])
+        alerts = [
+            make_alert(labels={"instance": "db-1"}),  # incident 1: open, older duplicate
+            make_alert(labels={"instance": "db-1"}),  # incident 2: diagnosed, the newest
+            make_alert(labels={"instance": "db-1"}, status="resolved"),  # 3: resolved
+            make_alert(labels={"instance": "db-2"}),  # incident 4: open, alone
+        ]
+        states = ["open", "diagnosed", "resolved", "open"]
+        for n, (alert, state) in enumerate(zip(alerts, states, strict=True), 1):
+            created = time_text(alert.received_at + timedelta(seconds=n))
+            await conn.execute(
+                "INSERT INTO incidents (id, state, fingerprint, alert_name, channel,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (n, state, alert.fingerprint, alert.name, alert.channel, created, created),
+            )
+            await conn.execute(
+                "INSERT INTO alerts (incident_id, source, source_key, name, status, severity,"
+                " labels, annotations, text, channel, reporter, received_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    n,
+                    alert.source,
+                    alert.source_key,
+                    alert.name,
+                    alert.status.value,
+                    alert.severity,
+                    canonical_json(alert.labels),
+                    canonical_json(alert.annotations),
+                    alert.text,
+                    alert.channel,
+                    alert.reporter,
+                    time_text(alert.received_at),
+                ),
+            )
+    finally:
+        await conn.close()
+
+    async with await SqliteStore.open(db_path, clock) as store:
+        group = alerts[0].fingerprint
+        incidents = {n: await store.get_incident(n) for n in range(1, 5)}
+        for n, incident in incidents.items():
+            assert incident is not None
+            assert incident.alert == alerts[n - 1], "legacy alerts read back unchanged"
+            assert incident.alert_count == 1
+            assert incident.firing_count == (0 if n == 3 else 1)
+            assert incident.first_seen == incident.last_seen == alerts[n - 1].received_at
+        assert incidents[1].fingerprint == f"{group}#1", "the older duplicate left the group"
+        assert incidents[2].fingerprint == incidents[3].fingerprint == group
+        assert incidents[1].state is IncidentState.OPEN, "its state and history are kept"
+
+        [joined] = await store.ingest_alerts([make_alert(labels={"instance": "db-1"})], "d-9")
+        assert joined.incident is not None and not joined.opened
+        assert (joined.incident.id, joined.incident.alert_count) == (2, 2)
+        [alone] = await store.ingest_alerts(
+            [make_alert(labels={"instance": "db-9"}, status="resolved")], "d-10"
+        )
+        assert alone.incident is None, "an alert without an incident can now be stored"

@@ -28,7 +28,7 @@ from engine.models import (
 from engine.ports import Store
 from storage import audit
 from storage.store import SqliteStore
-from tests.storage.conftest import T0, FakeClock
+from tests.storage.conftest import T0, FakeClock, open_incident
 
 S = IncidentState
 
@@ -54,73 +54,20 @@ def test_implements_the_store_port_exactly() -> None:
         assert inspect.iscoroutinefunction(getattr(SqliteStore, name)), name
 
 
-async def test_a_failing_transaction_leaves_nothing_behind(
+async def test_a_failing_write_leaves_nothing_behind(
     store: SqliteStore, db_path: Path, clock: FakeClock
 ) -> None:
+    def half_done(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO deliveries (delivery_key, received_at) VALUES ('k', 'now')")
+        audit.append(conn, at=clock.now(), actor="grace", action="half")
+        raise RuntimeError("midway")
+
     before = _counts(db_path)
     with pytest.raises(RuntimeError, match="midway"):
-        async with store._transaction() as conn:
-            await conn.execute(
-                "INSERT INTO deliveries (delivery_key, received_at) VALUES ('k', 'now')"
-            )
-            await audit.append(conn, at=clock.now(), actor="grace", action="half")
-            raise RuntimeError("midway")
+        await store.writer.run(half_done)
     assert _counts(db_path) == before
-    # The lock was released and the connection is usable again.
+    # The writer goes on; the key was never taken.
     assert await store.claim_delivery("k") is True
-
-
-# -- intake ----------------------------------------------------------------
-
-
-async def test_ingest_opens_an_incident_with_its_alert(
-    store: SqliteStore, make_alert: Callable[..., Alert], clock: FakeClock
-) -> None:
-    alert = make_alert()
-    incident = await store.ingest_alert(alert, "delivery-1")
-    assert incident is not None
-    assert incident.state is S.OPEN
-    assert incident.alert == alert
-    assert incident.fingerprint == alert.fingerprint
-    assert incident.channel == alert.channel
-    assert incident.created_at == incident.updated_at == clock.now()
-    assert await store.get_incident(incident.id) == incident
-
-    [entry] = await store.audit_entries(incident.id)
-    assert entry.action == "alert.received"
-    assert entry.detail["delivery_key"] == "delivery-1"
-    assert entry.detail["fingerprint"] == alert.fingerprint
-
-
-async def test_ingest_dedupes_by_delivery_key_writing_nothing(
-    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
-) -> None:
-    assert await store.ingest_alert(make_alert(), "delivery-1") is not None
-    before = _counts(db_path)
-    assert await store.ingest_alert(make_alert(), "delivery-1") is None
-    assert _counts(db_path) == before
-
-
-async def test_ingest_dedupes_by_source_key_writing_nothing(
-    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
-) -> None:
-    assert await store.ingest_alert(make_alert(source_key="fp-1"), "delivery-1") is not None
-    before = _counts(db_path)
-    assert await store.ingest_alert(make_alert(source_key="fp-1"), "delivery-2") is None
-    assert _counts(db_path) == before, "the new delivery key must be rolled back too"
-    assert await store.claim_delivery("delivery-2") is True
-    # The same key from another source is a different alert.
-    other = await store.ingest_alert(make_alert(source="grafana", source_key="fp-1"), "d-3")
-    assert other is not None
-
-
-async def test_concurrent_duplicate_deliveries_open_one_incident(
-    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
-) -> None:
-    alert = make_alert()
-    results = await asyncio.gather(*(store.ingest_alert(alert, "same") for _ in range(5)))
-    assert sum(r is not None for r in results) == 1
-    assert _count(db_path, "incidents") == 1
 
 
 async def test_claim_delivery_is_single_use(store: SqliteStore) -> None:
@@ -138,7 +85,7 @@ async def test_transition_moves_state_and_round_trips_diagnosis_and_plan(
     diagnosis: Diagnosis,
     plan: Plan,
 ) -> None:
-    opened = await store.ingest_alert(make_alert(), "d-1")
+    opened = await open_incident(store, make_alert(), "d-1")
     assert opened is not None
     clock.advance(5)
     diagnosed = await store.transition(
@@ -166,7 +113,7 @@ async def test_transition_moves_state_and_round_trips_diagnosis_and_plan(
 async def test_every_transition_leaves_an_audit_row(
     store: SqliteStore, make_alert: Callable[..., Alert], diagnosis: Diagnosis, plan: Plan
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     path = [
         (S.OPEN, S.DIAGNOSED, {"diagnosis": diagnosis}),
@@ -196,7 +143,7 @@ async def test_every_transition_leaves_an_audit_row(
 async def test_stale_transition_returns_none_and_writes_nothing(
     store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     assert await store.transition(inc.id, S.OPEN, S.NEEDS_HUMAN, actor="grace")
     before = _counts(db_path)
@@ -208,7 +155,7 @@ async def test_stale_transition_returns_none_and_writes_nothing(
 
 
 async def test_illegal_edge_raises(store: SqliteStore, make_alert: Callable[..., Alert]) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     with pytest.raises(ValueError, match="open -> executing"):
         await store.transition(inc.id, S.OPEN, S.EXECUTING, actor="grace")
@@ -221,7 +168,7 @@ async def test_illegal_edge_raises(store: SqliteStore, make_alert: Callable[...,
 async def test_concurrent_transitions_exactly_one_wins(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     results = await asyncio.gather(
         store.transition(inc.id, S.OPEN, S.DIAGNOSED, actor="a"),
@@ -241,7 +188,7 @@ async def test_two_replicas_on_one_file_exactly_one_wins(
     first = await SqliteStore.open(db_path, clock)
     second = await SqliteStore.open(db_path, clock)
     try:
-        incidents = [await first.ingest_alert(make_alert(), f"d-{n}") for n in range(20)]
+        incidents = [await open_incident(first, make_alert(), f"d-{n}") for n in range(20)]
         for inc in incidents:
             assert inc is not None
             results = await asyncio.gather(
@@ -262,7 +209,7 @@ async def test_two_replicas_on_one_file_exactly_one_wins(
 async def test_set_card_and_find_incident_by_card(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
-    inc = await store.ingest_alert(make_alert(channel=None), "d-1")
+    inc = await open_incident(store, make_alert(channel=None), "d-1")
     assert inc is not None and inc.channel is None
     carded = await store.set_card(inc.id, "C0ALERTS", "1700000000.000100")
     assert (carded.channel, carded.card_ts) == ("C0ALERTS", "1700000000.000100")
@@ -277,7 +224,7 @@ async def test_list_incidents_newest_first_and_by_state(
 ) -> None:
     ids = []
     for n in range(4):
-        inc = await store.ingest_alert(make_alert(), f"d-{n}")
+        inc = await open_incident(store, make_alert(), f"d-{n}")
         assert inc is not None
         ids.append(inc.id)
     await store.transition(ids[1], S.OPEN, S.NEEDS_HUMAN, actor="grace")
@@ -295,7 +242,7 @@ async def test_active_incident_by_fingerprint(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
     alert = make_alert()
-    inc = await store.ingest_alert(alert, "d-1")
+    inc = await open_incident(store, alert, "d-1")
     assert inc is not None
     active = await store.active_incident(alert.fingerprint)
     assert active is not None and active.id == inc.id
@@ -309,7 +256,7 @@ async def test_active_incident_by_fingerprint(
 async def test_approvals_are_unique_per_user(
     store: SqliteStore, make_alert: Callable[..., Alert], plan: Plan, db_path: Path
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     first = Approval(
         incident_id=inc.id, user="U1", plan_hash=plan.hash, decision=Decision.APPROVE, at=T0
@@ -342,7 +289,7 @@ async def test_approval_for_unknown_incident_is_refused(store: SqliteStore, plan
 async def test_snapshots_actions_and_verifications_round_trip(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     snap = Snapshot(
         incident_id=inc.id,
@@ -380,7 +327,7 @@ async def test_snapshots_actions_and_verifications_round_trip(
 async def test_outcomes_update_stats_and_median(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     empty = await store.playbook_stats("rotate-logs")
     assert (empty.attempts, empty.successes, empty.median_seconds) == (0, 0, None)
@@ -405,7 +352,7 @@ async def test_outcomes_update_stats_and_median(
 async def test_median_covers_only_the_latest_hundred(
     store: SqliteStore, make_alert: Callable[..., Alert], clock: FakeClock
 ) -> None:
-    inc = await store.ingest_alert(make_alert(), "d-1")
+    inc = await open_incident(store, make_alert(), "d-1")
     assert inc is not None
     # 100 old slow runs, then 60 fast ones: over all 160 the median is 100 s,
     # over the latest 100 (60 fast, 40 slow) it is 1 s.
@@ -443,7 +390,7 @@ async def test_data_survives_reopen(
     db_path: Path, clock: FakeClock, make_alert: Callable[..., Alert], plan: Plan
 ) -> None:
     async with await SqliteStore.open(db_path, clock) as store:
-        inc = await store.ingest_alert(make_alert(), "d-1")
+        inc = await open_incident(store, make_alert(), "d-1")
         assert inc is not None
         await store.transition(inc.id, S.OPEN, S.DIAGNOSED, actor="grace")
         saved = await store.transition(inc.id, S.DIAGNOSED, S.APPROVED, actor="grace", plan=plan)

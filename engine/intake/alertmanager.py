@@ -1,0 +1,166 @@
+"""Alertmanager's webhook, version 4 (POST /alerts/alertmanager).
+
+https://prometheus.io/docs/alerting/latest/configuration/#webhook_config
+
+Alertmanager sends one notification per alert group: every alert of the group,
+firing and resolved, each time the group changes or repeats. So:
+
+- all alerts of one notification share a `group` derived from the receiver and
+  Alertmanager's groupKey, and become ONE incident, however many they are;
+- each alert keeps Alertmanager's own fingerprint as its identity, so the
+  incident knows which of its members still fire;
+- every received alert is counted (source_key is fresh per alert, never derived
+  from content): Alertmanager's repeats are real notifications, and content
+  hashing would cost time on the hottest path for nothing the store needs.
+
+Unknown keys are ignored, not refused: Alertmanager's payload grows across
+releases and GRACE must not break on an upgrade.
+
+This is the hottest parser (alert storms arrive here), so the body is validated
+once, straight from the bytes, and nothing is serialised again per alert.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
+from engine.intake.generic import cap_identity, cap_labels, capped_link, summary_text
+from engine.intake.limits import MAX_NAME, cap_text
+from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
+
+ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+"""Go's zero time, which Alertmanager sends as endsAt of an alert that has not ended."""
+
+_REQUIRED = ("version", "groupKey", "status", "receiver")
+
+
+class AlertmanagerAlert(BaseModel):
+    """One alert of a notification. Defaults exist so tests and benches can build them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: AlertStatus
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime | None = None
+    endsAt: AwareDatetime | None = ZERO_TIME
+    generatorURL: str = ""
+    fingerprint: str = ""
+
+
+class AlertmanagerPayload(BaseModel):
+    """The webhook body, field names as on the wire, so model_dump_json() is a valid payload.
+
+    Defaults make payloads easy to build in tests and benches; parse_alertmanager
+    still insists that the fields Alertmanager always sends were sent.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    version: Literal["4"] = "4"
+    groupKey: str = ""
+    truncatedAlerts: int = 0
+    status: Literal["firing", "resolved"] = "firing"
+    receiver: str = ""
+    groupLabels: dict[str, str] = Field(default_factory=dict)
+    commonLabels: dict[str, str] = Field(default_factory=dict)
+    commonAnnotations: dict[str, str] = Field(default_factory=dict)
+    externalURL: str = ""
+    alerts: Annotated[list[AlertmanagerAlert], Field(min_length=1, max_length=MAX_ALERTS)]
+
+
+def parse_alertmanager(body: bytes, *, received_at: datetime) -> list[Alert]:
+    """The alerts of one webhook notification, capped; IntakeError when it does not fit.
+
+    Webhook alerts are counted, not de-duplicated by content: each gets a fresh
+    source_key (one uuid4 per request plus the alert's index), so a repeated
+    notification is stored as new alerts that join the same incident.
+    """
+    try:
+        payload = AlertmanagerPayload.model_validate_json(body)
+    except ValidationError as error:
+        raise _version_error(error) or intake_error(error) from None
+    _check_sent(payload)
+    group = alertmanager_group(payload.receiver, payload.groupKey)
+    fallback_link = capped_link(payload.externalURL)
+    batch = uuid.uuid4().hex  # one random draw per request; the index makes each key unique
+    return [
+        _alert(item, index, f"{batch}-{index}", group, fallback_link, received_at)
+        for index, item in enumerate(payload.alerts)
+    ]
+
+
+def alertmanager_group(receiver: str, group_key: str) -> str:
+    """The incident key of an Alertmanager group: one group, one incident.
+
+    The receiver is part of it because two receivers may route the same group
+    to GRACE with different intent (say, a team channel and a platform one).
+    """
+    return sha256_hex(canonical_json(["alertmanager", receiver, group_key]))[:16]
+
+
+def _check_sent(payload: AlertmanagerPayload) -> None:
+    for name in _REQUIRED:
+        if name not in payload.model_fields_set:
+            raise IntakeError(f"{name}: Field required")
+
+
+def _version_error(error: ValidationError) -> IntakeError | None:
+    # version is validated first, so a payload of another version is refused for
+    # its version, not for whatever else changed between versions.
+    first = error.errors(include_url=False)[0]
+    if first["loc"] != ("version",):
+        return None
+    return IntakeError(_unsupported(first["input"]))
+
+
+def _unsupported(version: object) -> str:
+    shown = repr(version) if isinstance(version, str | int | float | None) else "that"
+    if len(shown) > 24:
+        shown = shown[:24] + "…"
+    return f"version: webhook version {shown} is not supported; GRACE reads version '4'"
+
+
+def _alert(
+    item: AlertmanagerAlert,
+    index: int,
+    source_key: str,
+    group: str,
+    fallback_link: str | None,
+    received_at: datetime,
+) -> Alert:
+    name = item.labels.get("alertname")
+    if not name or not name.strip():
+        problem = "Field required" if name is None else "must not be blank"
+        raise IntakeError(f"alerts[{index}].labels.alertname: {problem}")
+    labels = cap_labels(item.labels)
+    severity = labels.get("severity")
+    fields: dict[str, Any] = {
+        "source": "alertmanager",
+        "source_key": source_key,
+        "name": cap_text(name, MAX_NAME),
+        "status": item.status,
+        "severity": severity,
+        "labels": labels,
+        "annotations": cap_labels(item.annotations),
+        "text": cap_text(summary_text(item.annotations)),
+        "starts_at": _real_time(item.startsAt),
+        "ends_at": _real_time(item.endsAt),
+        "link": capped_link(item.generatorURL) or fallback_link,
+        "fingerprint": cap_identity(item.fingerprint),
+        "group": group,
+        "received_at": received_at,
+    }
+    # Validating the Alert again keeps its invariants (and derives the fingerprint
+    # when Alertmanager gave none); measured, it is cheaper than model_construct.
+    return Alert.model_validate(fields)
+
+
+def _real_time(value: datetime | None) -> datetime | None:
+    # Any instant in year 1 is Go's zero time, whatever offset it was written with.
+    return None if value is None or value.year == 1 else value

@@ -1,0 +1,186 @@
+"""CloudWatch alarms, as AWS Chatbot (now Amazon Q Developer in chat applications) posts them.
+
+Chatbot headlines an alarm notification
+`CloudWatch Alarm | HighCPU-web-asg | us-east-1 | Account: 123456789012`, links it
+to the alarm in the console (`…/cloudwatch/home?region=us-east-1#alarmsV2:alarm/…`)
+and shows the alarm's description, its state reason ("Threshold Crossed: 1 out
+of the last 1 datapoints [93.2 (24/11/26 03:00:00)] was greater than the
+threshold (80.0) (minimum 1 datapoint for OK -> ALARM transition).") and the
+metric, namespace and dimensions, as attachment fields or Block Kit sections
+depending on its version. Both shapes are read the same. Dimensions
+(AutoScalingGroupName, InstanceId, DBInstanceIdentifier, …), region and account
+become labels: they name what a playbook would act on.
+
+States:
+
+- ALARM is firing and OK is resolved.
+- INSUFFICIENT_DATA means the metric stopped reporting. That is no evidence that
+  the alarm's condition holds (so it must not run the alarm's playbook: scaling
+  out on missing CPU data helps nobody) nor that it cleared (so it must not close
+  the alarm's incident). It becomes its own firing alert, `CloudWatchInsufficientData`
+  with the alarm in labels["alarm_name"], much as Grafana turns missing data into
+  `DatasourceNoData`: a person looks, unless a playbook is written for it. An OK
+  that follows INSUFFICIENT_DATA (`INSUFFICIENT_DATA -> OK` in its reason)
+  resolves that alert, not the alarm's.
+
+The state is read from, in turn: the transition in the reason, "changed state
+to"/"State:" wording, the headline's emoji, the colour bar; a message that says
+nothing of it is an alarm (Chatbot is subscribed to alarm actions).
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import unquote
+
+from engine.intake.slack_format import AlertParts, SlackMessage, color_kind, is_web_url
+from engine.models import AlertStatus
+
+INSUFFICIENT_DATA_NAME = "CloudWatchInsufficientData"
+
+_STATES = r"(ALARM|OK|INSUFFICIENT_DATA)"
+_HEADLINE = re.compile(
+    r"CloudWatch Alarm\s*\|\s*(?P<name>[^|\n]+?)\s*\|\s*(?P<region>[^|\n]+?)\s*"
+    r"(?:\|\s*Account:?\s*(?P<account>\d{12}))?\s*(?:\||\n|$)"
+)
+_CONSOLE = re.compile(
+    r"^https://(?:[a-z0-9-]+\.)?console\.(?:aws\.amazon\.com|amazonaws-us-gov\.com|amazonaws\.cn)"
+    r"/cloudwatch/",
+    re.IGNORECASE,
+)
+_CONSOLE_ALARM = re.compile(r"(?:alarmsV2:alarm/|[;&]name=|[&?#]alarm=)([^?&;#\s]+)")
+_CONSOLE_REGION = re.compile(r"[?&]region=([a-z0-9-]+)")
+_ARN = re.compile(r"arn:aws[\w-]*:cloudwatch:([a-z0-9-]+):(\d{12}):alarm:([^\s,|>]+)")
+_TRANSITION = re.compile(_STATES + r"\s*->\s*" + _STATES)
+_FROM_TO = re.compile(r"(?i:\bfrom)\s+" + _STATES + r"\s+(?i:to)\s+" + _STATES + r"\b")
+_SAID = re.compile(
+    r"(?i:changed state to|state(?: changed)?(?: to)?:?|new state:?|current state:?)"
+    r"[\s*_`]*" + _STATES + r"\b"
+)
+_MARKS = {
+    "ALARM": ("rotating_light", "\U0001f6a8", "red_circle", "\U0001f534", "fire"),
+    "OK": ("white_check_mark", "\u2705", "green_circle", "\U0001f7e2", "heavy_check_mark"),
+    "INSUFFICIENT_DATA": ("grey_question", "\u2754", "question", "\u2753"),
+}
+_DIMENSION = re.compile(r"([A-Za-z][\w.-]{0,127})\s*[=:]\s*([^\s,\[\]()]{1,1024})")
+_KNOWN_DIMENSION = re.compile(
+    r"\b(AutoScalingGroupName|InstanceId|DBInstanceIdentifier|DBClusterIdentifier|LoadBalancer"
+    r"|TargetGroup|FunctionName|QueueName|ClusterName|ServiceName|TableName|CacheClusterId"
+    r"|BucketName|VolumeId|TopicName|ApiName|DistributionId|NatGatewayId)\s*[=:]\s*"
+    r"([^\s,\[\]()]{1,1024})"
+)
+
+
+def parse(message: SlackMessage) -> AlertParts | None:
+    if not message.is_bot:
+        return None
+    headline = _HEADLINE.search(f"{message.title}\n{message.text}")
+    console = message.first_link(_CONSOLE)
+    arn = _ARN.search(message.text)
+    if headline is None and console is None and arn is None:
+        return None
+    alarm = _alarm_name(headline, console, arn)
+    if not alarm:
+        return None
+    previous, state = _state(message)
+    insufficient = state == "INSUFFICIENT_DATA" or (
+        state == "OK" and previous == "INSUFFICIENT_DATA"
+    )
+    region = _region(headline, console, arn, message)
+    account = _account(headline, arn, message)
+    labels = {
+        "alarm_name": alarm,
+        "region": region,
+        "account": account,
+        "namespace": message.value("Namespace") or "",
+        "metric": message.value("Metric", "MetricName", "Metric name") or "",
+        **_dimensions(message),
+    }
+    return AlertParts(
+        name=INSUFFICIENT_DATA_NAME if insufficient else alarm,
+        status=AlertStatus.RESOLVED if state == "OK" else AlertStatus.FIRING,
+        labels=labels,
+        annotations={
+            "state": state,
+            "previous_state": previous or "",
+            "reason": _reason(message),
+            "description": message.value("Description", "Alarm description") or "",
+        },
+        link=_link(message, console),
+        identity={
+            "account": account,
+            "region": region,
+            "alarm": alarm,
+            "kind": "insufficient_data" if insufficient else "alarm",
+        },
+    )
+
+
+def _alarm_name(
+    headline: re.Match[str] | None, console: re.Match[str] | None, arn: re.Match[str] | None
+) -> str:
+    if headline:
+        return headline.group("name").strip().strip("*_`")
+    if console and (name := _CONSOLE_ALARM.search(console.string)):
+        return unquote(name.group(1)).strip()
+    return arn.group(3) if arn else ""
+
+
+def _state(message: SlackMessage) -> tuple[str | None, str]:
+    """(previous state if told, new state)."""
+    text = message.text
+    if match := _TRANSITION.search(text) or _FROM_TO.search(text):
+        return match.group(1), match.group(2)
+    said = message.value("State", "New State", "Current State", "Alarm State") or ""
+    if match := _SAID.search(text) or re.fullmatch(_STATES, said.strip()):
+        return None, match.group(1)
+    mark = message.title_mark.casefold()
+    for state, marks in _MARKS.items():
+        if any(m in mark for m in marks):
+            return None, state
+    kind = next((color_kind(color) for color in message.colors), None)
+    return None, "OK" if kind == "green" else "ALARM"
+
+
+def _region(
+    headline: re.Match[str] | None,
+    console: re.Match[str] | None,
+    arn: re.Match[str] | None,
+    message: SlackMessage,
+) -> str:
+    if headline:
+        return headline.group("region").strip()
+    if console and (region := _CONSOLE_REGION.search(console.string)):
+        return region.group(1)
+    return arn.group(1) if arn else message.value("Region") or ""
+
+
+def _account(
+    headline: re.Match[str] | None, arn: re.Match[str] | None, message: SlackMessage
+) -> str:
+    if headline and headline.group("account"):
+        return headline.group("account")
+    if arn:
+        return arn.group(2)
+    value = message.value("Account", "Account ID", "AWS Account") or ""
+    return match.group(0) if (match := re.search(r"\b\d{12}\b", value)) else ""
+
+
+def _dimensions(message: SlackMessage) -> dict[str, str]:
+    found = dict(_KNOWN_DIMENSION.findall(message.text))
+    for key, value in _DIMENSION.findall(message.value("Dimensions", "Dimension") or ""):
+        found.setdefault(key, value)
+    return found
+
+
+def _reason(message: SlackMessage) -> str:
+    for key in ("Threshold Crossed", "Insufficient Data"):
+        if value := message.value(key):
+            return f"{key}: {value}"
+    return message.value("Reason", "State Reason", "New State Reason") or ""
+
+
+def _link(message: SlackMessage, console: re.Match[str] | None) -> str | None:
+    if console:
+        return console.string
+    return message.title_link if message.title_link and is_web_url(message.title_link) else None

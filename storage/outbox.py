@@ -1,0 +1,157 @@
+"""The durable Slack outbox, storage side: rows in, channel heads out.
+
+Every Slack write is a row first; the bot's worker sends each channel's
+head (its oldest pending row) and reports back with `mark_sent`,
+`retry_later` or `drop`. A channel's later rows never overtake a pending
+earlier one, so a thread reads in the order it was told, even across a Slack
+outage or a restart. The write functions here are group-writer ops; the SQL
+for reads is run by SqliteStore on its read connection.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from storage.db import parse_time
+from storage.rows import rowid
+
+PENDING, SENT, DROPPED = "pending", "sent", "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One pending Slack write, as the worker needs it."""
+
+    id: int
+    channel: str
+    kind: str
+    incident_id: int | None
+    user_id: str | None
+    payload: dict[str, Any]
+    coalesce_key: str | None
+    attempts: int
+    not_before: datetime
+    created_at: datetime
+
+
+_HEADS = """
+SELECT h.head_id FROM (
+    SELECT MIN(id) AS head_id FROM outbox WHERE state = 'pending' GROUP BY channel
+) AS h
+"""
+
+HEADS_DUE = f"""
+SELECT o.id, o.channel, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
+       o.attempts, o.not_before, o.created_at
+FROM outbox AS o
+WHERE o.id IN ({_HEADS}) AND o.not_before <= ?
+ORDER BY o.id
+"""
+
+NEXT_DUE = f"SELECT MIN(o.not_before) FROM outbox AS o WHERE o.id IN ({_HEADS})"
+
+PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+
+CARD_OF = "SELECT channel, card_ts FROM incidents WHERE id = ? AND card_ts IS NOT NULL"
+
+
+def item_from_row(row: Any) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        channel=row["channel"],
+        kind=row["kind"],
+        incident_id=row["incident_id"],
+        user_id=row["user_id"],
+        payload=json.loads(row["payload"]),
+        coalesce_key=row["coalesce_key"],
+        attempts=row["attempts"],
+        not_before=parse_time(row["not_before"]),
+        created_at=parse_time(row["created_at"]),
+    )
+
+
+def enqueue(
+    conn: sqlite3.Connection,
+    *,
+    channel: str,
+    kind: str,
+    payload_text: str,
+    incident_id: int | None,
+    user_id: str | None,
+    coalesce_key: str | None,
+    now_text: str,
+) -> int:
+    """Insert a row, or fold it into the pending row with the same coalesce key.
+
+    A row that is its channel's head is never folded into: the worker may be
+    sending it this very moment, and a payload replaced under it would be
+    marked sent without ever being delivered. The new row then queues behind
+    it and becomes the one later writes with that key fold into.
+    """
+    if coalesce_key is not None:
+        target = conn.execute(
+            "SELECT o.id FROM outbox AS o WHERE o.coalesce_key = ? AND o.state = 'pending'"
+            " AND o.id > (SELECT MIN(h.id) FROM outbox AS h"
+            "             WHERE h.channel = o.channel AND h.state = 'pending')"
+            " ORDER BY o.id DESC LIMIT 1",
+            (coalesce_key,),
+        ).fetchone()
+        if target is not None:
+            conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload_text, target["id"]))
+            return int(target["id"])
+    cursor = conn.execute(
+        "INSERT INTO outbox (channel, kind, incident_id, user_id, payload, coalesce_key, state,"
+        " attempts, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        (channel, kind, incident_id, user_id, payload_text, coalesce_key, now_text, now_text),
+    )
+    return rowid(cursor)
+
+
+def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_text: str) -> None:
+    """Delivered. A delivered card also becomes its incident's card, in the same
+    transaction, so no later write can find the row sent but the card unknown."""
+    row = _pending(conn, item_id)
+    if row is None:
+        return
+    conn.execute(
+        "UPDATE outbox SET state = 'sent', sent_at = ?, slack_ts = ? WHERE id = ?",
+        (now_text, slack_ts, item_id),
+    )
+    if row["kind"] == "post_card" and slack_ts is not None and row["incident_id"] is not None:
+        conn.execute(
+            "UPDATE incidents SET channel = ?, card_ts = ?, updated_at = ? WHERE id = ?",
+            (row["channel"], slack_ts, now_text, row["incident_id"]),
+        )
+
+
+def retry_later(conn: sqlite3.Connection, item_id: int, not_before_text: str, error: str) -> None:
+    if _pending(conn, item_id) is None:
+        return
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ? WHERE id = ?",
+        (not_before_text, error, item_id),
+    )
+
+
+def drop(conn: sqlite3.Connection, item_id: int, error: str) -> None:
+    if _pending(conn, item_id) is None:
+        return
+    conn.execute(
+        "UPDATE outbox SET state = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
+        (error, item_id),
+    )
+
+
+def _pending(conn: sqlite3.Connection, item_id: int) -> sqlite3.Row | None:
+    """The row if it is still pending; None if it was settled already (a repeated
+    report is a no-op); LookupError if there never was such a row."""
+    row = conn.execute(
+        "SELECT kind, channel, incident_id, state FROM outbox WHERE id = ?", (item_id,)
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"no outbox item {item_id}")
+    return row if row["state"] == PENDING else None

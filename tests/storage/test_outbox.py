@@ -1,0 +1,212 @@
+"""The Slack outbox: per-channel order, head-of-line retries, coalescing, durability."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from engine.models import Alert
+from storage.store import OutboxItem, SqliteStore
+from tests.storage.conftest import FakeClock, open_incident
+
+
+def _row(db_path: Path, item_id: int) -> dict[str, object]:
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return dict(conn.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone())
+
+
+async def _head_ids(store: SqliteStore, clock: FakeClock) -> list[int]:
+    return [item.id for item in await store.outbox_heads(clock.now())]
+
+
+async def test_enqueue_and_heads_keep_each_channels_order(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    a1 = await store.enqueue("C1", "thread", {"text": "one"})
+    b1 = await store.enqueue("C2", "ephemeral", {"text": "hi"}, user_id="U1")
+    a2 = await store.enqueue("C1", "thread", {"text": "two"})
+    assert a1 < b1 < a2
+
+    heads = await store.outbox_heads(clock.now())
+    assert heads == [
+        OutboxItem(
+            id=a1,
+            channel="C1",
+            kind="thread",
+            incident_id=None,
+            user_id=None,
+            payload={"text": "one"},
+            coalesce_key=None,
+            attempts=0,
+            not_before=clock.now(),
+            created_at=clock.now(),
+        ),
+        OutboxItem(
+            id=b1,
+            channel="C2",
+            kind="ephemeral",
+            incident_id=None,
+            user_id="U1",
+            payload={"text": "hi"},
+            coalesce_key=None,
+            attempts=0,
+            not_before=clock.now(),
+            created_at=clock.now(),
+        ),
+    ]
+    assert await store.outbox_pending() == 3
+    await store.mark_sent(a1, "1700000000.000200")
+    assert await _head_ids(store, clock) == [b1, a2]
+    assert await store.outbox_pending() == 2
+
+
+async def test_a_retried_head_blocks_only_its_own_channel(
+    store: SqliteStore, clock: FakeClock, db_path: Path
+) -> None:
+    a1 = await store.enqueue("C1", "thread", {"text": "one"})
+    a2 = await store.enqueue("C1", "thread", {"text": "two"})
+    b1 = await store.enqueue("C2", "thread", {"text": "other"})
+    later = clock.now() + timedelta(seconds=30)
+    await store.retry_later(a1, later, "ratelimited")
+
+    assert await _head_ids(store, clock) == [b1], "C1's second row must not overtake its first"
+    assert await store.outbox_next_due() == clock.now()  # C2's head is due now
+    await store.mark_sent(b1, None)
+    assert await _head_ids(store, clock) == []
+    assert await store.outbox_next_due() == later
+
+    clock.advance(30)
+    [head] = await store.outbox_heads(clock.now())
+    assert (head.id, head.attempts, head.not_before) == (a1, 1, later)
+    assert _row(db_path, a1)["last_error"] == "ratelimited"
+    await store.retry_later(a1, clock.now(), "HTTP 503")
+    assert (await store.outbox_heads(clock.now()))[0].attempts == 2
+    await store.mark_sent(a1, None)
+    assert await _head_ids(store, clock) == [a2]
+
+
+async def test_next_due_is_none_when_nothing_is_pending(store: SqliteStore) -> None:
+    assert await store.outbox_next_due() is None
+    assert await store.outbox_pending() == 0
+
+
+async def test_coalescing_replaces_a_waiting_row_in_place(
+    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
+) -> None:
+    inc = await open_incident(store, make_alert(), "d-1")
+    post = await store.enqueue("C1", "post_card", {}, incident_id=inc.id)
+    update = await store.enqueue(
+        "C1", "update_card", {"v": 1}, incident_id=inc.id, coalesce_key="card:1"
+    )
+    thread = await store.enqueue("C1", "thread", {"text": "t"}, incident_id=inc.id)
+    again = await store.enqueue(
+        "C1", "update_card", {"v": 2}, incident_id=inc.id, coalesce_key="card:1"
+    )
+    assert again == update, "same row, same place in line"
+    assert await store.outbox_pending() == 3
+
+    await store.mark_sent(post, "1.1")
+    [head] = await store.outbox_heads(clock.now())
+    assert (head.id, head.payload) == (update, {"v": 2})
+    await store.mark_sent(update, None)
+    assert await _head_ids(store, clock) == [thread]
+
+
+async def test_coalescing_never_touches_a_head_in_flight(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    """The worker may be sending the head right now: a new row queues behind it,
+    and later writes with the key fold into that new row."""
+    head = await store.enqueue("C1", "update_card", {"v": 1}, coalesce_key="card:1")
+    second = await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="card:1")
+    third = await store.enqueue("C1", "update_card", {"v": 3}, coalesce_key="card:1")
+    assert head != second == third
+    await store.mark_sent(head, None)
+    # `second` is the head now, so it too is left alone.
+    fourth = await store.enqueue("C1", "update_card", {"v": 4}, coalesce_key="card:1")
+    assert fourth > second
+    assert await store.enqueue("C1", "update_card", {"v": 5}, coalesce_key="card:1") == fourth
+    payloads = [item.payload for item in await store.outbox_heads(clock.now())]
+    assert payloads == [{"v": 3}]
+    await store.mark_sent(second, None)
+    assert [item.payload for item in await store.outbox_heads(clock.now())] == [{"v": 5}]
+
+
+async def test_mark_sent_of_a_card_sets_the_incidents_card(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path, clock: FakeClock
+) -> None:
+    inc = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
+    post = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=inc.id)
+    thread = await store.enqueue("C0ALERTS", "thread", {"text": "x"}, incident_id=inc.id)
+    assert await store.card_of(inc.id) is None
+    clock.advance(2)
+    await store.mark_sent(post, "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
+    carded = await store.incident_for_card("C0ALERTS", "1700000000.000100")
+    assert carded is not None and carded.id == inc.id
+    row = _row(db_path, post)
+    assert (row["state"], row["slack_ts"], row["sent_at"]) == (
+        "sent",
+        "1700000000.000100",
+        clock.now().isoformat(timespec="microseconds"),
+    )
+    # A thread reply's ts is not a card.
+    await store.mark_sent(thread, "1700000000.000200")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
+
+
+async def test_drop_keeps_the_row_and_frees_the_channel(
+    store: SqliteStore, clock: FakeClock, db_path: Path
+) -> None:
+    bad = await store.enqueue("C1", "thread", {"text": "too long"})
+    good = await store.enqueue("C1", "thread", {"text": "fine"})
+    await store.drop(bad, "invalid_blocks")
+    assert await _head_ids(store, clock) == [good]
+    assert await store.outbox_pending() == 1
+    row = _row(db_path, bad)
+    assert (row["state"], row["last_error"], row["attempts"]) == ("dropped", "invalid_blocks", 1)
+
+
+async def test_settled_rows_ignore_late_reports(
+    store: SqliteStore, clock: FakeClock, db_path: Path
+) -> None:
+    item = await store.enqueue("C1", "thread", {"text": "x"})
+    await store.mark_sent(item, "1.1")
+    await store.retry_later(item, clock.now(), "late")
+    await store.drop(item, "late")
+    await store.mark_sent(item, "2.2")
+    row = _row(db_path, item)
+    assert (row["state"], row["slack_ts"], row["attempts"]) == ("sent", "1.1", 0)
+    with pytest.raises(LookupError):
+        await store.mark_sent(999, None)
+
+
+async def test_a_payload_that_is_not_json_is_refused_up_front(store: SqliteStore) -> None:
+    with pytest.raises(TypeError):
+        await store.enqueue("C1", "thread", {"text": object()})
+    assert await store.outbox_pending() == 0
+
+
+async def test_the_outbox_survives_a_restart(
+    db_path: Path, clock: FakeClock, make_alert: Callable[..., Alert]
+) -> None:
+    async with await SqliteStore.open(db_path, clock) as store:
+        inc = await open_incident(store, make_alert(), "d-1")
+        post = await store.enqueue("C1", "post_card", {}, incident_id=inc.id)
+        await store.enqueue("C1", "update_card", {"v": 1}, incident_id=inc.id, coalesce_key="k")
+        other = await store.enqueue("C2", "thread", {"text": "x"})
+        await store.retry_later(post, clock.now() + timedelta(seconds=5), "HTTP 500")
+        before = await store.outbox_heads(clock.now() + timedelta(seconds=5))
+    async with await SqliteStore.open(db_path, clock) as store:
+        assert await store.outbox_pending() == 3
+        assert await _head_ids(store, clock) == [other]
+        assert await store.outbox_heads(clock.now() + timedelta(seconds=5)) == before
+        assert before[0].attempts == 1
+        assert await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="k") == post + 1
+        await store.mark_sent(post, "9.9")
+        assert await store.card_of(inc.id) == ("C1", "9.9")
