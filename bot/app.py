@@ -91,9 +91,10 @@ async def build(settings: Settings, clock: Clock | None = None) -> Grace:
     catalog = load_playbooks(settings, executors)
     if not settings.alert_channels:
         log.warning("GRACE_ALERT_CHANNELS is empty: no Slack message will be read as an alert")
-    store = await SqliteStore.open(settings.db, clock)
+    metrics = Metrics()
+    store = await SqliteStore.open(settings.db, clock, on_state=metrics.incident_entered)
     try:
-        return _assemble(settings, clock, store, executors, catalog)
+        return _assemble(settings, clock, store, executors, catalog, metrics)
     except BaseException:
         await store.close()  # an open store's thread would keep the process alive
         raise
@@ -105,9 +106,9 @@ def _assemble(
     store: SqliteStore,
     executors: dict[str, Executor],
     catalog: Catalog,
+    metrics: Metrics,
 ) -> Grace:
     assert settings.slack_bot_token is not None
-    metrics = Metrics()
     client = AsyncWebClient(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )

@@ -70,17 +70,30 @@ T = TypeVar("T")
 class SqliteStore:
     """The embedded store; `SqliteStore.open(path, clock)` is the way in."""
 
-    def __init__(self, reader: aiosqlite.Connection, writer: GroupWriter, clock: Clock) -> None:
+    def __init__(
+        self,
+        reader: aiosqlite.Connection,
+        writer: GroupWriter,
+        clock: Clock,
+        on_state: Callable[[IncidentState], None] | None = None,
+    ) -> None:
         self._conn = reader
         self.writer = writer
         self._clock = clock
+        # Told each state an incident enters, once it is durable (metrics count these).
+        self._on_state = on_state or (lambda state: None)
         self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------
 
     @classmethod
     async def open(
-        cls, path: str | Path, clock: Clock, *, max_batch: int = DEFAULT_MAX_BATCH
+        cls,
+        path: str | Path,
+        clock: Clock,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_state: Callable[[IncidentState], None] | None = None,
     ) -> SqliteStore:
         """Connect, bring the schema up to date, then start the writer.
 
@@ -94,7 +107,7 @@ class SqliteStore:
         except BaseException:
             await reader.close()
             raise
-        return cls(reader, writer, clock)
+        return cls(reader, writer, clock, on_state)
 
     async def close(self) -> None:
         """Finish the queued writes, then close both connections."""
@@ -148,7 +161,10 @@ class SqliteStore:
         """
         batch = tuple(alerts)
         now = self._clock.now()
-        return await self._write(lambda conn: intake.ingest(conn, batch, delivery_key, now))
+        intakes = await self._write(lambda conn: intake.ingest(conn, batch, delivery_key, now))
+        for _ in range(sum(i.opened for i in intakes)):
+            self._on_state(IncidentState.OPEN)
+        return intakes
 
     async def get_incident(self, incident_id: int) -> Incident | None:
         row = await self._fetchone(f"{INCIDENT_SELECT} WHERE i.id = ?", (incident_id,))
@@ -203,7 +219,10 @@ class SqliteStore:
             )
             return read_incident(conn, incident_id)
 
-        return await self._write(op)
+        moved = await self._write(op)
+        if moved is not None:
+            self._on_state(new)
+        return moved
 
     async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident:
         """Record the incident's live card (the outbox's mark_sent does this for

@@ -29,8 +29,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
-from engine.intake.generic import cap_identity, cap_labels, capped_link, summary_text
-from engine.intake.limits import MAX_NAME, cap_text
+from engine.intake.limits import (
+    MAX_NAME,
+    cap_identity,
+    cap_labels,
+    cap_text,
+    capped_link,
+    summary_text,
+)
 from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)

@@ -30,8 +30,16 @@ from pydantic import (
 )
 
 from engine.intake.errors import MAX_ALERTS, intake_error
-from engine.intake.limits import MAX_KEY, MAX_LABELS, MAX_NAME, MAX_VALUE, cap_pairs, cap_text
-from engine.models import Alert, AlertStatus, sha256_hex
+from engine.intake.limits import (
+    MAX_NAME,
+    MAX_VALUE,
+    cap_identity,
+    cap_labels,
+    cap_text,
+    capped_link,
+    summary_text,
+)
+from engine.models import Alert, AlertStatus
 
 
 def _not_blank(value: str) -> str:
@@ -142,46 +150,4 @@ def _alert(item: GenericAlert, received_at: datetime) -> Alert:
         fingerprint=cap_identity(item.fingerprint) if item.fingerprint else "",
         group=cap_identity(item.group) if item.group else "",
         received_at=received_at,
-    )
-
-
-# -- caps shared by the webhook sources ---------------------------------------
-
-
-def cap_labels(pairs: dict[str, str]) -> dict[str, str]:
-    """cap_pairs, without rebuilding the dict in the usual case where nothing is too long.
-
-    Only for dicts the caller owns (fresh from validation): the same object is returned.
-    """
-    if len(pairs) <= MAX_LABELS and all(
-        len(key) <= MAX_KEY and len(value) <= MAX_VALUE for key, value in pairs.items()
-    ):
-        return pairs
-    return cap_pairs(pairs)
-
-
-def cap_identity(value: str) -> str:
-    """An identity (id, fingerprint, group) no longer than MAX_KEY that stays distinct.
-
-    Cutting would make two long ids with a common prefix one alert, and so drop
-    the second as a duplicate; a hash keeps them apart.
-    """
-    return value if len(value) <= MAX_KEY else "sha256:" + sha256_hex(value)
-
-
-def capped_link(url: str | None) -> str | None:
-    """The link when it is a web URL of at most MAX_VALUE characters, else None.
-
-    A link is dropped rather than cut: a cut URL points somewhere else.
-    """
-    if not url or len(url) > MAX_VALUE:
-        return None
-    parts = urlsplit(url)
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
-
-
-def summary_text(annotations: dict[str, str]) -> str:
-    """What a person reads first: the summary, then the description (uncut; cap after)."""
-    return "\n".join(
-        value for key in ("summary", "description") if (value := annotations.get(key, ""))
     )

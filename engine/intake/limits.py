@@ -7,6 +7,9 @@ integration from bloating the database or a Slack card.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+from engine.models import sha256_hex
 
 MAX_LABELS = 64
 MAX_KEY = 128
@@ -28,3 +31,45 @@ def cap_pairs(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str,
 
 def cap_text(text: str, limit: int = MAX_TEXT) -> str:
     return text[:limit]
+
+
+def cap_labels(pairs: dict[str, str]) -> dict[str, str]:
+    """cap_pairs, without rebuilding the dict in the usual case where nothing is too long.
+
+    Only for dicts the caller owns (fresh from validation): the same object is returned.
+    """
+    if len(pairs) <= MAX_LABELS and all(
+        len(key) <= MAX_KEY and len(value) <= MAX_VALUE for key, value in pairs.items()
+    ):
+        return pairs
+    return cap_pairs(pairs)
+
+
+def cap_identity(value: str) -> str:
+    """An identity (id, fingerprint, group) no longer than MAX_KEY that stays distinct.
+
+    Cutting would make two long ids with a common prefix one alert, and so drop
+    the second as a duplicate; a hash keeps them apart.
+    """
+    return value if len(value) <= MAX_KEY else "sha256:" + sha256_hex(value)
+
+
+def capped_link(url: str | None) -> str | None:
+    """The link when it is a web URL of at most MAX_VALUE characters, else None.
+
+    A link is dropped rather than cut: a cut URL points somewhere else.
+    """
+    if not url or len(url) > MAX_VALUE:
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unbalanced [ in the host, say
+        return None
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None
+
+
+def summary_text(annotations: dict[str, str]) -> str:
+    """What a person reads first: the summary, then the description (uncut; cap after)."""
+    return "\n".join(
+        value for key in ("summary", "description") if (value := annotations.get(key, ""))
+    )

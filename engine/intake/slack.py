@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from engine.intake import (
     slack_alertmanager,
@@ -28,7 +27,7 @@ from engine.intake import (
     slack_sentry,
     slack_text,
 )
-from engine.intake.limits import MAX_KEY, MAX_NAME, MAX_VALUE, cap_pairs, cap_text
+from engine.intake.limits import MAX_KEY, MAX_NAME, MAX_VALUE, cap_pairs, cap_text, capped_link
 from engine.intake.slack_format import AlertParts, SlackMessage, read_message
 from engine.models import Alert, canonical_json, sha256_hex
 
@@ -109,7 +108,7 @@ def _alert(
         annotations=cap_pairs((k, v) for k, v in parts.annotations.items() if k and v),
         text=cap_text(message.text),
         starts_at=parts.starts_at,
-        link=_capped_link(parts.link),
+        link=capped_link(parts.link),
         fingerprint=_fingerprint(integration, parts.identity),
         channel=channel,
         reporter=reporter if isinstance(reporter, str) else None,
@@ -132,14 +131,3 @@ def _fingerprint(integration: str, identity: Mapping[str, str] | None) -> str:
         return ""
     capped = {key: value[:MAX_VALUE] for key, value in identity.items()}
     return sha256_hex(canonical_json({"integration": integration, **capped}))[:16]
-
-
-def _capped_link(url: str | None) -> str | None:
-    """A web link of at most MAX_VALUE characters, else none: a cut URL points elsewhere."""
-    if not url or len(url) > MAX_VALUE:
-        return None
-    try:
-        parts = urlsplit(url)
-    except ValueError:  # an unbalanced [ in the host, say
-        return None
-    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else None

@@ -39,10 +39,8 @@ from engine.models import AlertStatus
 INSUFFICIENT_DATA_NAME = "CloudWatchInsufficientData"
 
 _STATES = r"(ALARM|OK|INSUFFICIENT_DATA)"
-_HEADLINE = re.compile(
-    r"CloudWatch Alarm\s*\|\s*(?P<name>[^|\n]+?)\s*\|\s*(?P<region>[^|\n]+?)\s*"
-    r"(?:\|\s*Account:?\s*(?P<account>\d{12}))?\s*(?:\||\n|$)"
-)
+_HEADLINE = re.compile(r"CloudWatch Alarm[ \t]*\|([^\n]*)")
+_ACCOUNT = re.compile(r"^Account:?\s*(\d{12})$")
 _CONSOLE = re.compile(
     r"^https://(?:[a-z0-9-]+\.)?console\.(?:aws\.amazon\.com|amazonaws-us-gov\.com|amazonaws\.cn)"
     r"/cloudwatch/",
@@ -74,7 +72,7 @@ _KNOWN_DIMENSION = re.compile(
 def parse(message: SlackMessage) -> AlertParts | None:
     if not message.is_bot:
         return None
-    headline = _HEADLINE.search(f"{message.title}\n{message.text}")
+    headline = _headline(f"{message.title}\n{message.text}")
     console = message.first_link(_CONSOLE)
     arn = _ARN.search(message.text)
     if headline is None and console is None and arn is None:
@@ -116,11 +114,27 @@ def parse(message: SlackMessage) -> AlertParts | None:
     )
 
 
+def _headline(text: str) -> tuple[str, str, str] | None:
+    """(alarm, region, account) of `CloudWatch Alarm | name | region | Account: 1234…`.
+
+    Split in code rather than by one regex: a hostile headline of long blank
+    runs would make a backtracking pattern quadratic.
+    """
+    for match in _HEADLINE.finditer(text):
+        parts = [part.strip().strip("*_`").strip() for part in match.group(1).split("|")]
+        if len(parts) >= 2 and parts[0] and parts[1]:
+            accounts = (m.group(1) for part in parts[2:] if (m := _ACCOUNT.match(part)))
+            return parts[0], parts[1], next(accounts, "")
+    return None
+
+
 def _alarm_name(
-    headline: re.Match[str] | None, console: re.Match[str] | None, arn: re.Match[str] | None
+    headline: tuple[str, str, str] | None,
+    console: re.Match[str] | None,
+    arn: re.Match[str] | None,
 ) -> str:
     if headline:
-        return headline.group("name").strip().strip("*_`")
+        return headline[0]
     if console and (name := _CONSOLE_ALARM.search(console.string)):
         return unquote(name.group(1)).strip()
     return arn.group(3) if arn else ""
@@ -143,23 +157,23 @@ def _state(message: SlackMessage) -> tuple[str | None, str]:
 
 
 def _region(
-    headline: re.Match[str] | None,
+    headline: tuple[str, str, str] | None,
     console: re.Match[str] | None,
     arn: re.Match[str] | None,
     message: SlackMessage,
 ) -> str:
     if headline:
-        return headline.group("region").strip()
+        return headline[1]
     if console and (region := _CONSOLE_REGION.search(console.string)):
         return region.group(1)
     return arn.group(1) if arn else message.value("Region") or ""
 
 
 def _account(
-    headline: re.Match[str] | None, arn: re.Match[str] | None, message: SlackMessage
+    headline: tuple[str, str, str] | None, arn: re.Match[str] | None, message: SlackMessage
 ) -> str:
-    if headline and headline.group("account"):
-        return headline.group("account")
+    if headline and headline[2]:
+        return headline[2]
     if arn:
         return arn.group(2)
     value = message.value("Account", "Account ID", "AWS Account") or ""

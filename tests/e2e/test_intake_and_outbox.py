@@ -236,3 +236,27 @@ async def test_slack_writes_never_exceed_the_channel_limit(make_harness):
     times = [c.at for c in posts]
     for i, start in enumerate(times):  # at most burst + rate·1 s in any one-second window
         assert sum(1 for t in times[i:] if t - start < 1.0) <= 2 + 5
+
+
+async def test_metrics_count_incidents_by_the_states_they_entered(make_harness):
+    h = await make_harness()
+    await h.alert()
+    card = await h.card()
+    await h.click(card)
+    await h.finished(card)
+    await h.post("generic", generic(*(firing(n) for n in range(3))))
+    await h.grace.healer.drain()
+    text = await h.metrics()
+    assert metric(text, "grace_incidents_total", state="open") == 4
+    assert metric(text, "grace_incidents_total", state="needs_human") == 3
+    for state in (
+        "diagnosed",
+        "awaiting_approval",
+        "approved",
+        "executing",
+        "verifying",
+        "resolved",
+    ):
+        assert metric(text, "grace_incidents_total", state=state) == 1, state
+    assert metric(text, "grace_alerts_received_total", source="slack") == 1
+    assert metric(text, "grace_slack_requests_total", method="chat.update", outcome="ok") >= 1

@@ -1,33 +1,13 @@
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from engine.intake.slack import parse_slack_message
-from engine.models import Alert, AlertStatus
+from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
-SAMPLES = Path(__file__).parent / "samples" / "slack"
-NOW = datetime(2024, 11, 26, 3, 15, tzinfo=UTC)
 UI = "http://alertmanager.example.com:9093/#/alerts?receiver="
-FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
-
-
-def event(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
-
-
-def parse(message: dict[str, Any]) -> Alert | None:
-    return parse_slack_message(message, channel="C0ALERTS", received_at=NOW)
-
-
-def sample(name: str) -> Alert:
-    alert = parse(event(name))
-    assert alert is not None, name
-    return alert
 
 
 CRASH_LOOP = {"namespace": "shop", "container": "checkout", "job": "kube-state-metrics"}
@@ -79,16 +59,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_samples(name):
-    alert = sample(name)
-    expected_name, status, severity, labels, link = EXPECTED[name]
-    assert (alert.name, alert.status, alert.severity, alert.link) == (
-        expected_name,
-        status,
-        severity,
-        link,
-    )
-    expected = {"alertname": expected_name, "integration": "alertmanager", **labels}
-    assert alert.labels.items() >= expected.items()
+    assert_sample(name, EXPECTED[name], "alertmanager")
 
 
 def test_resolution_of_the_default_template_is_the_same_alert():

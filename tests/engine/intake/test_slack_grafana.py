@@ -1,35 +1,12 @@
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from engine.intake.slack import parse_slack_message
-from engine.models import Alert, AlertStatus
+from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
-SAMPLES = Path(__file__).parent / "samples" / "slack"
-NOW = datetime(2024, 11, 26, 3, 15, tzinfo=UTC)
-FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
 G = "https://grafana.example.com"
 HIGH_CPU_RULE = f"{G}/alerting/grafana/cdz8h3k9qxxc0a/view?orgId=1"
 DISK_RULE = f"{G}/alerting/grafana/b1f4e2a8/view?orgId=1"
-
-
-def event(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
-
-
-def parse(message: dict[str, Any]) -> Alert | None:
-    return parse_slack_message(message, channel="C0ALERTS", received_at=NOW)
-
-
-def sample(name: str) -> Alert:
-    alert = parse(event(name))
-    assert alert is not None, name
-    return alert
 
 
 WEB_1 = {"env": "prod", "grafana_folder": "Infra", "instance": "web-1", "severity": "critical"}
@@ -58,16 +35,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_samples(name):
-    alert = sample(name)
-    expected_name, status, severity, labels, link = EXPECTED[name]
-    assert (alert.name, alert.status, alert.severity, alert.link) == (
-        expected_name,
-        status,
-        severity,
-        link,
-    )
-    expected = {"alertname": expected_name, "integration": "grafana", **labels}
-    assert alert.labels.items() >= expected.items()
+    assert_sample(name, EXPECTED[name], "grafana")
 
 
 @pytest.mark.parametrize(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,9 +22,8 @@ from tests.engine.intake import (
     test_slack_grafana,
     test_slack_sentry,
 )
+from tests.engine.intake.slack_samples import NOW, SAMPLES
 
-SAMPLES = Path(__file__).parent / "samples" / "slack"
-NOW = datetime(2024, 11, 26, 3, 15, tzinfo=UTC)
 ALERT_SAMPLES = {
     name: source
     for source, module in [
@@ -252,3 +250,37 @@ def test_missing_pieces_and_values_of_any_type_never_raise(name, caplog):
             if alert is not None:
                 assert_capped(alert)
     assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+
+
+BLANKS, RUN = " " * 60_000, "a" * 60_000
+PATHOLOGICAL = [
+    f"CloudWatch Alarm | a{BLANKS}b",
+    f"CloudWatch Alarm | a | b{BLANKS}c",
+    f"[FIRING:1] a{BLANKS}b (c)",
+    f"Triggered: [P2]{BLANKS}x",
+    f"*Alert:* x{BLANKS}y - `z",
+    f" • *a:* `{RUN}",
+    f"from ALARM{BLANKS}to",
+    f"Labels:\n - {RUN}",
+    "<" + "a|" * 30_000,
+    'a="' * 20_000,
+    ":" * 60_000,
+]
+
+
+@pytest.mark.parametrize("text", PATHOLOGICAL, ids=range(len(PATHOLOGICAL)))
+def test_pathological_text_is_read_in_linear_time(text):
+    # Backtracking regexes once took minutes on these; linear reading takes milliseconds.
+    message = {
+        "type": "message",
+        "bot_id": "B1",
+        "bot_profile": {"name": "Alertmanager Grafana Datadog AWS Chatbot Sentry"},
+        "ts": "1.0",
+        "text": text,
+        "attachments": [
+            {"title": text, "text": text, "fields": [{"title": "Tags", "value": text}]}
+        ],
+    }
+    started = time.perf_counter()
+    parse(message)
+    assert time.perf_counter() - started < 2.0

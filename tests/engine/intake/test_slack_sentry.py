@@ -1,33 +1,10 @@
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from engine.intake.slack import parse_slack_message
-from engine.models import Alert, AlertStatus
+from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
-SAMPLES = Path(__file__).parent / "samples" / "slack"
-NOW = datetime(2024, 11, 26, 3, 15, tzinfo=UTC)
-FIRING, RESOLVED = AlertStatus.FIRING, AlertStatus.RESOLVED
 BACKEND_4A = "https://sentry.io/organizations/acme/issues/4509123456/?referrer="
-
-
-def event(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
-
-
-def parse(message: dict[str, Any]) -> Alert | None:
-    return parse_slack_message(message, channel="C0ALERTS", received_at=NOW)
-
-
-def sample(name: str) -> Alert:
-    alert = parse(event(name))
-    assert alert is not None, name
-    return alert
 
 
 ZERO = "ZeroDivisionError: division by zero"
@@ -73,11 +50,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("name", EXPECTED)
 def test_samples(name):
-    alert = sample(name)
-    expected_name, status, severity, labels, link = EXPECTED[name]
-    assert (alert.name, alert.status, alert.severity) == (expected_name, status, severity)
-    assert alert.link is not None and alert.link.startswith(link)
-    assert alert.labels == {"alertname": expected_name, "integration": "sentry", **labels}
+    assert_sample(name, EXPECTED[name], "sentry", link_prefix=True)
 
 
 def test_resolution_closes_the_issue_it_names_though_it_carries_fewer_labels():
