@@ -83,8 +83,8 @@ class Healer:
                 continue
             if intake.opened:
                 opened.append(intake.incident)
-            elif intake.all_clear or intake.incident.id not in seen:
-                seen[intake.incident.id] = intake
+            else:
+                seen[intake.incident.id] = intake  # the last word: the state after the delivery
         if opened or seen:
             self.spawn(self._follow_up(opened, list(seen.values())))
         return intakes
@@ -109,20 +109,20 @@ class Healer:
     async def _seen_again(self, intake: Intake) -> None:
         """A repeat shows on the card; an all-clear ends what nobody has acted on yet."""
         assert intake.incident is not None
-        incident = await self.store.get_incident(intake.incident.id)
-        if incident is None:
-            return
-        if intake.all_clear and incident.state in _CLEARABLE:
-            cleared = await self.store.transition(
-                incident.id,
-                incident.state,
-                S.AUTO_RESOLVED,
-                actor=GRACE,
-                reason="The alert resolved before GRACE acted.",
-            )
-            if cleared is not None:
-                await self.narrator.tell(cleared, Cleared())
-                incident = cleared
+        incident = intake.incident
+        if intake.all_clear:
+            # The incident may have moved since its alert was stored: decide on it as it is now.
+            current = await self.store.get_incident(incident.id)
+            if current is not None and current.state in _CLEARABLE:
+                cleared = await self.store.transition(
+                    current.id,
+                    current.state,
+                    S.AUTO_RESOLVED,
+                    actor=GRACE,
+                    reason="The alert resolved before GRACE acted.",
+                )
+                if cleared is not None:
+                    await self.narrator.tell(cleared, Cleared())
         await self.narrator.show(incident)
 
     async def _open(self, incident: Incident) -> None:

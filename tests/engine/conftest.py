@@ -43,7 +43,7 @@ class World:
         (folder / "thing.yml").write_text(PLAYBOOK.format(tier=tier, timeout=timeout))
         self.clock = FixedClock()
         self.store = MemoryStore(self.clock)
-        self.notifier = RecordingNotifier()
+        self.notifier = RecordingNotifier(self.store)
         self.executor = FakeExecutor()
         catalog = load_catalog([folder], {"fake": self.executor.spec}, builtins=False)
         self.healer = Healer(

@@ -187,15 +187,19 @@ class MemoryStore:
 
 @dataclass
 class RecordingNotifier:
+    """Records what Slack would show; cards are read from the store when "sent",
+    as the real outbox renders them at delivery time."""
+
+    store: MemoryStore
     cards: dict[int, list[Incident]] = field(default_factory=dict)
     thread: dict[int, list[StoryEvent]] = field(default_factory=dict)
     private: list[tuple[str, str, str]] = field(default_factory=list)
 
     async def post_card(self, incident: Incident) -> None:
-        self.cards[incident.id] = [incident]
+        self.cards[incident.id] = [self.store.incidents[incident.id]]
 
     async def update_card(self, incident: Incident) -> None:
-        self.cards[incident.id].append(incident)
+        self.cards[incident.id].append(self.store.incidents[incident.id])
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
         self.thread.setdefault(incident.id, []).append(event)
