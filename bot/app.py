@@ -117,7 +117,7 @@ def _assemble(
     )
     healer = Healer(
         store=store,
-        notifier=OutboxNotifier(store, outbox.wake),
+        notifier=OutboxNotifier(store, outbox),
         executors=executors,
         catalog=catalog,
         policy=settings.approval_policy,

@@ -6,33 +6,37 @@ outage or a restart delays what it says without losing a word of it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from bot.blocks import story_text
+from bot.outbox import OutboxWorker
 from engine.models import Incident
 from engine.story import StoryEvent
 from storage.store import SqliteStore
 
 
 class OutboxNotifier:
-    def __init__(self, store: SqliteStore, wake: Callable[[], None]) -> None:
+    def __init__(self, store: SqliteStore, outbox: OutboxWorker) -> None:
         self.store = store
-        self.wake = wake
+        self.outbox = outbox
 
     async def post_card(self, incident: Incident) -> None:
         await self._enqueue(incident, "post_card", {})
 
     async def update_card(self, incident: Incident) -> None:
-        # One pending update per card: the newest state replaces any waiting one.
+        # Cards render when sent, so one waiting update shows every change before it.
+        if self.outbox.refresh_waiting(incident.id):
+            return
         await self._enqueue(incident, "update_card", {}, coalesce_key=f"card:{incident.id}")
+        self.outbox.refresh_queued(incident.id)
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
         await self._enqueue(incident, "thread", {"text": story_text(event)})
 
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         await self.store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
-        self.wake()
+        self.outbox.wake()
 
     async def _enqueue(
         self,
@@ -46,4 +50,4 @@ class OutboxNotifier:
         await self.store.enqueue(
             incident.channel, kind, payload, incident_id=incident.id, coalesce_key=coalesce_key
         )
-        self.wake()
+        self.outbox.wake()

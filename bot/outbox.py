@@ -33,6 +33,7 @@ RATE_PER_CHANNEL = 1.0
 BURST_PER_CHANNEL = 3
 MAX_BACKOFF_S = 60.0
 IDLE_WAKE_S = 5.0  # a safety net: enqueues wake the worker at once anyway
+ROUND_GAP_S = 0.01  # in a storm every enqueue wakes the worker; one round serves them all
 
 
 class _Refused(Exception):
@@ -76,9 +77,18 @@ class OutboxWorker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
+    _refresh_waiting: set[int] = field(default_factory=set)
 
     def wake(self) -> None:
         self._wake.set()
+
+    def refresh_waiting(self, incident_id: int) -> bool:
+        """True when an update of this card waits in the outbox and has not started
+        going out: it renders the card when sent, so it will show any later change."""
+        return incident_id in self._refresh_waiting
+
+    def refresh_queued(self, incident_id: int) -> None:
+        self._refresh_waiting.add(incident_id)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="grace-outbox")
@@ -105,12 +115,16 @@ class OutboxWorker:
 
     async def _run(self) -> None:
         while not self._stopping:
+            started = self.clock()
             try:
                 delay = await self._round()
             except Exception:
                 log.exception("outbox round failed; trying again shortly")
                 delay = 1.0
             self._wake.clear()
+            await asyncio.sleep(max(ROUND_GAP_S - (self.clock() - started), 0.0))
+            if self._wake.is_set():
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
@@ -185,6 +199,9 @@ class OutboxWorker:
             self._buckets[item.channel].settle(self.clock())
 
     async def _send(self, item: OutboxItem) -> str | None:
+        if item.kind == "update_card":
+            # From here on a change needs a new update: this one may read too early.
+            self._refresh_waiting.discard(item.incident_id)
         if item.kind == "ephemeral":
             await self.client.chat_postEphemeral(
                 channel=item.channel, user=str(item.user_id), text=item.payload["text"]

@@ -20,7 +20,7 @@ from engine.intake.errors import MAX_BODY_BYTES, IntakeError
 from engine.intake.generic import parse_generic
 from engine.models import Alert
 from engine.ports import Clock
-from engine.routing import channel_for
+from engine.routing import router
 
 Parser = Callable[..., list[Alert]]
 SOURCES: dict[str, Parser] = {"alertmanager": parse_alertmanager, "generic": parse_generic}
@@ -47,6 +47,8 @@ def _handler(
     metrics: Metrics,
     clock: Clock,
 ) -> Callable[[web.Request], object]:
+    channel_for = router(settings.routes, settings.fallback_channel)
+
     async def receive(request: web.Request) -> web.Response:
         if settings.webhook_token is None:
             return _refuse(503, "webhooks are off: set GRACE_WEBHOOK_TOKEN to turn them on")
@@ -60,18 +62,17 @@ def _handler(
         except web.HTTPRequestEntityTooLarge:
             return _refuse(413, f"body larger than {MAX_BODY_BYTES:,} bytes")
         try:
-            alerts = parse(body, received_at=clock.now())
+            alerts = parse(body, received_at=clock.now(), channel_for=channel_for)
         except IntakeError as exc:
             return _refuse(400, str(exc))
-        routed = _route(alerts, settings)
-        if routed is None:
+        if any(alert.channel is None for alert in alerts):
             return _refuse(503, "no channel to post in: set GRACE_DEFAULT_CHANNEL or routes")
-        intakes = await healer.receive(routed, delivery_key=f"{source}:{uuid.uuid4()}")
-        metrics.alerts(source, len(routed))
+        intakes = await healer.receive(alerts, delivery_key=f"{source}:{uuid.uuid4()}")
+        metrics.alerts(source, len(alerts))
         incidents = sorted({i.incident.id for i in intakes if i.incident is not None})
         opened = sum(i.opened for i in intakes)
         return web.json_response(
-            {"ok": True, "received": len(routed), "incidents": incidents, "opened": opened}
+            {"ok": True, "received": len(alerts), "incidents": incidents, "opened": opened}
         )
 
     return receive
@@ -81,14 +82,3 @@ def _authorized(request: web.Request, token: str) -> bool:
     """Bearer token, compared in constant time."""
     scheme, _, given = request.headers.get("Authorization", "").partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
-
-
-def _route(alerts: list[Alert], settings: Settings) -> list[Alert] | None:
-    fallback = settings.fallback_channel
-    routed = []
-    for alert in alerts:
-        channel = channel_for(alert, settings.routes, fallback)
-        if channel is None:
-            return None
-        routed.append(alert.model_copy(update={"channel": channel}))
-    return routed

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-
-from engine.models import Alert
 
 
 class Route(BaseModel):
@@ -26,13 +24,26 @@ class Route(BaseModel):
                 raise ValueError(f"invalid regex {regex!r}: {exc}") from None
         return value
 
-    def matches(self, alert: Alert) -> bool:
+    def matches(self, labels: Mapping[str, str]) -> bool:
         return all(
-            label in alert.labels and re.fullmatch(regex, alert.labels[label]) is not None
+            label in labels and re.fullmatch(regex, labels[label]) is not None
             for label, regex in self.match.items()
         )
 
 
-def channel_for(alert: Alert, routes: Sequence[Route], default: str | None) -> str | None:
-    """The first matching route's channel, else the default (None when there is neither)."""
-    return next((r.channel for r in routes if r.matches(alert)), default)
+ChannelFor = Callable[[Mapping[str, str]], str | None]
+"""Given an alert's labels, the channel its incident lives in (None: nowhere)."""
+
+
+def nowhere(labels: Mapping[str, str]) -> None:
+    """No routing: the caller decides the channel later (or there is none)."""
+    return None
+
+
+def router(routes: Sequence[Route], default: str | None) -> ChannelFor:
+    """The first matching route's channel, else the default."""
+
+    def channel_for(labels: Mapping[str, str]) -> str | None:
+        return next((r.channel for r in routes if r.matches(labels)), default)
+
+    return channel_for

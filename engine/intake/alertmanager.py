@@ -38,6 +38,7 @@ from engine.intake.limits import (
     summary_text,
 )
 from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
+from engine.routing import ChannelFor, nowhere
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero time, which Alertmanager sends as endsAt of an alert that has not ended."""
@@ -80,7 +81,9 @@ class AlertmanagerPayload(BaseModel):
     alerts: Annotated[list[AlertmanagerAlert], Field(min_length=1, max_length=MAX_ALERTS)]
 
 
-def parse_alertmanager(body: bytes, *, received_at: datetime) -> list[Alert]:
+def parse_alertmanager(
+    body: bytes, *, received_at: datetime, channel_for: ChannelFor = nowhere
+) -> list[Alert]:
     """The alerts of one webhook notification, capped; IntakeError when it does not fit.
 
     Webhook alerts are counted, not de-duplicated by content: each gets a fresh
@@ -96,7 +99,7 @@ def parse_alertmanager(body: bytes, *, received_at: datetime) -> list[Alert]:
     fallback_link = capped_link(payload.externalURL)
     batch = uuid.uuid4().hex  # one random draw per request; the index makes each key unique
     return [
-        _alert(item, index, f"{batch}-{index}", group, fallback_link, received_at)
+        _alert(item, index, f"{batch}-{index}", group, fallback_link, received_at, channel_for)
         for index, item in enumerate(payload.alerts)
     ]
 
@@ -139,6 +142,7 @@ def _alert(
     group: str,
     fallback_link: str | None,
     received_at: datetime,
+    channel_for: ChannelFor,
 ) -> Alert:
     name = item.labels.get("alertname")
     if not name or not name.strip():
@@ -160,6 +164,7 @@ def _alert(
         "link": capped_link(item.generatorURL) or fallback_link,
         "fingerprint": cap_identity(item.fingerprint),
         "group": group,
+        "channel": channel_for(labels),
         "received_at": received_at,
     }
     # Validating the Alert again keeps its invariants (and derives the fingerprint

@@ -40,6 +40,7 @@ from engine.intake.limits import (
     summary_text,
 )
 from engine.models import Alert, AlertStatus
+from engine.routing import ChannelFor, nowhere
 
 
 def _not_blank(value: str) -> str:
@@ -113,7 +114,9 @@ _BODY: TypeAdapter[GenericBatch | GenericAlert] = TypeAdapter(
 _ALERT_FIELDS = "; allowed: " + ", ".join(GenericAlert.model_fields)
 
 
-def parse_generic(body: bytes, *, received_at: datetime) -> list[Alert]:
+def parse_generic(
+    body: bytes, *, received_at: datetime, channel_for: ChannelFor = nowhere
+) -> list[Alert]:
     """The alerts in one generic webhook body, capped; IntakeError when it does not fit.
 
     An alert with an `id` gets source_key "id:<id>", so a retried request is
@@ -124,14 +127,14 @@ def parse_generic(body: bytes, *, received_at: datetime) -> list[Alert]:
     except ValidationError as error:
         raise intake_error(error, tags=_TAGS, unknown_hint=_unknown_hint) from None
     alerts = payload.alerts if isinstance(payload, GenericBatch) else [payload]
-    return [_alert(item, received_at) for item in alerts]
+    return [_alert(item, received_at, channel_for) for item in alerts]
 
 
 def _unknown_hint(loc: Sequence[str | int]) -> str:
     return "; allowed: alerts" if list(loc[:1]) == ["batch"] and len(loc) == 2 else _ALERT_FIELDS
 
 
-def _alert(item: GenericAlert, received_at: datetime) -> Alert:
+def _alert(item: GenericAlert, received_at: datetime, channel_for: ChannelFor) -> Alert:
     labels = cap_labels(item.labels)
     severity = item.severity if item.severity is not None else item.labels.get("severity")
     text = item.text if item.text is not None else summary_text(item.annotations)
@@ -147,6 +150,7 @@ def _alert(item: GenericAlert, received_at: datetime) -> Alert:
         starts_at=item.starts_at,
         ends_at=item.ends_at,
         link=capped_link(item.link),
+        channel=channel_for(labels),
         fingerprint=cap_identity(item.fingerprint) if item.fingerprint else "",
         group=cap_identity(item.group) if item.group else "",
         received_at=received_at,

@@ -6,6 +6,7 @@ integration from bloating the database or a Slack card.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -54,6 +55,7 @@ def cap_identity(value: str) -> str:
     return value if len(value) <= MAX_KEY else "sha256:" + sha256_hex(value)
 
 
+@functools.lru_cache(maxsize=4096)  # storms repeat the same few links thousands of times
 def capped_link(url: str | None) -> str | None:
     """The link when it is a web URL of at most MAX_VALUE characters, else None.
 
