@@ -10,6 +10,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.directory import SlackDirectory
 from bot.listeners import register_all
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
@@ -31,7 +32,18 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
 
 
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
-    return load_catalog(settings.playbook_dirs, {name: e.spec for name, e in executors.items()})
+    """The catalog, checked against the config: a playbook may narrow its tier's
+    approvers, never name someone the config did not make an approver."""
+    catalog = load_catalog(settings.playbook_dirs, {name: e.spec for name, e in executors.items()})
+    policy = settings.approval_policy
+    for playbook in catalog.playbooks:
+        if playbook.approval is None:
+            continue
+        problems = policy.override_problems(playbook.id, playbook.tier, playbook.approval.approvers)
+        if problems:
+            where = catalog.sources[f"playbooks:{playbook.id}"]
+            raise ConfigError(f"{where}: {'; '.join(problems)}")
+    return catalog
 
 
 @dataclass
@@ -121,6 +133,7 @@ def _assemble(
         executors=executors,
         catalog=catalog,
         policy=settings.approval_policy,
+        directory=SlackDirectory(client),
         allowlists=settings.targets,
         clock=clock,
     )

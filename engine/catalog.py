@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from engine.approval import REQUIRED_APPROVALS
 from engine.models import Alert, Diagnosis
 from engine.ports import ExecutorSpec
 
@@ -90,6 +98,15 @@ class BenchmarkSpec(_Spec):
     tolerance: float = Field(default=0.5, ge=0, le=10)
 
 
+class ApprovalSpec(_Spec):
+    """A playbook's own approval rule: only ever stricter than its tier's."""
+
+    approvers: list[str] = Field(
+        default_factory=list, description="a subset of the tier's approvers (users or groups)"
+    )
+    required: int | None = Field(default=None, ge=1, le=10, description="distinct approvals")
+
+
 class PlaybookSpec(_Spec):
     id: str = Field(pattern=_ID)
     title: str = Field(min_length=1, max_length=120)
@@ -99,6 +116,24 @@ class PlaybookSpec(_Spec):
     steps: list[StepSpec] = Field(min_length=1)
     checks: list[CheckSpec] = Field(min_length=1)
     benchmarks: list[BenchmarkSpec] = Field(default_factory=list)
+    approval: ApprovalSpec | None = None
+
+    @model_validator(mode="after")
+    def _stricter_only(self) -> PlaybookSpec:
+        required = self.approval.required if self.approval else None
+        if required is not None and required < REQUIRED_APPROVALS[self.tier]:
+            raise ValueError(
+                f"approval.required {required} is below tier {self.tier}'s "
+                f"{REQUIRED_APPROVALS[self.tier]}: a playbook may only be stricter than its tier"
+            )
+        if self.tier == 1 and self.approval is not None:
+            raise ValueError("a tier 1 playbook heals at once: raise its tier to require approval")
+        return self
+
+    @property
+    def required_approvals(self) -> int:
+        own = self.approval.required if self.approval else None
+        return own if own is not None else REQUIRED_APPROVALS[self.tier]
 
 
 class CatalogFile(_Spec):

@@ -19,7 +19,7 @@ from engine.execution import GRACE, Execution
 from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake
 from engine.narration import Narrator
 from engine.planning import make_plan
-from engine.ports import Clock, Executor, Notifier, Store, TargetRefused
+from engine.ports import Clock, Directory, Executor, Notifier, Store, TargetRefused
 from engine.story import Approved, Cleared, NeedsHuman, Planned, Rejected
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,12 @@ class Healer:
         executors: Mapping[str, Executor],
         catalog: Catalog,
         policy: ApprovalPolicy,
+        directory: Directory,
         allowlists: Mapping[str, Sequence[str]],
         clock: Clock,
     ) -> None:
         self.store = store
+        self.directory = directory
         self.catalog = catalog
         self.policy = policy
         self.executors = executors
@@ -177,7 +179,7 @@ class Healer:
     ) -> None:
         """Apply one person's Approve or Reject; answers them privately when refused."""
         incident = await self.store.get_incident(incident_id)
-        refusal = self._refusal(incident, plan_hash, user)
+        refusal = await self._refusal(incident, plan_hash, user)
         if refusal is not None:
             await self.store.audit(
                 user,
@@ -205,7 +207,7 @@ class Healer:
             await self._reject(incident, user, reason)
             return
         approvals = await self.store.approvals(incident_id)
-        if not self.policy.satisfied(incident.plan.tier, plan_hash, approvals):
+        if not self.policy.satisfied(incident.plan, approvals):
             return
         approved = await self.store.transition(
             incident_id, S.AWAITING_APPROVAL, S.APPROVED, actor=user
@@ -217,14 +219,16 @@ class Healer:
         await self.narrator.show(approved)
         self.spawn(self.execution.run(incident_id))
 
-    def _refusal(self, incident: Incident | None, plan_hash: str, user: str) -> str | None:
+    async def _refusal(self, incident: Incident | None, plan_hash: str, user: str) -> str | None:
         if incident is None or incident.plan is None:
             return "This incident is unknown to GRACE."
         if incident.state is not S.AWAITING_APPROVAL:
             return f"This incident is already {incident.state.value.replace('_', ' ')}."
         if incident.plan.hash != plan_hash:
             return "The plan changed since this card was posted; approve the current plan instead."
-        return self.policy.refusal(incident.plan.tier, user, incident.alert.reporter)
+        return await self.policy.refusal(
+            incident.plan, user, incident.alert.reporter, self.directory
+        )
 
     async def _reject(self, incident: Incident, user: str, reason: str | None) -> None:
         rejected = await self.store.transition(

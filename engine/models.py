@@ -162,6 +162,10 @@ class Plan(Frozen):
     steps: tuple[PlannedStep, ...]
     checks: tuple[PlannedCheck, ...]
     benchmarks: tuple[PlannedBenchmark, ...] = ()
+    approvers: tuple[str, ...] = Field(
+        default=(), description="the playbook's narrower approver list; empty: the tier's"
+    )
+    required_approvals: int = Field(description="distinct approvals needed before it runs")
 
     @property
     def hash(self) -> str:

@@ -36,4 +36,6 @@ def make_plan(
             PlannedBenchmark(benchmark=b.benchmark, params=b.params, tolerance=b.tolerance)
             for b in playbook.benchmarks
         ),
+        approvers=tuple(playbook.approval.approvers) if playbook.approval else (),
+        required_approvals=playbook.required_approvals,
     )

@@ -115,6 +115,11 @@ class Notifier(Protocol):
         """An ephemeral answer only `user` sees."""
 
 
+class Directory(Protocol):
+    async def members(self, group: str) -> frozenset[str]:
+        """The users of a Slack user group (empty when it has none or is unknown)."""
+
+
 class TargetRefused(Exception):
     """A target named by an alert that no allowlist entry permits."""
 

@@ -156,3 +156,20 @@ async def test_run_serves_until_sigterm_then_exits_cleanly(devslack, tmp_path):
             await proc.wait()
     assert (tmp_path / "grace.db").is_file()
     assert [c.method for c in devslack.calls] == ["conversations.info"]
+
+
+def test_a_playbook_widening_its_tiers_approvers_is_refused(monkeypatch, tmp_path, capsys):
+    folder = tmp_path / "playbooks"
+    folder.mkdir()
+    (folder / "wide.yml").write_text(
+        "playbooks:\n  - id: wide\n    title: Wide\n    treats: [sqlite_wal_too_large]\n"
+        "    tier: 2\n    target: {executor: sqlite, from_label: db_path}\n"
+        "    steps: [{action: wal_checkpoint}]\n    checks: [{check: integrity_ok}]\n"
+        "    approval: {approvers: [U0ONCALL, U0INTERN]}\n"
+    )
+    config = tmp_path / "grace.yml"
+    config.write_text(f"playbook_dirs: [{folder}]\napprovers: {{tier2: [U0ONCALL]}}\n")
+    monkeypatch.setenv("GRACE_CONFIG", str(config))
+    assert main(["check"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"{folder / 'wide.yml'}: wide: approver U0INTERN is not on approvers.tier2" in err

@@ -92,7 +92,12 @@ MakeHarness = Callable[..., Awaitable[Harness]]
 async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
     started: list[Harness] = []
 
-    async def make(playbooks: str | None = None, rows: int = 5000, **overrides: object) -> Harness:
+    async def make(
+        playbooks: str | None = None,
+        rows: int = 5000,
+        usergroups: dict[str, list[str]] | None = None,
+        **overrides: object,
+    ) -> Harness:
         app_db = tmp_path / "app" / "app.db"
         owner = bloat_wal(app_db, rows=rows)
         token, secret = f"xoxb-test-{secrets.token_hex(4)}", secrets.token_hex(16)
@@ -101,6 +106,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
             signing_secret=secret,
             channels={CHANNEL: "alerts", OTHER_CHANNEL: "random"},
             users={APPROVER: "oncall", MONITOR: "monitoring"},
+            usergroups=usergroups,
         )
         await slack.start()
         settings = demo_settings(tmp_path, slack, token, secret, app_db.parent).model_copy(

@@ -75,6 +75,8 @@ async def test_a_storm_collapses_to_one_card_per_fingerprint_with_its_count(make
         assert f"{repeats} received" in h.slack.render_message(h.slack.message(CHANNEL, card.ts))
     text = await h.metrics()
     assert metric(text, "grace_alerts_received_total", source="generic") == len(bodies)
+    updates = sum(c.method == "chat.update" for c in h.slack.calls)
+    assert updates < len(bodies) / 2, "repeats coalesce into a few card updates"
 
 
 async def test_an_alertmanager_group_is_one_incident_and_its_all_clear_ends_it(make_harness):

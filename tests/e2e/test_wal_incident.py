@@ -334,3 +334,21 @@ async def test_reject_ends_the_incident_and_touches_nothing(make_harness):
     final = h.slack.message(CHANNEL, card.ts)
     assert "Rejected" in h.slack.render_message(final)
     assert not [b for b in final.blocks if b["type"] == "actions"]
+
+
+async def test_an_approver_list_may_name_a_slack_user_group(make_harness):
+    from bot.settings import Approvers
+
+    h = await make_harness(
+        usergroups={"S0ONCALL": ["U0GROUPIE"]}, approvers=Approvers(tier2=["S0ONCALL"])
+    )
+    await h.alert()
+    card = await h.card()
+    await h.click(card, user="U0OUTSIDER")
+    told = await h.slack.wait_for(lambda: h.slack.ephemerals("U0OUTSIDER"))
+    assert "not on the tier 2 approver list" in told[0].text
+    await h.click(card, user="U0GROUPIE")
+    assert (await h.finished(card)).state is S.RESOLVED
+    assert [c.args["usergroup"] for c in h.slack.calls if c.method == "usergroups.users.list"] == [
+        "S0ONCALL"
+    ], "members are cached, not looked up on every click"

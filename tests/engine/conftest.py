@@ -10,7 +10,13 @@ from engine.approval import ApprovalPolicy
 from engine.catalog import load_catalog
 from engine.healer import Healer
 from engine.models import Alert, AlertStatus, Incident
-from tests.engine.fakes import FakeExecutor, FixedClock, MemoryStore, RecordingNotifier
+from tests.engine.fakes import (
+    FakeDirectory,
+    FakeExecutor,
+    FixedClock,
+    MemoryStore,
+    RecordingNotifier,
+)
 
 PLAYBOOK = """
 patterns:
@@ -31,20 +37,22 @@ playbooks:
       - {{check: fixed}}
     benchmarks:
       - {{benchmark: speed, tolerance: 0.5}}
-"""
+{approval}"""
 
 
 class World:
     """A healer wired to in-memory fakes, with helpers to speak to it."""
 
-    def __init__(self, tmp_path: Path, tier: int, timeout: float = 5) -> None:
+    def __init__(self, tmp_path: Path, tier: int, timeout: float = 5, approval: str = "") -> None:
         folder = tmp_path / f"playbooks-{tier}"
         folder.mkdir()
-        (folder / "thing.yml").write_text(PLAYBOOK.format(tier=tier, timeout=timeout))
+        text = PLAYBOOK.format(tier=tier, timeout=timeout, approval=approval)
+        (folder / "thing.yml").write_text(text)
         self.clock = FixedClock()
         self.store = MemoryStore(self.clock)
         self.notifier = RecordingNotifier(self.store)
         self.executor = FakeExecutor()
+        self.directory = FakeDirectory({"S0ONCALL": frozenset({"U0GROUPIE"})})
         catalog = load_catalog([folder], {"fake": self.executor.spec}, builtins=False)
         self.healer = Healer(
             store=self.store,
@@ -52,8 +60,12 @@ class World:
             executors={"fake": self.executor},
             catalog=catalog,
             policy=ApprovalPolicy(
-                {2: frozenset({"U0ONCALL", "U0SRE"}), 3: frozenset({"U0A", "U0B", "U0C"})}
+                {
+                    2: frozenset({"U0ONCALL", "U0SRE", "S0ONCALL"}),
+                    3: frozenset({"U0A", "U0B", "U0C"}),
+                }
             ),
+            directory=self.directory,
             allowlists={"fake": ["db1"]},
             clock=self.clock,
         )
@@ -88,4 +100,4 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Callable[..., World]:
-    return lambda tier=2, timeout=5: World(tmp_path, tier, timeout)
+    return lambda tier=2, timeout=5, approval="": World(tmp_path, tier, timeout, approval)

@@ -211,6 +211,16 @@ class RecordingNotifier:
         return [type(e).__name__ for e in self.thread.get(incident_id, [])]
 
 
+@dataclass
+class FakeDirectory:
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    lookups: int = 0
+
+    async def members(self, group: str) -> frozenset[str]:
+        self.lookups += 1
+        return self.groups.get(group, frozenset())
+
+
 class _NoParams(BaseModel):
     pass
 

@@ -24,8 +24,8 @@ def error_for(tmp_path: Path, text: str) -> CatalogError:
     return caught.value
 
 
-def good(tier: int = 2) -> str:
-    return PLAYBOOK.format(tier=tier, timeout=5)
+def good(tier: int = 2, approval: str = "") -> str:
+    return PLAYBOOK.format(tier=tier, timeout=5, approval=approval)
 
 
 def test_builtins_load_with_the_sqlite_executor():
@@ -107,3 +107,13 @@ def test_a_bad_regex_is_refused(tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(CatalogError, match="does not exist"):
         load_catalog([tmp_path / "nope"], SPECS, builtins=False)
+
+
+def test_a_playbook_may_not_need_fewer_approvals_than_its_tier(tmp_path):
+    error = error_for(tmp_path, good(tier=3, approval="    approval: {required: 1}\n"))
+    assert error.field == "playbooks[0]" and "only be stricter than its tier" in error.message
+
+
+def test_a_tier1_playbook_cannot_carry_an_approval_rule(tmp_path):
+    error = error_for(tmp_path, good(tier=1, approval="    approval: {required: 1}\n"))
+    assert "raise its tier" in error.message

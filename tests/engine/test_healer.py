@@ -261,3 +261,29 @@ async def test_tier3_needs_two_distinct_approvers_other_than_the_requester(world
     assert (await approve(w, incident, user="U0B")).state is S.AWAITING_APPROVAL
     assert (await approve(w, incident, user="U0C")).state is S.RESOLVED
     assert w.executor.runs == 1
+
+
+async def test_a_member_of_an_approver_group_may_approve(world):
+    w = world()
+    incident = await w.open(w.alert())
+    final = await approve(w, incident, user="U0GROUPIE")
+    assert final.state is S.RESOLVED
+    assert w.directory.lookups == 1
+
+
+async def test_a_user_in_no_listed_group_is_refused(world):
+    w = world()
+    incident = await w.open(w.alert())
+    final = await approve(w, incident, user="U0NOBODY")
+    assert final.state is S.AWAITING_APPROVAL
+    assert "not on the tier 2 approver list" in w.notifier.private[-1][2]
+
+
+async def test_a_playbook_can_ask_for_more_approvals_from_fewer_people(world):
+    w = world(approval="    approval: {approvers: [U0ONCALL, U0SRE], required: 2}\n")
+    incident = await w.open(w.alert())
+    assert incident.plan.required_approvals == 2
+    assert (await approve(w, incident, user="U0GROUPIE")).state is S.AWAITING_APPROVAL
+    assert "not on the tier 2 approver list" in w.notifier.private[-1][2]
+    assert (await approve(w, incident, user="U0ONCALL")).state is S.AWAITING_APPROVAL
+    assert (await approve(w, incident, user="U0SRE")).state is S.RESOLVED
