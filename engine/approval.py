@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from engine.models import Approval, Decision, Plan
 from engine.ports import Directory
 
-REQUIRED_APPROVALS = {1: 0, 2: 1, 3: 2}
-
 
 def is_group(entry: str) -> bool:
     """Slack user group IDs start with S; user IDs with U or W."""

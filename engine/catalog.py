@@ -25,8 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.approval import REQUIRED_APPROVALS
-from engine.models import Alert, Diagnosis
+from engine.models import REQUIRED_APPROVALS, Alert, Diagnosis
 from engine.ports import ExecutorSpec
 
 _ID = r"^[a-z0-9][a-z0-9_.-]{0,63}$"

@@ -137,6 +137,10 @@ class Target(Frozen):
     name: str
 
 
+REQUIRED_APPROVALS = {1: 0, 2: 1, 3: 2}
+"""Distinct approvals each tier needs: tier 1 heals at once, tier 3 takes two people."""
+
+
 class PlannedStep(Frozen):
     action: str
     params: dict[str, Any] = Field(default_factory=dict)
@@ -165,7 +169,17 @@ class Plan(Frozen):
     approvers: tuple[str, ...] = Field(
         default=(), description="the playbook's narrower approver list; empty: the tier's"
     )
-    required_approvals: int = Field(description="distinct approvals needed before it runs")
+    required_approvals: int = Field(
+        default=-1,
+        description="distinct approvals needed before it runs; the tier's when not given",
+    )
+
+    @model_validator(mode="after")
+    def _tier_default(self) -> Plan:
+        # Plans stored before playbooks could tighten approval carry no count: their tier's.
+        if self.required_approvals < 0:
+            object.__setattr__(self, "required_approvals", REQUIRED_APPROVALS[self.tier])
+        return self
 
     @property
     def hash(self) -> str:
