@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
@@ -18,8 +19,8 @@ from engine.catalog import Catalog
 from engine.execution import GRACE, Execution
 from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake
 from engine.narration import Narrator
-from engine.planning import make_plan
-from engine.ports import Clock, Directory, Executor, Notifier, Store, TargetRefused
+from engine.ports import Clock, Directory, Executor, Notifier, Store
+from engine.proposal import MANUAL, DryRun, Refused, dry_run, manual_request, propose
 from engine.story import Approved, Cleared, NeedsHuman, Planned, Rejected
 
 log = logging.getLogger(__name__)
@@ -129,29 +130,11 @@ class Healer:
 
     async def _open(self, incident: Incident) -> None:
         """Diagnose and plan a new incident, then post its card."""
-        alert = incident.alert
-        diagnosis = self.catalog.diagnose(alert)
-        if diagnosis is None:
-            return await self._needs_human(incident, f"No pattern recognises `{alert.name}`.")
-        playbook = self.catalog.playbook_for(diagnosis.problem)
-        if playbook is None:
-            return await self._needs_human(incident, f"No playbook treats `{diagnosis.problem}`.")
-        executor = self.executors.get(playbook.target.executor)
-        if executor is None:
-            return await self._needs_human(
-                incident, f"The `{playbook.target.executor}` executor is not configured."
-            )
-        availability = await executor.available()
-        if not availability.ok:
-            return await self._needs_human(
-                incident,
-                f"The `{executor.name}` executor cannot act here: {availability.reason}",
-            )
-        allowlist = self.allowlists.get(executor.name, ())
         try:
-            plan = make_plan(playbook, alert, executor, allowlist)
-        except TargetRefused as refusal:
-            return await self._needs_human(incident, f"Refused, nothing was touched: {refusal}")
+            proposal = await propose(incident.alert, self.catalog, self.executors, self.allowlists)
+        except Refused as refusal:
+            return await self._needs_human(incident, str(refusal))
+        diagnosis, plan = proposal.diagnosis, proposal.plan
         diagnosed = await self.store.transition(
             incident.id, S.OPEN, S.DIAGNOSED, actor=GRACE, diagnosis=diagnosis, plan=plan
         )
@@ -166,6 +149,61 @@ class Healer:
         if next_state is S.APPROVED:
             await self.narrator.tell(moved, Approved(user=GRACE, automatic=True))
             self.spawn(self.execution.run(moved.id))
+
+    async def request_heal(
+        self, playbook_id: str, target: str, *, user: str, channel: str
+    ) -> Incident | str:
+        """A person asks for a playbook by name: an incident like any other, whose
+        requester never counts as a tier 3 approver. A str is why not."""
+        alert = self._request(playbook_id, target, user, channel)
+        if isinstance(alert, str):
+            return alert
+        try:
+            await propose(alert, self.catalog, self.executors, self.allowlists)
+        except Refused as refusal:
+            return str(refusal)
+        [intake] = await self.store.ingest_alerts([alert], delivery_key=alert.source_key)
+        assert intake.incident is not None and intake.opened, "a request is always new"
+        async with self._lock(intake.incident.id):
+            await self._open(intake.incident)
+        current = await self.store.get_incident(intake.incident.id)
+        assert current is not None
+        return current
+
+    async def dry_run_request(self, playbook_id: str, target: str, *, user: str) -> DryRun | str:
+        """What `/grace heal` would do, touching nothing and storing nothing."""
+        alert = self._request(playbook_id, target, user, channel=None)
+        if isinstance(alert, str):
+            return alert
+        try:
+            proposal = await propose(alert, self.catalog, self.executors, self.allowlists)
+        except Refused as refusal:
+            return str(refusal)
+        return dry_run(proposal.plan, self.executors)
+
+    async def dry_run(self, incident_id: int) -> DryRun | str:
+        """What approving this incident's plan would do, touching nothing."""
+        incident = await self.store.get_incident(incident_id)
+        if incident is None or incident.plan is None:
+            return "This incident has no plan to dry-run."
+        return dry_run(incident.plan, self.executors)
+
+    def _request(
+        self, playbook_id: str, target: str, user: str, channel: str | None
+    ) -> Alert | str:
+        playbook = self.catalog.playbook(playbook_id)
+        if playbook is None:
+            known = ", ".join(p.id for p in self.catalog.playbooks)
+            return f"There is no playbook `{playbook_id}`. Known: {known}."
+        return Alert(
+            source=MANUAL,
+            source_key=f"{MANUAL}:{uuid.uuid4().hex}",
+            name=playbook.id,
+            labels=manual_request(playbook, target),
+            channel=channel,
+            reporter=user,
+            received_at=self.clock.now(),
+        )
 
     async def decide(
         self,

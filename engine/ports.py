@@ -143,6 +143,9 @@ class Executor(Protocol):
 
     async def available(self) -> Availability: ...
 
+    def describe_snapshot(self, target: Target) -> str:
+        """What a snapshot of this target is and how rollback uses it, for a dry run."""
+
     async def snapshot(self, target: Target, incident_id: int) -> Snapshot: ...
 
     async def run(self, step: PlannedStep, target: Target) -> StepResult: ...

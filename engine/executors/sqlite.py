@@ -166,6 +166,12 @@ class SqliteExecutor:
 
     # -- snapshot and restore ---------------------------------------------
 
+    def describe_snapshot(self, target: Target) -> str:
+        return (
+            f"a consistent copy of {target.name} through SQLite's online backup API, "
+            f"into {self._snapshot_dir}; rollback copies it back the same way"
+        )
+
     async def snapshot(self, target: Target, incident_id: int) -> Snapshot:
         """Copy the database with the online backup API.
 

@@ -252,6 +252,9 @@ class FakeExecutor:
     async def available(self) -> Availability:
         return Availability(ok=True)
 
+    def describe_snapshot(self, target: Target) -> str:
+        return f"a copy of {target.name} in memory"
+
     async def snapshot(self, target: Target, incident_id: int) -> Snapshot:
         self.saved = dict(self.state)
         return Snapshot(

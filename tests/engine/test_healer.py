@@ -287,3 +287,41 @@ async def test_a_playbook_can_ask_for_more_approvals_from_fewer_people(world):
     assert "not on the tier 2 approver list" in w.notifier.private[-1][2]
     assert (await approve(w, incident, user="U0ONCALL")).state is S.AWAITING_APPROVAL
     assert (await approve(w, incident, user="U0SRE")).state is S.RESOLVED
+
+
+async def test_a_person_can_ask_for_a_playbook_by_name(world):
+    w = world()
+    incident = await w.healer.request_heal("fix-thing", "db1", user="U0ASKER", channel="C0OPS")
+    assert incident.alert.source == "manual" and incident.alert.reporter == "U0ASKER"
+    current = w.store.incidents[incident.id]
+    assert current.state is S.AWAITING_APPROVAL and current.channel == "C0OPS"
+    assert "<@U0ASKER> asked" in current.diagnosis.explanation
+    assert (await approve(w, current)).state is S.RESOLVED
+
+
+async def test_a_tier3_requester_cannot_approve_their_own_request(world):
+    w = world(tier=3)
+    incident = await w.healer.request_heal("fix-thing", "db1", user="U0A", channel="C0OPS")
+    assert (await approve(w, incident, user="U0A")).state is S.AWAITING_APPROVAL
+    assert "raised this incident" in w.notifier.private[-1][2]
+
+
+async def test_a_bad_request_is_refused_and_stores_nothing(world):
+    w = world()
+    unknown = await w.healer.request_heal("rm-rf", "db1", user="U0ASKER", channel="C0OPS")
+    assert "no playbook `rm-rf`" in unknown and "fix-thing" in unknown
+    outside = await w.healer.request_heal("fix-thing", "/etc", user="U0ASKER", channel="C0OPS")
+    assert "not in the fake allowlist" in outside
+    assert w.store.incidents == {} and w.executor.runs == 0
+
+
+async def test_dry_runs_show_the_plan_and_touch_nothing(world):
+    w = world()
+    dry = await w.healer.dry_run_request("fix-thing", "db1", user="U0ASKER")
+    assert [s.action for s in dry.plan.steps] == ["fix"] and dry.plan.target.name == "db1"
+    assert dry.snapshot == "a copy of db1 in memory"
+    assert w.store.incidents == {} and w.executor.runs == 0
+    incident = await w.open(w.alert())
+    assert (await w.healer.dry_run(incident.id)).plan == incident.plan
+    assert w.executor.runs == 0 and w.executor.state == {"value": "broken"}
+    assert "no plan" in await w.healer.dry_run(999)

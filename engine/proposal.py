@@ -1,0 +1,93 @@
+"""From an alert to a proposed plan: diagnosis, playbook, target, plan.
+
+Shared by alerts, by a person's `/grace heal` request and by dry runs, so all
+three refuse the same things with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.catalog import Catalog, PlaybookSpec
+from engine.models import Alert, Diagnosis, Plan
+from engine.planning import make_plan
+from engine.ports import Executor, TargetRefused
+
+MANUAL = "manual"  # the source of alerts that are a person's request to run a playbook
+PLAYBOOK_LABEL = "playbook"
+
+
+class Refused(Exception):
+    """Why no plan can be proposed, worded for the person who will read it."""
+
+
+@dataclass(frozen=True)
+class Proposal:
+    diagnosis: Diagnosis
+    plan: Plan
+
+
+class DryRun(BaseModel):
+    """Everything a heal would do, touching nothing."""
+
+    model_config = ConfigDict(frozen=True)
+
+    plan: Plan
+    snapshot: str
+
+
+def manual_request(playbook: PlaybookSpec, target: str) -> dict[str, str]:
+    """The labels of a person's request: which playbook, and its target as its label."""
+    return {PLAYBOOK_LABEL: playbook.id, playbook.target.from_label: target}
+
+
+async def propose(
+    alert: Alert,
+    catalog: Catalog,
+    executors: Mapping[str, Executor],
+    allowlists: Mapping[str, Sequence[str]],
+) -> Proposal:
+    """Raises Refused; nothing is touched either way."""
+    diagnosis, playbook = _diagnose(alert, catalog)
+    executor = executors.get(playbook.target.executor)
+    if executor is None:
+        raise Refused(f"The `{playbook.target.executor}` executor is not configured.")
+    availability = await executor.available()
+    if not availability.ok:
+        raise Refused(f"The `{executor.name}` executor cannot act here: {availability.reason}")
+    try:
+        plan = make_plan(playbook, alert, executor, allowlists.get(executor.name, ()))
+    except TargetRefused as refusal:
+        raise Refused(f"Refused, nothing was touched: {refusal}") from None
+    return Proposal(diagnosis, plan)
+
+
+def dry_run(plan: Plan, executors: Mapping[str, Executor]) -> DryRun:
+    executor = executors[plan.target.executor]
+    return DryRun(plan=plan, snapshot=executor.describe_snapshot(plan.target))
+
+
+def _diagnose(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:
+    if alert.source == MANUAL:
+        playbook_id = alert.labels.get(PLAYBOOK_LABEL, "")
+        playbook = catalog.playbook(playbook_id)
+        if playbook is None:
+            known = ", ".join(p.id for p in catalog.playbooks)
+            raise Refused(f"There is no playbook `{playbook_id}`. Known: {known}.")
+        asked = f"<@{alert.reporter}> asked" if alert.reporter else "Someone asked"
+        diagnosis = Diagnosis(
+            pattern_id=MANUAL,
+            problem=playbook.treats[0],
+            explanation=f"{asked} for “{playbook.title}”.",
+        )
+        return diagnosis, playbook
+    diagnosis = catalog.diagnose(alert)
+    if diagnosis is None:
+        raise Refused(f"No pattern recognises `{alert.name}`.")
+    playbook = catalog.playbook_for(diagnosis.problem)
+    if playbook is None:
+        raise Refused(f"No playbook treats `{diagnosis.problem}`.")
+    return diagnosis, playbook
