@@ -136,6 +136,7 @@ def _assemble(
         directory=SlackDirectory(client),
         allowlists=settings.targets,
         clock=clock,
+        admins=frozenset(settings.admins),
     )
     secret = settings.slack_signing_secret
     bolt = AsyncApp(

@@ -6,6 +6,8 @@ message is sent. Alert text is untrusted: it is escaped and capped here.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
@@ -17,10 +19,13 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.ids import ActionId, BlockId, CardButton
+from engine.catalog import PlaybookSpec
 from engine.models import Incident, IncidentState, Plan
+from engine.proposal import DryRun
 from engine.story import (
     Approved,
     Cleared,
+    Held,
     Learned,
     NeedsHuman,
     Planned,
@@ -38,6 +43,7 @@ TRUNCATED = "… (truncated)"
 SECTION_LIMIT = 3000
 FIELD_LIMIT = 2000
 HEADER_LIMIT = 150
+TEXT_LIMIT = 40_000  # a message's text: Slack truncates anything longer
 
 STATE_LABEL = {
     S.OPEN: ":new: Open",
@@ -100,6 +106,7 @@ def card_blocks(incident: Incident) -> list[Block]:
                     ButtonElement(
                         text="Reject", action_id=ActionId.REJECT, value=value, style="danger"
                     ),
+                    ButtonElement(text="Dry run", action_id=ActionId.DRY_RUN, value=value),
                 ],
             )
         )
@@ -115,7 +122,7 @@ def _fields(incident: Incident) -> list[MarkdownTextObject]:
         plan = incident.plan
         pairs += [
             ("Playbook", escape(plan.title)),
-            ("Tier", f"{plan.tier} ({_tier_rule(plan.tier)})"),
+            ("Tier", f"{plan.tier} ({_approval_rule(plan.required_approvals)})"),
             ("Target", f"{plan.target.executor}: `{escape(plan.target.name)}`"),
         ]
     return [MarkdownTextObject(text=cap(f"*{k}*\n{v}", FIELD_LIMIT)) for k, v in pairs]
@@ -129,8 +136,11 @@ def _seen(incident: Incident) -> str:
     return times
 
 
-def _tier_rule(tier: int) -> str:
-    return {1: "heals at once", 2: "one approver", 3: "two approvers"}[tier]
+def _approval_rule(required: int) -> str:
+    """What a plan needs before it runs: its tier's rule, or its playbook's stricter one."""
+    if required <= 0:
+        return "heals at once"
+    return {1: "one approver", 2: "two approvers"}.get(required, f"{required} approvers")
 
 
 def _context(incident: Incident) -> str:
@@ -153,6 +163,12 @@ def _story(event: StoryEvent) -> str:
             return f"*Diagnosis:* {escape(diagnosis.explanation)}\n{plan_text(plan)}"
         case Cleared():
             return ":sparkles: The alert resolved by itself before anything was done. Closed."
+        case Held(pause=pause):
+            why = f": {escape(pause.reason)}" if pause.reason else ""
+            return (
+                f":double_vertical_bar: Approved, but GRACE is paused by <@{pause.by}>{why}. "
+                "Nothing was touched; this plan runs when GRACE is resumed."
+            )
         case NeedsHuman(reason=reason):
             return f":raising_hand: *Needs a human.* {escape(reason)}"
         case Approved(automatic=True):
@@ -232,3 +248,53 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
+
+
+def dry_run_text(dry: DryRun) -> str:
+    """Everything approving the plan would do, for the one person who asked."""
+    plan = dry.plan
+    steps = [
+        f"   {n}. `{escape(s.action)}`{_params(s.params)} (deadline {s.timeout_s:g} s)"
+        for n, s in enumerate(plan.steps, 1)
+    ]
+    checks = [f"   • `{escape(c.check)}`{_params(c.params)}" for c in plan.checks]
+    benchmarks = [
+        f"   • `{escape(b.benchmark)}`{_params(b.params)}: may be at most "
+        f"{b.tolerance:.0%} slower after than before"
+        for b in plan.benchmarks
+    ] or ["   none"]
+    lines = [
+        ":test_tube: *Dry run: nothing was touched.* This is what approving would do.",
+        f"*Playbook:* {escape(plan.title)} (`{escape(plan.playbook_id)}`), tier {plan.tier}: "
+        f"{_approval_rule(plan.required_approvals)}",
+        f"*Target:* {escape(plan.target.executor)} `{escape(plan.target.name)}`",
+        f"*1. Snapshot:* {escape(dry.snapshot)}",
+        "*2. Steps*, each stopped at its deadline:",
+        *steps,
+        "*3. Checks*, which must all pass:",
+        *checks,
+        "*4. Benchmarks*, measured before the steps and after:",
+        *benchmarks,
+        "*Rollback:* GRACE restores that snapshot if verification fails "
+        "(a check fails or a benchmark regresses).",
+        f"Plan `{plan.hash}`",
+    ]
+    return cap("\n".join(lines), TEXT_LIMIT)
+
+
+def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
+    """`/grace playbooks`: what GRACE can run, and how to ask for it."""
+    if not playbooks:
+        return "GRACE knows no playbooks: add a folder of them to `playbook_dirs` in the config."
+    lines = [f"*Playbooks GRACE knows* ({len(playbooks)}):"]
+    lines += [
+        f"• `{escape(p.id)}`: {escape(p.title)} · tier {p.tier} "
+        f"({_approval_rule(p.required_approvals)}) · executor `{escape(p.target.executor)}` · "
+        f"TARGET is its `{escape(p.target.from_label)}`"
+        for p in playbooks
+    ]
+    lines.append(
+        "Ask for one with `/grace heal PLAYBOOK TARGET`; add `--dry-run` to see what it "
+        "would do, touching nothing."
+    )
+    return cap("\n".join(lines), TEXT_LIMIT)

@@ -1,9 +1,10 @@
-"""Every action and block ID GRACE puts in Slack, in one place, so a listener
-and the builder that made its button can never disagree."""
+"""Every action, block and callback ID GRACE puts in Slack, in one place, so a
+listener and the builder that made its button or form can never disagree."""
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -11,15 +12,47 @@ from enum import StrEnum
 class ActionId(StrEnum):
     APPROVE = "grace.approve"
     REJECT = "grace.reject"
+    DRY_RUN = "grace.dry_run"
+    REJECT_REASON = "grace.reject.reason_input"
 
 
 class BlockId(StrEnum):
     DECISION = "grace.decision"
+    REJECT_REASON = "grace.reject.reason"
+
+
+class CallbackId(StrEnum):
+    REJECT = "grace.reject_form"
+
+
+class Command(StrEnum):
+    GRACE = "/grace"
+
+
+_CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,30}")
+_PLAN_HASH = re.compile(r"[0-9a-f]{1,64}")
+
+
+def _decode(value: str, what: str) -> tuple[int, str, dict[str, object]]:
+    """The incident and plan every GRACE value carries, checked; raises ValueError."""
+    try:
+        data = json.loads(value)
+        incident_id, plan = data["incident"], data["plan"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"not a GRACE {what}: {value[:80]!r}") from exc
+    if not (
+        type(incident_id) is int
+        and incident_id > 0
+        and isinstance(plan, str)
+        and _PLAN_HASH.fullmatch(plan)
+    ):
+        raise ValueError(f"not a GRACE {what}: {value[:80]!r}")
+    return incident_id, plan, data
 
 
 @dataclass(frozen=True)
 class CardButton:
-    """What an Approve/Reject button carries: the incident and the exact plan it approves."""
+    """What an Approve/Reject/Dry run button carries: the incident and the exact plan."""
 
     incident_id: int
     plan_hash: str
@@ -30,8 +63,29 @@ class CardButton:
     @classmethod
     def decode(cls, value: str) -> CardButton:
         """Raises ValueError for anything GRACE did not put on a button."""
-        try:
-            data = json.loads(value)
-            return cls(incident_id=int(data["incident"]), plan_hash=str(data["plan"]))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"not a GRACE button value: {value[:80]!r}") from exc
+        incident_id, plan, _ = _decode(value, "button value")
+        return cls(incident_id=incident_id, plan_hash=plan)
+
+
+@dataclass(frozen=True)
+class RejectForm:
+    """The private_metadata of the rejection modal: which plan it rejects, and the
+    channel of its card, where GRACE answers the person privately."""
+
+    incident_id: int
+    plan_hash: str
+    channel: str
+
+    def encode(self) -> str:
+        return json.dumps(
+            {"incident": self.incident_id, "plan": self.plan_hash, "channel": self.channel}
+        )
+
+    @classmethod
+    def decode(cls, value: str) -> RejectForm:
+        """Raises ValueError for anything GRACE did not put in a rejection form."""
+        incident_id, plan, data = _decode(value, "rejection form")
+        channel = data.get("channel")
+        if not (isinstance(channel, str) and _CHANNEL_ID.fullmatch(channel)):
+            raise ValueError(f"not a GRACE rejection form: {value[:80]!r}")
+        return cls(incident_id=incident_id, plan_hash=plan, channel=channel)

@@ -25,6 +25,8 @@ from engine.models import (
 from engine.narration import Narrator
 from engine.ports import Clock, Executor, Store
 from engine.story import (
+    Cleared,
+    Held,
     Learned,
     RestoreFailed,
     RolledBack,
@@ -51,7 +53,30 @@ class Execution:
     clock: Clock
 
     async def run(self, incident_id: int) -> Incident | None:
-        """Carry out the plan of an approved incident; None when someone else already is."""
+        """Carry out the plan of an approved incident; None when it does not start.
+
+        Re-checked immediately before anything is touched: still approved (and
+        not started by someone else), GRACE not paused, the alert still firing.
+        """
+        approved = await self.store.get_incident(incident_id)
+        if approved is None or approved.state is not S.APPROVED:
+            return None
+        pause = await self.store.paused()
+        if pause is not None:
+            await self.narrator.tell(approved, Held(pause=pause))
+            return None
+        if approved.firing_count == 0:
+            cleared = await self.store.transition(
+                incident_id,
+                S.APPROVED,
+                S.AUTO_RESOLVED,
+                actor=GRACE,
+                reason="The alert resolved after approval, before anything ran.",
+            )
+            if cleared is not None:
+                await self.narrator.tell(cleared, Cleared())
+                await self.narrator.show(cleared)
+            return None
         incident = await self.store.transition(incident_id, S.APPROVED, S.EXECUTING, actor=GRACE)
         if incident is None:
             return None
@@ -92,6 +117,9 @@ class Execution:
     async def _steps(self, executor: Executor, incident: Incident) -> None:
         assert incident.plan is not None
         for step in incident.plan.steps:
+            pause = await self.store.paused()
+            if pause is not None:  # the running step finished; nothing new starts
+                raise _Failed(f"GRACE was paused by {pause.by} before `{step.action}`")
             started = time.monotonic()
             try:
                 async with asyncio.timeout(step.timeout_s):

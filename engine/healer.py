@@ -17,7 +17,7 @@ from typing import Any
 from engine.approval import ApprovalPolicy
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution
-from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake
+from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake, Pause
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
 from engine.proposal import MANUAL, DryRun, Refused, dry_run, manual_request, propose
@@ -41,9 +41,11 @@ class Healer:
         directory: Directory,
         allowlists: Mapping[str, Sequence[str]],
         clock: Clock,
+        admins: frozenset[str] = frozenset(),
     ) -> None:
         self.store = store
         self.directory = directory
+        self.admins = admins
         self.catalog = catalog
         self.policy = policy
         self.executors = executors
@@ -140,7 +142,9 @@ class Healer:
         )
         if diagnosed is None:
             return
-        next_state = S.APPROVED if plan.tier == 1 else S.AWAITING_APPROVAL
+        # While paused even tier 1 waits for a person, so nothing starts behind the switch.
+        heals_at_once = plan.tier == 1 and await self.store.paused() is None
+        next_state = S.APPROVED if heals_at_once else S.AWAITING_APPROVAL
         moved = await self.store.transition(incident.id, S.DIAGNOSED, next_state, actor=GRACE)
         if moved is None:
             return
@@ -205,6 +209,30 @@ class Healer:
             received_at=self.clock.now(),
         )
 
+    async def pause(self, user: str, reason: str | None) -> str:
+        """The kill switch, admins only: nothing new runs until resumed, tier 1 included."""
+        if user not in self.admins:
+            await self.store.audit(user, "pause.refused", detail={"reason": reason})
+            return "Only GRACE's admins may pause it."
+        await self.store.set_pause(Pause(by=user, reason=reason, at=self.clock.now()), actor=user)
+        return (
+            "GRACE is paused: nothing new will run. "
+            "Steps already running finish their current call."
+        )
+
+    async def resume(self, user: str) -> str:
+        """Lift the kill switch and start the approved plans that waited behind it."""
+        if user not in self.admins:
+            await self.store.audit(user, "resume.refused")
+            return "Only GRACE's admins may resume it."
+        if await self.store.paused() is None:
+            return "GRACE is not paused."
+        await self.store.set_pause(None, actor=user)
+        waiting = await self.store.incidents_in([S.APPROVED])
+        for incident in waiting:
+            self.spawn(self.execution.run(incident.id))
+        return f"GRACE resumed; {len(waiting)} approved plan(s) that waited will now run."
+
     async def decide(
         self,
         *,
@@ -264,6 +292,10 @@ class Healer:
             return f"This incident is already {incident.state.value.replace('_', ' ')}."
         if incident.plan.hash != plan_hash:
             return "The plan changed since this card was posted; approve the current plan instead."
+        pause = await self.store.paused()
+        if pause is not None:
+            why = f": {pause.reason}" if pause.reason else ""
+            return f"GRACE is paused by <@{pause.by}>{why}. Nothing runs until `/grace resume`."
         return await self.policy.refusal(
             incident.plan, user, incident.alert.reporter, self.directory
         )

@@ -51,7 +51,7 @@ TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     _S.OPEN: frozenset({_S.DIAGNOSED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
     _S.DIAGNOSED: frozenset({_S.AWAITING_APPROVAL, _S.APPROVED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
     _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.EXPIRED, _S.AUTO_RESOLVED}),
-    _S.APPROVED: frozenset({_S.EXECUTING, _S.INTERRUPTED}),
+    _S.APPROVED: frozenset({_S.EXECUTING, _S.AUTO_RESOLVED, _S.INTERRUPTED}),
     _S.EXECUTING: frozenset({_S.VERIFYING, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.VERIFYING: frozenset({_S.RESOLVED, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.RESOLVED: frozenset(),
@@ -298,6 +298,14 @@ class AuditEntry(Frozen):
     detail: dict[str, Any]
     prev_hash: str
     hash: str
+
+
+class Pause(Frozen):
+    """The kill switch: while set, nothing new runs, tier 1 included."""
+
+    by: str
+    reason: str | None = None
+    at: datetime
 
 
 class Availability(Frozen):

@@ -7,7 +7,7 @@ the engine with in-memory fakes of all of them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -24,6 +24,7 @@ from engine.models import (
     IncidentState,
     Intake,
     Outcome,
+    Pause,
     Plan,
     PlannedBenchmark,
     PlannedCheck,
@@ -88,6 +89,14 @@ class Store(Protocol):
         """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats: ...
+
+    async def paused(self) -> Pause | None:
+        """The kill switch as stored: it survives restarts."""
+
+    async def set_pause(self, pause: Pause | None, *, actor: str) -> None:
+        """Set (or, with None, lift) the kill switch, audited in the same transaction."""
+
+    async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]: ...
 
     async def audit(
         self,

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.models import (
     Diagnosis,
+    Pause,
     Plan,
     PlaybookStats,
     Snapshot,
@@ -32,6 +33,12 @@ class NeedsHuman(_Event):
 
 class Cleared(_Event):
     """The alert resolved by itself before anyone acted."""
+
+
+class Held(_Event):
+    """GRACE is paused: the approved plan waits for `/grace resume`."""
+
+    pause: Pause
 
 
 class Approved(_Event):
@@ -75,6 +82,7 @@ StoryEvent = (
     Planned
     | NeedsHuman
     | Cleared
+    | Held
     | Approved
     | Rejected
     | SnapshotTaken

@@ -63,6 +63,42 @@ def row_hash(
     return sha256_hex(prev_hash + canonical_json(body))
 
 
+_encode_str = json.encoder.encode_basestring  # what canonical_json does with a str
+
+
+def _row_hash_of_text(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    incident_id: int | None,
+    detail_text: str,
+) -> str:
+    """`row_hash`, given the detail already as canonical JSON text: the body is
+    spliced around it (keys in canonical_json's sorted order) instead of
+    encoding the detail a second time. `row_hash` stays the definition that
+    verification uses; a test keeps the two byte-equal."""
+    if type(seq) is not int or (incident_id is not None and type(incident_id) is not int):
+        # Not the plain ints the splice renders as canonical_json would: take the long way.
+        return row_hash(
+            prev_hash,
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            incident_id=incident_id,
+            detail=json.loads(detail_text),
+        )
+    body = (
+        f'{{"action":{_encode_str(action)},"actor":{_encode_str(actor)},"at":{_encode_str(at)},'
+        f'"detail":{detail_text},"incident_id":{"null" if incident_id is None else incident_id},'
+        f'"seq":{seq}}}'
+    )
+    return sha256_hex(prev_hash + body)
+
+
 def append(
     conn: sqlite3.Connection,
     *,
@@ -135,17 +171,16 @@ class Chain:
         seq, prev_hash = self._next()
         if at is not self._at:  # a batch of rows usually shares one time
             self._at, self._at_text = at, time_text(at)
-        plain = to_jsonable_python(dict(detail or {}))
-        digest = row_hash(
+        detail_text = canonical_json(to_jsonable_python(dict(detail or {})))
+        digest = _row_hash_of_text(
             prev_hash,
             seq=seq,
             at=self._at_text,
             actor=actor,
             action=action,
             incident_id=incident_id,
-            detail=plain,
+            detail_text=detail_text,
         )
-        detail_text = canonical_json(plain)
         self._conn.execute(
             "INSERT INTO audit_log (seq, at, actor, action, incident_id, detail, prev_hash, hash)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -33,6 +33,7 @@ from engine.models import (
     IncidentState,
     Intake,
     Outcome,
+    Pause,
     Plan,
     PlaybookStats,
     Snapshot,
@@ -44,7 +45,7 @@ from engine.models import (
 )
 from engine.ports import Clock
 from storage import audit as audit_log
-from storage import intake
+from storage import controls, intake
 from storage import outbox as outbox_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
@@ -156,8 +157,15 @@ class SqliteStore:
         Each alert joins the active (non-terminal) incident of its group, or
         firing, opens a new one; a resolved alert with no active incident is
         stored with none. A delivery key seen before returns [] and writes
-        nothing; an alert whose (source, source_key) was seen before gets
-        Intake(incident=None) and is not stored again.
+        nothing; an alert whose (source, source_key) was seen before, in an
+        earlier delivery or earlier in this one, gets Intake(incident=None)
+        and is not stored again.
+
+        Intake.incident is the incident as the whole delivery left it: the
+        Intakes of one incident share one Incident object, counted after all
+        of the delivery's alerts. `opened` and `all_clear` are per alert.
+        The delivery gets one `alerts.received` audit row that attests every
+        alert it stored (see `storage.intake`).
         """
         batch = tuple(alerts)
         now = self._clock.now()
@@ -256,6 +264,24 @@ class SqliteStore:
             f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (*params, limit)
         )
         return [incident_from_row(row) for row in rows]
+
+    async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]:
+        """Every incident now in one of `states` (few: only live states are asked for)."""
+        return await self.list_incidents(limit=-1, states=states)
+
+    # -- the kill switch -------------------------------------------------
+
+    async def paused(self) -> Pause | None:
+        async with self._reading() as conn:
+            cursor = await conn.execute(
+                "SELECT value FROM controls WHERE name = ?", (controls.PAUSE,)
+            )
+            row = await cursor.fetchone()
+        return None if row is None else Pause.model_validate_json(row[0])
+
+    async def set_pause(self, pause: Pause | None, *, actor: str) -> None:
+        now = self._clock.now()
+        await self._write(lambda conn: controls.write_pause(conn, pause, actor, now))
 
     async def incident_for_card(self, channel: str, ts: str) -> Incident | None:
         """The incident whose live card is message `ts` in `channel` (button clicks)."""
@@ -507,7 +533,12 @@ class SqliteStore:
         await self._write(op)
 
     async def audit_entries(self, incident_id: int | None = None) -> list[AuditEntry]:
-        """The whole log in order, or only one incident's rows."""
+        """The whole log in order, or only one incident's rows.
+
+        A delivery's `alerts.received` row is one incident's row only when
+        the delivery touched that incident alone; one that touched several
+        names them in its detail (`incidents`) and has no incident_id.
+        """
         query = "SELECT * FROM audit_log"
         params: tuple[Any, ...] = ()
         if incident_id is not None:
@@ -519,6 +550,12 @@ class SqliteStore:
     async def verify_audit(self) -> AuditReport:
         async with self._reading() as conn:
             return await audit_log.verify_chain(conn)
+
+    async def verify_alert_digests(self) -> intake.DigestReport:
+        """Each delivery's audit row against the alert rows it attests (see
+        `intake.alerts_digest`); run it after `verify_audit` proves the rows."""
+        async with self._reading() as conn:
+            return await intake.verify_alert_digests(conn)
 
     # -- the Slack outbox ------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, alerts
+from bot.listeners import actions, alerts, commands, modals
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.ports import Clock
@@ -15,3 +15,5 @@ def register_all(
 ) -> None:
     alerts.register(app, healer, alert_channels, clock, metrics)
     actions.register(app, healer)
+    modals.register(app, healer)
+    commands.register(app, healer)

@@ -18,6 +18,7 @@ from engine.models import (
     Diagnosis,
     Incident,
     IncidentState,
+    Pause,
     Plan,
     PlannedCheck,
     PlannedStep,
@@ -30,6 +31,7 @@ from engine.models import (
 from engine.story import (
     Approved,
     Cleared,
+    Held,
     Learned,
     NeedsHuman,
     Planned,
@@ -101,8 +103,13 @@ def test_a_huge_explanation_is_capped_with_a_marker_and_slack_accepts_it():
 def test_buttons_carry_incident_and_plan_and_only_while_awaiting_approval():
     blocks = [b.to_dict() for b in card_blocks(incident())]
     [actions] = [b for b in blocks if b["type"] == "actions"]
-    assert [e["action_id"] for e in actions["elements"]] == [ActionId.APPROVE, ActionId.REJECT]
-    assert CardButton.decode(actions["elements"][0]["value"]) == CardButton(7, PLAN.hash)
+    assert [e["action_id"] for e in actions["elements"]] == [
+        ActionId.APPROVE,
+        ActionId.REJECT,
+        ActionId.DRY_RUN,
+    ]
+    for element in actions["elements"]:
+        assert CardButton.decode(element["value"]) == CardButton(7, PLAN.hash)
     for state in set(IncidentState) - {IncidentState.AWAITING_APPROVAL}:
         assert not [b for b in card_blocks(incident(state)) if b.type == "actions"], state
 
@@ -122,6 +129,7 @@ EVENTS = [
     Planned(diagnosis=Diagnosis(pattern_id="x", problem="y", explanation=HOSTILE), plan=PLAN),
     NeedsHuman(reason=HOSTILE),
     Cleared(),
+    Held(pause=Pause(by="U0LEAD", reason=HOSTILE, at=NOW)),
     Approved(user="U0ONCALL"),
     Approved(user="grace", automatic=True),
     Rejected(user="U0ONCALL", reason=HOSTILE),

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from bot.demo import APPROVER, CHANNEL, wal_size
-from bot.ids import ActionId
+from bot.ids import ActionId, BlockId
 from engine.models import IncidentState
 from tests.e2e.conftest import OTHER_CHANNEL
 
@@ -55,7 +55,7 @@ async def test_whole_incident_from_alert_to_learning(make_harness):
     assert delivery.status == 200
     card = await h.card()
     buttons = [e["action_id"] for b in card.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert buttons == [ActionId.APPROVE, ActionId.REJECT]
+    assert buttons == [ActionId.APPROVE, ActionId.REJECT, ActionId.DRY_RUN]
     assert "Awaiting approval" in h.slack.render_message(card)
 
     click = await h.click(card)
@@ -326,6 +326,9 @@ async def test_reject_ends_the_incident_and_touches_nothing(make_harness):
     card = await h.card()
     click = await h.click(card, action=ActionId.REJECT)
     assert click.status == 200
+    form = await h.slack.wait_for(lambda: h.slack.views[-1] if h.slack.views else None)
+    values = {BlockId.REJECT_REASON: {ActionId.REJECT_REASON: "not during the migration"}}
+    await h.slack.submit_view(form["id"], user=APPROVER, values=values)
     await h.slack.wait_for(lambda: any("Rejected by <@U0ONCALL>" in t for t in h.thread(card)))
     await h.grace.outbox.idle()
     incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)

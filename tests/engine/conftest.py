@@ -66,6 +66,7 @@ class World:
                 }
             ),
             directory=self.directory,
+            admins=frozenset({"U0LEAD"}),
             allowlists={"fake": ["db1"]},
             clock=self.clock,
         )

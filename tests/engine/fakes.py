@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,6 +22,7 @@ from engine.models import (
     IncidentState,
     Intake,
     Outcome,
+    Pause,
     Plan,
     PlannedBenchmark,
     PlannedCheck,
@@ -59,6 +60,7 @@ class MemoryStore:
     verification_rows: list[tuple[int, Verification]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
+    pause: Pause | None = None
 
     async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
         if delivery_key in self.deliveries:
@@ -173,6 +175,17 @@ class MemoryStore:
             successes=sum(o.success for o in mine),
             median_seconds=statistics.median(o.seconds for o in mine) if mine else None,
         )
+
+    async def paused(self) -> Pause | None:
+        return self.pause
+
+    async def set_pause(self, pause: Pause | None, *, actor: str) -> None:
+        self.pause = pause
+        self.audit_rows.append((actor, "grace.paused" if pause else "grace.resumed", None, {}))
+
+    async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]:
+        wanted = set(states)
+        return [i for i in self.incidents.values() if i.state in wanted]
 
     async def audit(
         self,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.models import AlertStatus, Decision, IncidentState
+from engine.models import AlertStatus, Decision, IncidentState, Pause
 from engine.story import Learned, NeedsHuman, RestoreFailed, RolledBack
 
 S = IncidentState
@@ -325,3 +325,72 @@ async def test_dry_runs_show_the_plan_and_touch_nothing(world):
     assert (await w.healer.dry_run(incident.id)).plan == incident.plan
     assert w.executor.runs == 0 and w.executor.state == {"value": "broken"}
     assert "no plan" in await w.healer.dry_run(999)
+
+
+async def test_only_admins_pull_the_kill_switch_and_it_is_audited(world):
+    w = world()
+    assert "Only GRACE's admins" in await w.healer.pause("U0ONCALL", "nope")
+    assert w.store.pause is None
+    assert "GRACE is paused" in await w.healer.pause("U0LEAD", "db migration")
+    assert w.store.pause.by == "U0LEAD" and w.store.pause.reason == "db migration"
+    actions = [a for _, a, _, _ in w.store.audit_rows]
+    assert "pause.refused" in actions and "grace.paused" in actions
+    assert "Only GRACE's admins" in await w.healer.resume("U0ONCALL")
+    assert "resumed" in await w.healer.resume("U0LEAD") and w.store.pause is None
+
+
+async def test_while_paused_approvals_are_refused_and_tier1_waits(world):
+    w = world(tier=1)
+    await w.healer.pause("U0LEAD", "freeze")
+    incident = await w.open(w.alert())
+    assert incident.state is S.AWAITING_APPROVAL, "tier 1 waits for a person while paused"
+    assert w.executor.runs == 0
+    final = await approve(w, incident)
+    assert final.state is S.AWAITING_APPROVAL
+    assert "paused by <@U0LEAD>: freeze" in w.notifier.private[-1][2]
+
+
+async def test_a_plan_approved_before_the_pause_waits_and_runs_on_resume(world):
+    w = world()
+    incident = await w.open(w.alert())
+    w.store.pause = Pause(by="U0LEAD", at=w.clock.now())  # pulled between approval and start
+    w.store.incidents[incident.id] = w.store.incidents[incident.id].model_copy(
+        update={"state": S.APPROVED}
+    )
+    assert await w.healer.execution.run(incident.id) is None
+    assert w.executor.runs == 0 and "Held" in w.notifier.kinds(incident.id)
+    assert "1 approved plan(s)" in await w.healer.resume("U0LEAD")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+
+
+async def test_a_pause_mid_plan_lets_the_running_step_finish_then_rolls_back(world):
+    w = world()
+    w.executor.step_gate = asyncio.Event()
+    incident = await w.open(w.alert())
+    await w.healer.decide(
+        incident_id=incident.id,
+        plan_hash=incident.plan.hash,
+        user="U0ONCALL",
+        decision=Decision.APPROVE,
+        channel="C0ALERTS",
+    )
+    async with asyncio.timeout(2):
+        await w.executor.step_started.wait()
+    await w.healer.pause("U0LEAD", "stop everything")
+    w.executor.step_gate.set()
+    await w.healer.drain()
+    # one step only in this playbook: it finished, and verification found it fixed
+    assert w.executor.runs == 1
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+
+
+async def test_an_alert_that_cleared_after_approval_does_not_run(world):
+    w = world()
+    incident = await w.open(w.alert())
+    w.store.incidents[incident.id] = w.store.incidents[incident.id].model_copy(
+        update={"state": S.APPROVED, "firing_count": 0}
+    )
+    await w.healer.execution.run(incident.id)
+    assert w.store.incidents[incident.id].state is S.AUTO_RESOLVED
+    assert w.executor.runs == 0

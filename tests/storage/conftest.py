@@ -108,4 +108,5 @@ def plan() -> Plan:
         steps=(PlannedStep(action="rotate", params={"keep": 5, "compress": True}, timeout_s=30),),
         checks=(PlannedCheck(check="disk_free", params={"min_percent": 20}),),
         benchmarks=(PlannedBenchmark(benchmark="write_1mb", params={}, tolerance=0.25),),
+        required_approvals=1,
     )

@@ -216,3 +216,33 @@ async def test_detail_is_stored_exactly_as_hashed(
         stored = conn.execute("SELECT detail FROM audit_log").fetchone()[0]
     assert json.loads(stored) == entry.detail
     assert (await store.verify_audit()).ok
+
+
+@pytest.mark.parametrize(
+    ("actor", "action", "incident_id", "detail"),
+    [
+        ("grace", "alerts.received", None, {}),
+        ("U0HUMAN,alertmanager", "alerts.received", 7, {"ids": [1, 2], "digest": "ab"}),
+        ('quo"te\\ \u00e9 \u2028 \x01', "n\u00e4me\n", 2**40, {"\u00fc": "\U0001f600"}),
+        ("grace", "odd", True, {"x": 0.1}),  # not a plain int: the long way, same hash
+    ],
+)
+def test_the_writers_hash_is_row_hash(
+    actor: str, action: str, incident_id: int | None, detail: dict[str, object]
+) -> None:
+    """Chain.write splices the detail text into the body instead of encoding it
+    twice; verification recomputes with row_hash, so the two must agree byte for byte."""
+    at = "2025-03-01T12:00:00.250000+00:00"
+    expected = audit.row_hash(
+        "f" * 64, seq=12, at=at, actor=actor, action=action, incident_id=incident_id, detail=detail
+    )
+    spliced = audit._row_hash_of_text(
+        "f" * 64,
+        seq=12,
+        at=at,
+        actor=actor,
+        action=action,
+        incident_id=incident_id,
+        detail_text=canonical_json(detail),
+    )
+    assert spliced == expected

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.models import Alert, AlertStatus, IncidentState, Intake
+from storage.db import time_text
+from storage.intake import ALERTS_OF_DELIVERY, alerts_digest
 from storage.store import SqliteStore
 from tests.storage.conftest import T0, FakeClock, open_incident
 
@@ -23,6 +25,15 @@ TABLES = ("deliveries", "alerts", "incidents", "incident_alerts", "audit_log")
 def _counts(db_path: Path) -> dict[str, int]:
     with sqlite3.connect(db_path) as conn:
         return {t: conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in TABLES}
+
+
+def _alert_id(db_path: Path, alert: Alert) -> int:
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute(
+            "SELECT id FROM alerts WHERE source = ? AND source_key = ?",
+            (alert.source, alert.source_key),
+        ).fetchone()
+        return int(row[0])
 
 
 def _members(db_path: Path, incident_id: int) -> dict[str, tuple[str, int]]:
@@ -53,17 +64,17 @@ async def test_a_firing_alert_opens_an_incident(
     assert _members(db_path, incident.id) == {alert.fingerprint: ("firing", 1)}
 
     [entry] = await store.audit_entries(incident.id)
-    assert (entry.action, entry.actor) == ("alert.received", "alertmanager")
+    assert (entry.action, entry.actor) == ("alerts.received", "alertmanager")
+    alert_id = _alert_id(db_path, alert)
     assert entry.detail == {
-        "source": "alertmanager",
-        "source_key": alert.source_key,
-        "name": alert.name,
-        "status": "firing",
-        "fingerprint": alert.fingerprint,
-        "group": alert.group,
-        "incident_id": incident.id,
-        "opened": True,
         "delivery_key": "delivery-1",
+        "count": 1,
+        "sources": ["alertmanager"],
+        "alert_ids": {"first": alert_id, "last": alert_id},
+        "incidents": [incident.id],
+        "opened": [incident.id],
+        "digest_algorithm": "sha256-json-v1",
+        "digest": alerts_digest([("alertmanager", alert.source_key, alert.fingerprint, "firing")]),
     }
 
 
@@ -99,12 +110,14 @@ async def test_alerts_of_one_group_share_one_incident(
     assert [i.opened for i in intakes] == [True] + [False] * 5
     ids = {i.incident.id for i in intakes if i.incident}
     assert len(ids) == 1
-    assert [i.incident.alert_count for i in intakes if i.incident] == [1, 2, 3, 4, 5, 6]
+    # Each Intake shows the incident as its whole delivery left it.
+    assert [i.incident.alert_count for i in intakes if i.incident] == [3, 3, 3, 4, 5, 6]
+    assert first[0].incident is first[1].incident is first[2].incident
     assert not any(i.all_clear for i in intakes)
 
     incident = await store.get_incident(ids.pop())
     assert incident is not None
-    assert incident == intakes[-1].incident, "each Intake shows the incident after its alert"
+    assert incident == intakes[-1].incident
     assert incident.alert == alerts[0]
     assert (incident.alert_count, incident.firing_count) == (6, 6)
     assert incident.first_seen == T0
@@ -214,7 +227,7 @@ async def test_a_resolved_alert_with_nothing_active_is_stored_alone(
         ).fetchone() == (None,)
     [entry] = await store.audit_entries()
     assert entry.incident_id is None
-    assert (entry.detail["incident_id"], entry.detail["opened"]) == (None, False)
+    assert (entry.detail["count"], entry.detail["incidents"], entry.detail["opened"]) == (1, [], [])
     # The same delivery again is a repeat.
     assert await store.ingest_alerts([make_alert(group="g")], "d-1") == []
 
@@ -335,3 +348,198 @@ async def test_the_database_refuses_a_second_active_incident(
     await store.transition(incident.id, S.OPEN, S.AUTO_RESOLVED, actor="grace")
     with sqlite3.connect(db_path) as conn:
         conn.execute(insert, ("open",))
+
+
+# -- one delivery, many alerts: what each alert and the delivery's audit row say
+
+
+async def test_a_delivery_shares_one_incident_model_per_incident(
+    store: SqliteStore, make_alert: Callable[..., Alert], clock: FakeClock
+) -> None:
+    """Intake.incident is the incident as the whole delivery left it, one object
+    per incident; opened and all_clear stay per alert."""
+    held = await open_incident(store, make_alert(group="old"), "d-0")
+    clock.advance(5)
+    alerts = [
+        make_alert(group="new", received_at=T0 + timedelta(seconds=1)),
+        make_alert(group="old", received_at=T0 + timedelta(seconds=2)),
+        make_alert(group="new", received_at=T0 - timedelta(seconds=1)),
+        make_alert(group="old", received_at=T0 + timedelta(seconds=3)),
+    ]
+    intakes = await store.ingest_alerts(alerts, "d-1")
+    assert [i.opened for i in intakes] == [True, False, False, False]
+    new, old = intakes[0].incident, intakes[1].incident
+    assert new is not None and old is not None
+    assert intakes[2].incident is new and intakes[3].incident is old
+    assert old.id == held.id != new.id
+    assert (new.alert_count, new.firing_count) == (2, 2)
+    assert (old.alert_count, old.firing_count) == (3, 3)
+    assert new.alert == alerts[0], "the first alert of the group opened it"
+    assert new.first_seen == T0 - timedelta(seconds=1)
+    assert new.last_seen == T0 + timedelta(seconds=1)
+    assert old.last_seen == T0 + timedelta(seconds=3)
+    assert old.updated_at == new.updated_at == clock.now()
+    assert await store.get_incident(new.id) == new
+    assert await store.get_incident(old.id) == old
+
+
+async def test_all_clear_is_per_alert_within_a_delivery(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
+) -> None:
+    def alert(instance: str, status: AlertStatus, second: int) -> Alert:
+        return make_alert(
+            group="g",
+            labels={"instance": instance},
+            status=status,
+            received_at=T0 + timedelta(seconds=second),
+        )
+
+    alerts = [
+        alert("db-1", FIRING, 0),  # opens
+        alert("db-1", RESOLVED, 1),  # the only member resolves: all clear
+        alert("db-2", FIRING, 2),
+        alert("db-1", FIRING, 3),
+        alert("db-2", RESOLVED, 4),  # db-1 fires again: not all clear
+        alert("db-1", RESOLVED, 5),  # the last one: all clear
+    ]
+    intakes = await store.ingest_alerts(alerts, "d-1")
+    assert [i.all_clear for i in intakes] == [False, True, False, False, False, True]
+    assert [i.opened for i in intakes] == [True] + [False] * 5
+    incident = intakes[0].incident
+    assert incident is not None
+    assert all(i.incident is incident for i in intakes)
+    assert (incident.alert_count, incident.firing_count) == (6, 0)
+    db1, db2 = alerts[0].fingerprint, alerts[2].fingerprint
+    assert _members(db_path, incident.id) == {db1: ("resolved", 4), db2: ("resolved", 2)}
+    with sqlite3.connect(db_path) as conn:
+        times = conn.execute(
+            "SELECT fingerprint, first_seen, last_seen FROM incident_alerts WHERE incident_id = ?",
+            (incident.id,),
+        ).fetchall()
+    assert {fp: (first, last) for fp, first, last in times} == {
+        db1: (time_text(T0), time_text(T0 + timedelta(seconds=5))),
+        db2: (time_text(T0 + timedelta(seconds=2)), time_text(T0 + timedelta(seconds=4))),
+    }
+
+    # The next delivery counts on from the stored members, once per member.
+    later = [alert("db-2", FIRING, 6), alert("db-2", FIRING, 7), alert("db-1", RESOLVED, 8)]
+    intakes = await store.ingest_alerts(later, "d-2")
+    assert [i.all_clear for i in intakes] == [False, False, False]
+    incident = intakes[0].incident
+    assert incident is not None and (incident.alert_count, incident.firing_count) == (9, 1)
+    assert _members(db_path, incident.id) == {db1: ("resolved", 5), db2: ("firing", 4)}
+    assert await store.get_incident(incident.id) == incident
+
+
+async def test_a_repeated_source_key_within_a_delivery_is_stored_once(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
+) -> None:
+    """The second alert with a (source, source_key) already in the delivery is a
+    repeat, even when its content differs: the first one wins."""
+    before = await open_incident(store, make_alert(source_key="old"), "d-0")
+    first = make_alert(source_key="k", group="g")
+    again = make_alert(source_key="k", group="g", status=RESOLVED)
+    stale = make_alert(source_key="old", group=before.fingerprint)
+    other = make_alert(source_key="k2", group="g")
+    intakes = await store.ingest_alerts([first, stale, again, other], "d-1")
+    assert intakes[1] == intakes[2] == Intake(incident=None)
+    assert intakes[0].opened and not intakes[3].opened
+    incident = intakes[0].incident
+    assert incident is not None and intakes[3].incident is incident
+    assert (incident.alert_count, incident.firing_count) == (2, 2)
+    with sqlite3.connect(db_path) as conn:
+        stored = conn.execute("SELECT status FROM alerts WHERE source_key = 'k'").fetchall()
+    assert stored == [("firing",)]
+    [entry] = [e for e in await store.audit_entries() if e.detail.get("delivery_key") == "d-1"]
+    assert entry.detail["count"] == 2
+    first_id, other_id = _alert_id(db_path, first), _alert_id(db_path, other)
+    assert entry.detail["alert_ids"] == {"first": first_id, "last": other_id}
+    assert other_id == first_id + 1, "a delivery's stored alerts have contiguous ids"
+
+
+async def test_one_audit_row_per_delivery_attests_every_stored_alert(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
+) -> None:
+    held = await open_incident(store, make_alert(group="held"), "d-0")
+    alerts = [make_alert(group=f"g{n % 3}") for n in range(9)]
+    alerts += [make_alert(group="held", reporter="U0HUMAN")]
+    alerts += [make_alert(group="quiet", status=RESOLVED, source="grafana")]
+    audit_before = len(await store.audit_entries())
+    intakes = await store.ingest_alerts(alerts, "d-1")
+    entries = await store.audit_entries()
+    assert len(entries) == audit_before + 1
+    entry = entries[-1]
+    assert (entry.action, entry.incident_id) == ("alerts.received", None)  # several incidents
+    assert entry.actor == "U0HUMAN,alertmanager,grafana"
+    opened = sorted({i.incident.id for i in intakes if i.opened and i.incident})
+    assert len(opened) == 3
+    detail = entry.detail
+    assert detail["count"] == 11
+    assert detail["sources"] == ["alertmanager", "grafana"]
+    assert detail["opened"] == opened
+    assert detail["incidents"] == sorted([*opened, held.id])
+    first, last = detail["alert_ids"]["first"], detail["alert_ids"]["last"]
+    assert last - first + 1 == 11
+    assert [_alert_id(db_path, a) for a in alerts] == list(range(first, last + 1))
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(ALERTS_OF_DELIVERY, (first, last)).fetchall()
+    assert detail["digest"] == alerts_digest(rows)
+    assert detail["digest"] == alerts_digest(
+        (a.source, a.source_key, a.fingerprint, a.status.value) for a in alerts
+    )
+    assert (await store.verify_audit()).ok
+    report = await store.verify_alert_digests()
+    assert report.ok and report.rows == 2
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "UPDATE alerts SET status = 'resolved' WHERE source_key = ?",
+        "UPDATE alerts SET fingerprint = 'forged' WHERE source_key = ?",
+        "DELETE FROM alerts WHERE source_key = ?",
+    ],
+)
+async def test_a_tampered_alert_row_no_longer_matches_its_digest(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path, tamper: str
+) -> None:
+    alerts = [make_alert(group="g") for _ in range(5)]
+    await store.ingest_alerts(alerts, "d-1")
+    await store.ingest_alerts([make_alert(group="h")], "d-2")
+    assert (await store.verify_alert_digests()).ok
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA foreign_keys = OFF")
+        conn.execute(tamper, (alerts[2].source_key,))
+    report = await store.verify_alert_digests()
+    assert not report.ok and report.rows == 2
+    [problem] = report.problems
+    assert problem.startswith("seq 1:")
+    assert (await store.verify_audit()).ok, "the chain itself is intact: the digest catches it"
+
+
+async def test_a_large_delivery_reads_in_chunks(
+    store: SqliteStore, make_alert: Callable[..., Alert], db_path: Path
+) -> None:
+    """More keys, groups and members than one IN list holds."""
+    seen = [make_alert(group=f"g{n}") for n in range(300)]
+    await store.ingest_alerts(seen[:150] + seen[200:], "d-0")  # 250 groups open
+    big = [make_alert(group="big", labels={"n": str(n)}) for n in range(600)]
+    await store.ingest_alerts(big[:400], "d-1")
+    redelivered = [*seen, *big, *(make_alert(group=f"g{n}") for n in range(300))]
+    intakes = await store.ingest_alerts(redelivered, "d-2")
+    stored = intakes[:300]
+    assert [i.incident is not None for i in stored] == [False] * 150 + [True] * 50 + [False] * 100
+    assert all(i.opened for i in stored[150:200])
+    assert all(i == Intake(incident=None) for i in intakes[300:700])
+    assert all(i.incident is not None and not i.opened for i in intakes[700:])
+    for n in range(300):  # the new alert of each group joined its (maybe just opened) incident
+        incident = intakes[900 + n].incident
+        assert incident is not None and incident.fingerprint == f"g{n}"
+        assert incident.alert_count == 2
+        if 150 <= n < 200:
+            assert intakes[n].incident is incident
+    big_incident = intakes[700].incident
+    assert big_incident is not None and big_incident.fingerprint == "big"
+    assert (big_incident.alert_count, big_incident.firing_count) == (600, 600)
+    assert len(_members(db_path, big_incident.id)) == 600
+    assert (await store.verify_alert_digests()).ok

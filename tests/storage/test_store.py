@@ -127,7 +127,9 @@ async def test_every_transition_leaves_an_audit_row(
         assert await store.transition(inc.id, expected, new, actor="U0LEAD", **extra)
 
     entries = await store.audit_entries(inc.id)
-    assert [e.action for e in entries] == ["alert.received"] + [f"incident.{n}" for _, n, _ in path]
+    assert [e.action for e in entries] == ["alerts.received"] + [
+        f"incident.{n}" for _, n, _ in path
+    ]
     transitions = entries[1:]
     assert all(e.actor == "U0LEAD" for e in transitions)
     assert [(e.detail["from"], e.detail["to"]) for e in transitions] == [

@@ -1,0 +1,195 @@
+"""`/grace`: what GRACE knows, and asking it to heal something by name.
+
+Answers that are instant are the ack itself (Slack shows them to the person
+alone); a heal is acked at once and answered through the command's
+response_url when it is done. Command text is untrusted: it is escaped
+wherever it is echoed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.blocks import STATE_LABEL, TEXT_LIMIT, cap, dry_run_text, escape, playbooks_text
+from bot.ids import Command
+from engine.healer import Healer
+from engine.models import Incident
+
+log = logging.getLogger(__name__)
+
+DRY_RUN_FLAG = "--dry-run"
+HEAL_USAGE = f"`/grace heal PLAYBOOK TARGET [{DRY_RUN_FLAG}]`"
+COMING = ("status", "incidents", "stats", "pause", "resume", "cloud")
+ECHO_LIMIT = 60  # characters of a person's own words quoted back in an error
+
+HELP = "\n".join(
+    [
+        "*GRACE* heals production systems from Slack. `/grace` commands:",
+        "• `/grace help`: this list",
+        "• `/grace playbooks`: the playbooks GRACE knows, with their tier and executor",
+        "• `/grace heal PLAYBOOK TARGET`: open an incident that runs PLAYBOOK on TARGET in this "
+        "channel; its card asks for approval as its tier requires",
+        f"• `/grace heal PLAYBOOK TARGET {DRY_RUN_FLAG}`: what that would do, touching nothing",
+        "Coming, not built yet: `status`, `incidents`, `stats [days]`, `pause`, `resume`, `cloud`.",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class HealRequest:
+    playbook: str
+    target: str
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Where:
+    """Who typed the command, and where."""
+
+    user: str
+    channel: str
+    team_domain: str
+
+
+def register(app: AsyncApp, healer: Healer) -> None:
+    app.command(Command.GRACE)(_on_grace(healer))
+
+
+def _on_grace(healer: Healer) -> Any:
+    async def on_grace(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        words = slack_unescape(str(command.get("text") or "")).split()
+        sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
+        if sub == "heal":
+            request = parse_heal(args)
+            if isinstance(request, str):
+                await _answer(ack, request)
+                return
+            await ack()
+            where = Where(
+                user=command["user_id"],
+                channel=command["channel_id"],
+                team_domain=str(command.get("team_domain") or ""),
+            )
+            healer.spawn(_heal(healer, client, respond, request, where))
+            return
+        await _answer(ack, _instant(healer, sub, args))
+
+    return on_grace
+
+
+def _instant(healer: Healer, sub: str, args: list[str]) -> str:
+    if sub == "help":
+        return HELP
+    if sub == "playbooks":
+        if args:
+            return f"`/grace playbooks` takes no arguments; got {_quoted(args)}."
+        return playbooks_text(healer.catalog.playbooks)
+    if sub in COMING:
+        return f"`/grace {sub}` is coming but not built yet. `/grace help` lists what works today."
+    return f"Unknown subcommand {_quoted([sub])}. `/grace help` lists the commands."
+
+
+def parse_heal(args: list[str]) -> HealRequest | str:
+    """`heal PLAYBOOK TARGET [--dry-run]`; a str says what was wrong with the words."""
+    flags = [a for a in args if a.startswith("--")]
+    unknown = [f for f in flags if f.lower() != DRY_RUN_FLAG]
+    if unknown:
+        return f"Unknown option {_quoted(unknown)} for `heal`. Usage: {HEAL_USAGE}"
+    positional = [a for a in args if not a.startswith("--")]
+    if len(positional) != 2:
+        missing = ["PLAYBOOK", "TARGET"][len(positional) :]
+        what = (
+            f"is missing {' and '.join(missing)}"
+            if missing
+            else f"takes two arguments, got {len(positional)}: {_quoted(positional)}"
+        )
+        return f"`heal` {what}. Usage: {HEAL_USAGE}"
+    return HealRequest(positional[0], positional[1], dry_run=bool(flags))
+
+
+async def _heal(
+    healer: Healer,
+    client: AsyncWebClient,
+    respond: AsyncRespond,
+    request: HealRequest,
+    where: Where,
+) -> None:
+    try:
+        text = await _heal_text(healer, client, request, where)
+    except Exception:
+        log.exception("/grace heal %s failed", request)
+        text = "GRACE could not do that: something failed inside it (its log says what)."
+    try:
+        sent = await respond(text=text, response_type="ephemeral")
+        if sent.status_code != 200:
+            log.warning("response_url refused the answer: %s %s", sent.status_code, sent.body)
+    except Exception:
+        log.exception("could not answer /grace heal through its response_url")
+
+
+async def _heal_text(
+    healer: Healer, client: AsyncWebClient, request: HealRequest, where: Where
+) -> str:
+    if request.dry_run:
+        dry = await healer.dry_run_request(request.playbook, request.target, user=where.user)
+        return escape(dry) if isinstance(dry, str) else dry_run_text(dry)
+    absent = await _not_a_member(client, where.channel)
+    if absent is not None:
+        return absent
+    opened = await healer.request_heal(
+        request.playbook, request.target, user=where.user, channel=where.channel
+    )
+    return escape(opened) if isinstance(opened, str) else _opened_text(opened, where)
+
+
+async def _not_a_member(client: AsyncWebClient, channel: str) -> str | None:
+    """An incident's card and thread live in its channel: GRACE must be able to post there."""
+    try:
+        info = await client.conversations_info(channel=channel)
+        why = None if info["channel"].get("is_member") else "GRACE is not a member"
+    except SlackApiError as exc:
+        why = f"Slack says {exc.response.get('error', 'unknown error')}"
+    if why is None:
+        return None
+    return (
+        f"GRACE cannot open an incident here ({escape(why)}): its card would have nowhere to go. "
+        "Invite GRACE to this channel or use one it is in. Nothing was done."
+    )
+
+
+def _opened_text(incident: Incident, where: Where) -> str:
+    plan = incident.plan
+    what = f" ({escape(plan.title)} on `{escape(plan.target.name)}`)" if plan else ""
+    card = "its card follows here"
+    if incident.card_ts and incident.channel and where.team_domain:
+        # Usually the card is still in the outbox; when it is already posted, link it.
+        ts = incident.card_ts.replace(".", "")
+        url = f"https://{where.team_domain}.slack.com/archives/{incident.channel}/p{ts}"
+        card = f"<{url}|see its card>"
+    return cap(
+        f"Opened incident #{incident.id}{what}: {card}. {STATE_LABEL[incident.state]}.",
+        TEXT_LIMIT,
+    )
+
+
+async def _answer(ack: AsyncAck, text: str) -> None:
+    await ack(text=cap(text, TEXT_LIMIT), response_type="ephemeral")
+
+
+def _quoted(words: list[str]) -> str:
+    return ", ".join(f"`{escape(cap(w, ECHO_LIMIT))}`" for w in words)
+
+
+def slack_unescape(text: str) -> str:
+    """Slack escapes &, < and > in command text; the words themselves are wanted."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
