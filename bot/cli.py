@@ -109,10 +109,17 @@ async def _audit_verify(settings: Settings) -> int:
     store = await SqliteStore.open(settings.db, SystemClock())
     try:
         report = await store.verify_audit()
+        digests = await store.verify_alert_digests() if report.ok else None
     finally:
         await store.close()
-    if report.ok:
-        print(f"audit chain ok: {report.rows} rows")
-        return 0
-    print(f"audit chain BROKEN at row {report.first_bad_seq}: {report.problem}")
-    return 1
+    if not report.ok:
+        print(f"audit chain BROKEN at row {report.first_bad_seq}: {report.problem}")
+        return 1
+    print(f"audit chain ok: {report.rows} rows")
+    assert digests is not None
+    if not digests.ok:
+        for problem in digests.problems:
+            print(f"stored alerts do not match their audit row: {problem}")
+        return 1
+    print(f"stored alerts match their audit rows: {digests.rows} deliveries")
+    return 0

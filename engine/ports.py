@@ -50,7 +50,8 @@ class Store(Protocol):
         firing, opens a new one; a resolved alert with no active incident is
         stored with none. A delivery key seen before returns [] and writes
         nothing; an alert whose (source, source_key) was seen before gets
-        Intake(incident=None) and is not stored again.
+        Intake(incident=None) and is not stored again. `Intake.incident` is the
+        incident as the whole delivery left it; `opened` and `all_clear` are per alert.
         """
 
     async def get_incident(self, incident_id: int) -> Incident | None: ...

@@ -78,21 +78,39 @@ def test_check_passes_and_warns_about_what_is_missing(capsys):
 
 
 def test_audit_verify_passes_then_names_the_tampered_row(tmp_path, capsys):
-    # A real audit log written by the demo's code path is overkill here; the store writes one.
     import asyncio
+    from datetime import UTC, datetime
 
     from engine.clock import SystemClock
+    from engine.models import Alert
     from storage.store import SqliteStore
 
     async def write() -> None:
         store = await SqliteStore.open(tmp_path / "grace.db", SystemClock())
-        for n in range(5):
+        alerts = [
+            Alert(
+                source="generic",
+                source_key=f"k{n}",
+                name="Disk",
+                labels={"host": f"h{n}"},
+                channel="C1",
+                received_at=datetime.now(UTC),
+            )
+            for n in range(3)
+        ]
+        await store.ingest_alerts(alerts, "d1")
+        for n in range(4):
             await store.audit("U1", "test.event", detail={"n": n})
         await store.close()
 
     asyncio.run(write())
     assert main(["audit", "verify"]) == 0
-    assert "audit chain ok: 5 rows" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "audit chain ok: 5 rows" in out and "match their audit rows: 1 deliveries" in out
+    with sqlite3.connect(tmp_path / "grace.db") as raw:
+        raw.execute("UPDATE alerts SET status = 'resolved' WHERE source_key = 'k1'")
+    assert main(["audit", "verify"]) == 1
+    assert "stored alerts do not match their audit row" in capsys.readouterr().out
     with sqlite3.connect(tmp_path / "grace.db") as raw:
         raw.execute("DROP TRIGGER audit_log_no_update")
         raw.execute("""UPDATE audit_log SET detail = '{"n": 99}' WHERE seq = 4""")

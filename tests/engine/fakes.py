@@ -66,7 +66,14 @@ class MemoryStore:
         if delivery_key in self.deliveries:
             return []
         self.deliveries.add(delivery_key)
-        return [self._ingest(alert) for alert in alerts]
+        intakes = [self._ingest(alert) for alert in alerts]
+        # As the port says: each Intake carries its incident as the whole delivery left it.
+        return [
+            i
+            if i.incident is None
+            else i.model_copy(update={"incident": self.incidents[i.incident.id]})
+            for i in intakes
+        ]
 
     def _ingest(self, alert: Alert) -> Intake:
         if (alert.source, alert.source_key) in self.alert_keys:
