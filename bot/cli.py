@@ -8,10 +8,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import ConfigError, Settings, load_settings
 from engine.catalog import CatalogError
+from engine.clock import SystemClock
+from engine.models import AuditEntry
+from storage.store import SqliteStore
 
 if TYPE_CHECKING:
     from bot.app import Grace
@@ -28,7 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("demo", help="one whole incident against a local Slack stand-in")
     commands.add_parser("check", help="validate the config and every playbook")
     audit = commands.add_parser("audit", help="the hash-chained audit log")
-    audit.add_argument("action", choices=["verify"])
+    audit.add_argument("action", choices=["verify", "export"])
+    audit.add_argument("--since", help="export: rows at or after this ISO date or time (UTC)")
+    audit.add_argument("--out", type=Path, help="export: write JSON lines here, not stdout")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -43,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_run(settings))
         if args.command == "check":
             return _check(settings)
+        if args.action == "export":
+            return _audit_export(settings, _since(args.since), args.out)
         return asyncio.run(_audit_verify(settings))
     except (ConfigError, CatalogError) as exc:
         print(f"grace: {exc}", file=sys.stderr)
@@ -81,7 +90,6 @@ async def _serve_until_signalled(grace: Grace) -> None:
 
 def _check(settings: Settings) -> int:
     from bot.app import load_playbooks, make_executors
-    from engine.clock import SystemClock
 
     catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
     print(f"config ok: {len(catalog.patterns)} patterns, {len(catalog.playbooks)} playbooks")
@@ -100,13 +108,44 @@ def _check(settings: Settings) -> int:
     return 0
 
 
-async def _audit_verify(settings: Settings) -> int:
-    from engine.clock import SystemClock
-    from storage.store import SqliteStore
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--since {text!r}: not an ISO date or time, e.g. 2026-11-24") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
+
+def _audit_export(settings: Settings, since: datetime | None, out: Path | None) -> int:
+    """Every audit row (since a time) as one JSON object a line, in chain order."""
+    entries = asyncio.run(_audit_entries(settings, since))
+    lines = "".join(entry.model_dump_json() + "\n" for entry in entries)
+    if out is None:
+        sys.stdout.write(lines)
+    else:
+        out.write_text(lines)
+        print(f"wrote {len(entries)} audit rows to {out}", file=sys.stderr)
+    return 0
+
+
+async def _audit_entries(settings: Settings, since: datetime | None) -> list[AuditEntry]:
+    store = await _open_existing(settings)
+    try:
+        return await store.audit_entries(since=since)
+    finally:
+        await store.close()
+
+
+async def _open_existing(settings: Settings) -> SqliteStore:
     if not settings.db.is_file():
         raise ConfigError(f"GRACE_DB={settings.db}: no such database")
-    store = await SqliteStore.open(settings.db, SystemClock())
+    return await SqliteStore.open(settings.db, SystemClock())
+
+
+async def _audit_verify(settings: Settings) -> int:
+    store = await _open_existing(settings)
     try:
         report = await store.verify_audit()
         digests = await store.verify_alert_digests() if report.ok else None

@@ -380,6 +380,11 @@ class SqliteStore:
             "INSERT INTO snapshots (incident_id, target_executor, target_name, location,"
             " size_bytes, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
             params,
+            audit=(
+                "snapshot.taken",
+                snapshot.incident_id,
+                {"location": snapshot.location, "size_bytes": snapshot.size_bytes},
+            ),
         )
 
     async def snapshots(self, incident_id: int) -> list[Snapshot]:
@@ -408,6 +413,16 @@ class SqliteStore:
                 result.detail,
                 result.seconds,
                 time_text(self._clock.now()),
+            ),
+            audit=(
+                "step.finished",
+                incident_id,
+                {
+                    "action": result.action,
+                    "ok": result.ok,
+                    "seconds": round(result.seconds, 3),
+                    "detail": result.detail[:500],
+                },
             ),
         )
 
@@ -438,6 +453,15 @@ class SqliteStore:
                 int(verification.ok),
                 time_text(self._clock.now()),
             ),
+            audit=(
+                "verification",
+                incident_id,
+                {
+                    "ok": verification.ok,
+                    "failed": [c.check for c in verification.checks if not c.ok]
+                    + [b.benchmark for b in verification.benchmarks if not b.ok],
+                },
+            ),
         )
 
     async def verifications(self, incident_id: int) -> list[Verification]:
@@ -455,11 +479,18 @@ class SqliteStore:
             for row in rows
         ]
 
-    async def _execute(self, sql: str, params: Sequence[Any]) -> None:
-        """One statement, group-committed."""
+    async def _execute(
+        self, sql: str, params: Sequence[Any], *, audit: tuple[str, int, dict[str, Any]]
+    ) -> None:
+        """One statement and the audit row that records it, group-committed together."""
+        action, incident_id, detail = audit
+        now = self._clock.now()
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(sql, params)
+            audit_log.append(
+                conn, at=now, actor="grace", action=action, incident_id=incident_id, detail=detail
+            )
 
         await self._write(op)
 
@@ -532,19 +563,24 @@ class SqliteStore:
 
         await self._write(op)
 
-    async def audit_entries(self, incident_id: int | None = None) -> list[AuditEntry]:
+    async def audit_entries(
+        self, incident_id: int | None = None, *, since: datetime | None = None
+    ) -> list[AuditEntry]:
         """The whole log in order, or only one incident's rows.
 
         A delivery's `alerts.received` row is one incident's row only when
         the delivery touched that incident alone; one that touched several
         names them in its detail (`incidents`) and has no incident_id.
         """
-        query = "SELECT * FROM audit_log"
-        params: tuple[Any, ...] = ()
+        where, params = [], []
         if incident_id is not None:
-            query += " WHERE incident_id = ?"
-            params = (incident_id,)
-        rows = await self._fetchall(f"{query} ORDER BY seq", params)
+            where.append("incident_id = ?")
+            params.append(incident_id)
+        if since is not None:
+            where.append("at >= ?")  # stored as UTC ISO text: text order is time order
+            params.append(time_text(since))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._fetchall(f"SELECT * FROM audit_log{clause} ORDER BY seq", params)
         return [audit_log.entry_from_row(row) for row in rows]
 
     async def verify_audit(self) -> AuditReport:

@@ -191,3 +191,29 @@ def test_a_playbook_widening_its_tiers_approvers_is_refused(monkeypatch, tmp_pat
     assert main(["check"]) == EXIT_CONFIG
     err = capsys.readouterr().err
     assert f"{folder / 'wide.yml'}: wide: approver U0INTERN is not on approvers.tier2" in err
+
+
+def test_audit_export_writes_json_lines_since_a_time(tmp_path, capsys):
+    import asyncio
+    import json
+
+    from storage.store import SqliteStore
+    from tests.storage.conftest import FakeClock
+
+    async def write() -> None:
+        clock = FakeClock()
+        store = await SqliteStore.open(tmp_path / "grace.db", clock)
+        await store.audit("U1", "early")
+        clock.advance(3600)
+        await store.audit("U2", "late", detail={"why": "test"})
+        await store.close()
+
+    asyncio.run(write())
+    assert main(["audit", "export"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["action"] for r in rows] == ["early", "late"] and rows[1]["detail"] == {"why": "test"}
+    out = tmp_path / "audit.jsonl"
+    assert main(["audit", "export", "--since", "2025-03-01T12:30:00", "--out", str(out)]) == 0
+    assert [json.loads(line)["action"] for line in out.read_text().splitlines()] == ["late"]
+    assert main(["audit", "export", "--since", "yesterday"]) == EXIT_CONFIG
+    assert "--since 'yesterday': not an ISO date" in capsys.readouterr().err

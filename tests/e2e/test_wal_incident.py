@@ -87,6 +87,18 @@ async def test_whole_incident_from_alert_to_learning(make_harness):
         assert snap.execute("SELECT count(*) FROM events").fetchone()[0] == len(before_rows)
     assert (await h.grace.store.playbook_stats("sqlite-wal-checkpoint")).successes == 1
     assert (await h.grace.store.verify_audit()).ok
+    told = [(e.actor, e.action) for e in await h.grace.store.audit_entries(incident.id)]
+    for expected in [
+        ("U0MONITOR", "alerts.received"),
+        ("grace", "incident.awaiting_approval"),
+        ("U0ONCALL", "approval.approve"),
+        ("U0ONCALL", "incident.approved"),
+        ("grace", "snapshot.taken"),
+        ("grace", "step.finished"),
+        ("grace", "verification"),
+        ("grace", "incident.resolved"),
+    ]:
+        assert expected in told, expected
 
 
 async def test_the_slack_ack_never_waits_for_the_heal(make_harness):
