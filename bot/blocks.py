@@ -20,7 +20,7 @@ from slack_sdk.models.blocks import (
 
 from bot.ids import ActionId, BlockId, CardButton
 from engine.catalog import PlaybookSpec
-from engine.models import Incident, IncidentState, Plan
+from engine.models import Incident, IncidentState, Pause, Plan
 from engine.proposal import DryRun
 from engine.story import (
     Approved,
@@ -77,11 +77,13 @@ def card_text(incident: Incident) -> str:
     return cap(f"{STATE_LABEL[incident.state]}: {escape(incident.alert.name)}", 3000)
 
 
-def card_blocks(incident: Incident) -> list[Block]:
+def card_blocks(incident: Incident, pause: Pause | None = None) -> list[Block]:
+    """The live card; while GRACE is paused it says so, at the top, on every card."""
     alert = incident.alert
     what = incident.diagnosis.explanation if incident.diagnosis else alert.text or alert.name
     blocks: list[Block] = [
         HeaderBlock(text=cap(f"{alert.name}", HEADER_LIMIT)),
+        *([_paused(pause)] if pause is not None else []),
         SectionBlock(text=MarkdownTextObject(text=cap(escape(what), SECTION_LIMIT))),
         SectionBlock(fields=_fields(incident)),
     ]
@@ -111,6 +113,15 @@ def card_blocks(incident: Incident) -> list[Block]:
             )
         )
     return blocks
+
+
+def _paused(pause: Pause) -> ContextBlock:
+    why = f": {escape(pause.reason)}" if pause.reason else ""
+    text = (
+        f":double_vertical_bar: *GRACE is paused* by <@{pause.by}>{why}. "
+        "Nothing runs until `/grace resume`."
+    )
+    return ContextBlock(elements=[MarkdownTextObject(text=cap(text, FIELD_LIMIT))])
 
 
 def _fields(incident: Incident) -> list[MarkdownTextObject]:

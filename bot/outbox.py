@@ -24,7 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import card_blocks, card_text
 from bot.metrics import Metrics
-from engine.models import Incident
+from engine.models import Incident, Pause
 from storage.store import OutboxItem, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,9 @@ class OutboxWorker:
             if incident is None:
                 raise _Refused(f"incident {item.incident_id} does not exist")
             response = await self.client.chat_postMessage(
-                channel=item.channel, text=card_text(incident), blocks=_blocks(incident)
+                channel=item.channel,
+                text=card_text(incident),
+                blocks=_blocks(incident, await self.store.paused()),
             )
             return str(response["ts"])
         card = await self.store.card_of(item.incident_id)
@@ -224,7 +226,10 @@ class OutboxWorker:
             incident = await self.store.get_incident(item.incident_id)
             assert incident is not None
             await self.client.chat_update(
-                channel=channel, ts=card_ts, text=card_text(incident), blocks=_blocks(incident)
+                channel=channel,
+                ts=card_ts,
+                text=card_text(incident),
+                blocks=_blocks(incident, await self.store.paused()),
             )
         else:
             await self.client.chat_postMessage(
@@ -241,9 +246,9 @@ _METHOD = {
 }
 
 
-def _blocks(incident: Incident) -> list[dict[str, object]]:
+def _blocks(incident: Incident, pause: Pause | None) -> list[dict[str, object]]:
     try:
-        return [block.to_dict() for block in card_blocks(incident)]
+        return [block.to_dict() for block in card_blocks(incident, pause)]
     except SlackObjectFormationError as exc:
         raise _Refused(f"the card breaks Slack's block rules: {exc}") from None
 

@@ -245,7 +245,7 @@ class Healer:
     ) -> None:
         """Apply one person's Approve or Reject; answers them privately when refused."""
         incident = await self.store.get_incident(incident_id)
-        refusal = await self._refusal(incident, plan_hash, user)
+        refusal = await self._refusal(incident, plan_hash, user, decision)
         if refusal is not None:
             await self.store.audit(
                 user,
@@ -285,14 +285,17 @@ class Healer:
         await self.narrator.show(approved)
         self.spawn(self.execution.run(incident_id))
 
-    async def _refusal(self, incident: Incident | None, plan_hash: str, user: str) -> str | None:
+    async def _refusal(
+        self, incident: Incident | None, plan_hash: str, user: str, decision: Decision
+    ) -> str | None:
         if incident is None or incident.plan is None:
             return "This incident is unknown to GRACE."
         if incident.state is not S.AWAITING_APPROVAL:
             return f"This incident is already {incident.state.value.replace('_', ' ')}."
         if incident.plan.hash != plan_hash:
             return "The plan changed since this card was posted; approve the current plan instead."
-        pause = await self.store.paused()
+        # A pause stops what would run; rejecting runs nothing, so it stays possible.
+        pause = await self.store.paused() if decision is Decision.APPROVE else None
         if pause is not None:
             why = f": {pause.reason}" if pause.reason else ""
             return f"GRACE is paused by <@{pause.by}>{why}. Nothing runs until `/grace resume`."

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 DRY_RUN_FLAG = "--dry-run"
 HEAL_USAGE = f"`/grace heal PLAYBOOK TARGET [{DRY_RUN_FLAG}]`"
-COMING = ("status", "incidents", "stats", "pause", "resume", "cloud")
+COMING = ("status", "incidents", "stats", "cloud")
 ECHO_LIMIT = 60  # characters of a person's own words quoted back in an error
 
 HELP = "\n".join(
@@ -38,7 +38,9 @@ HELP = "\n".join(
         "• `/grace heal PLAYBOOK TARGET`: open an incident that runs PLAYBOOK on TARGET in this "
         "channel; its card asks for approval as its tier requires",
         f"• `/grace heal PLAYBOOK TARGET {DRY_RUN_FLAG}`: what that would do, touching nothing",
-        "Coming, not built yet: `status`, `incidents`, `stats [days]`, `pause`, `resume`, `cloud`.",
+        "• `/grace pause [reason]`: the kill switch (admins): nothing new runs, tier 1 included",
+        "• `/grace resume`: lift it (admins); approved plans that waited then run",
+        "Coming, not built yet: `status`, `incidents`, `stats [days]`, `cloud`.",
     ]
 )
 
@@ -82,9 +84,22 @@ def _on_grace(healer: Healer) -> Any:
             )
             healer.spawn(_heal(healer, client, respond, request, where))
             return
+        if sub in ("pause", "resume"):
+            await ack()
+            reason = " ".join(args)[:500] or None
+            healer.spawn(_switch(healer, respond, sub, command["user_id"], reason))
+            return
         await _answer(ack, _instant(healer, sub, args))
 
     return on_grace
+
+
+async def _switch(
+    healer: Healer, respond: AsyncRespond, sub: str, user: str, reason: str | None
+) -> None:
+    """The kill switch, after the ack: storing it is a write, and Slack waits for no one."""
+    text = await (healer.pause(user, reason) if sub == "pause" else healer.resume(user))
+    await respond(text=text, response_type="ephemeral")
 
 
 def _instant(healer: Healer, sub: str, args: list[str]) -> str:
