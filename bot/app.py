@@ -15,6 +15,7 @@ from bot.listeners import register_all
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
 from bot.outbox import OutboxWorker
+from bot.scheduler import Scheduler
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from engine.catalog import Catalog, load_catalog
@@ -55,6 +56,7 @@ class Grace:
     web_app: web.Application
     outbox: OutboxWorker
     metrics: Metrics
+    scheduler: Scheduler
     runner: web.AppRunner | None = None
 
     @property
@@ -66,6 +68,7 @@ class Grace:
     async def start(self) -> None:
         await self._check_alert_channels()
         self.outbox.start()
+        self.scheduler.start()
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
@@ -89,6 +92,7 @@ class Grace:
         half-way), give Slack a moment to hear about it, then close."""
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.scheduler.stop()
         await self.healer.drain()
         await self.outbox.stop()
         await self.store.close()
@@ -137,6 +141,7 @@ def _assemble(
         allowlists=settings.targets,
         clock=clock,
         admins=frozenset(settings.admins),
+        expiry=settings.approval_expiry.by_tier(),
     )
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
@@ -145,7 +150,8 @@ def _assemble(
     )
     register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock)
-    return Grace(settings, store, healer, bolt, web_app, outbox, metrics)
+    scheduler = Scheduler(healer, settings.tick_seconds)
+    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler)
 
 
 __all__ = ["ConfigError", "Grace", "build"]

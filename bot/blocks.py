@@ -25,11 +25,13 @@ from engine.proposal import DryRun
 from engine.story import (
     Approved,
     Cleared,
+    Expired,
     Held,
     Learned,
     NeedsHuman,
     Planned,
     Rejected,
+    Reminder,
     RestoreFailed,
     RolledBack,
     SnapshotTaken,
@@ -174,6 +176,14 @@ def _story(event: StoryEvent) -> str:
             return f"*Diagnosis:* {escape(diagnosis.explanation)}\n{plan_text(plan)}"
         case Cleared():
             return ":sparkles: The alert resolved by itself before anything was done. Closed."
+        case Reminder(deadline=deadline, approvers=approvers):
+            who = ", ".join(_mention(a) for a in approvers) or "the approvers"
+            return (
+                f":alarm_clock: Reminder for {who}: this plan expires at "
+                f"{deadline.strftime('%H:%M')} UTC unless someone decides."
+            )
+        case Expired():
+            return ":hourglass: Expired: nobody decided in time. Nothing was done."
         case Held(pause=pause):
             why = f": {escape(pause.reason)}" if pause.reason else ""
             return (
@@ -246,6 +256,11 @@ def plan_text(plan: Plan) -> str:
 
 def _params(params: dict[str, object]) -> str:
     return f" {escape(', '.join(f'{k}={v}' for k, v in params.items()))}" if params else ""
+
+
+def _mention(entry: str) -> str:
+    """Approvers are user IDs or user group IDs (S…); each is mentioned its own way."""
+    return f"<!subteam^{entry}>" if entry.startswith("S") else f"<@{entry}>"
 
 
 def _mark(ok: bool) -> str:

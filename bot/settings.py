@@ -29,6 +29,18 @@ class ConfigError(Exception):
     """A configuration mistake, worded for the operator."""
 
 
+class Expiry(BaseModel):
+    """Seconds a plan may wait for approval before it expires, per tier."""
+
+    model_config = ConfigDict(extra="forbid")
+    tier1: float = Field(1800, gt=0, description="only while paused does tier 1 wait")
+    tier2: float = Field(1800, gt=0)
+    tier3: float = Field(3600, gt=0)
+
+    def by_tier(self) -> dict[int, float]:
+        return {1: self.tier1, 2: self.tier2, 3: self.tier3}
+
+
 class Approvers(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tier2: list[str] = Field(default_factory=list)
@@ -57,6 +69,8 @@ class Settings(BaseSettings):
     slack_burst: int = Field(3, ge=1, description="writes a channel may burst above the rate")
     routes: list[Route] = Field(default_factory=list)
     approvers: Approvers = Field(default_factory=Approvers)
+    approval_expiry: Expiry = Field(default_factory=Expiry)
+    tick_seconds: float = Field(5.0, gt=0, le=300, description="how often expiry is checked")
     admins: list[str] = Field(default_factory=list)
     targets: dict[str, list[str]] = Field(default_factory=dict)
     playbook_dirs: list[Path] = Field(default_factory=list)

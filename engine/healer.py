@@ -12,6 +12,7 @@ import logging
 import uuid
 import weakref
 from collections.abc import Coroutine, Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from engine.approval import ApprovalPolicy
@@ -21,10 +22,12 @@ from engine.models import Alert, Approval, Decision, Incident, IncidentState, In
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
 from engine.proposal import MANUAL, DryRun, Refused, dry_run, manual_request, propose
-from engine.story import Approved, Cleared, NeedsHuman, Planned, Rejected
+from engine.story import Approved, Cleared, Expired, NeedsHuman, Planned, Rejected, Reminder
 
 log = logging.getLogger(__name__)
 S = IncidentState
+# Seconds a plan may wait for approval, per tier (tier 1 only waits while paused).
+DEFAULT_EXPIRY: Mapping[int, float] = {1: 1800.0, 2: 1800.0, 3: 3600.0}
 # Nothing was done to the target in these states, so a cleared alert can end them.
 _CLEARABLE = frozenset({S.OPEN, S.DIAGNOSED, S.AWAITING_APPROVAL, S.NEEDS_HUMAN})
 
@@ -42,10 +45,12 @@ class Healer:
         allowlists: Mapping[str, Sequence[str]],
         clock: Clock,
         admins: frozenset[str] = frozenset(),
+        expiry: Mapping[int, float] = DEFAULT_EXPIRY,
     ) -> None:
         self.store = store
         self.directory = directory
         self.admins = admins
+        self.expiry = expiry
         self.catalog = catalog
         self.policy = policy
         self.executors = executors
@@ -145,7 +150,19 @@ class Healer:
         # While paused even tier 1 waits for a person, so nothing starts behind the switch.
         heals_at_once = plan.tier == 1 and await self.store.paused() is None
         next_state = S.APPROVED if heals_at_once else S.AWAITING_APPROVAL
-        moved = await self.store.transition(incident.id, S.DIAGNOSED, next_state, actor=GRACE)
+        deadline = remind_at = None
+        if next_state is S.AWAITING_APPROVAL:
+            window = timedelta(seconds=self.expiry[plan.tier])
+            now = self.clock.now()
+            deadline, remind_at = now + window, now + window / 2
+        moved = await self.store.transition(
+            incident.id,
+            S.DIAGNOSED,
+            next_state,
+            actor=GRACE,
+            deadline=deadline,
+            remind_at=remind_at,
+        )
         if moved is None:
             return
         await self.narrator.post_card(moved)
@@ -208,6 +225,39 @@ class Healer:
             reporter=user,
             received_at=self.clock.now(),
         )
+
+    async def tick(self) -> None:
+        """Remind approvers once, then expire what nobody decided on in time.
+
+        Driven by the database, so a deadline that passed while GRACE was down
+        expires at the first tick after it starts.
+        """
+        now = self.clock.now()
+        for incident in await self.store.due_for_reminder(now):
+            if incident.plan is None or incident.deadline is None:
+                continue
+            if await self.store.mark_reminded(incident.id):
+                approvers = tuple(sorted(self.policy.allowed(incident.plan)))
+                await self.narrator.tell(
+                    incident, Reminder(deadline=incident.deadline, approvers=approvers)
+                )
+        for incident in await self.store.due_to_expire(now):
+            async with self._lock(incident.id):
+                await self._expire(incident)
+
+    async def _expire(self, incident: Incident) -> None:
+        assert incident.plan is not None
+        window = self.expiry[incident.plan.tier]
+        expired = await self.store.transition(
+            incident.id,
+            S.AWAITING_APPROVAL,
+            S.EXPIRED,
+            actor=GRACE,
+            reason=f"No decision within {_duration(window)}; the plan will not run.",
+        )
+        if expired is not None:
+            await self.narrator.tell(expired, Expired(after_s=window))
+            await self.narrator.show(expired)
 
     async def pause(self, user: str, reason: str | None) -> str:
         """The kill switch, admins only: nothing new runs until resumed, tier 1 included."""
@@ -319,3 +369,11 @@ class Healer:
         if moved is not None:
             await self.narrator.post_card(moved)
             await self.narrator.tell(moved, NeedsHuman(reason=reason))
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"

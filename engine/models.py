@@ -203,6 +203,9 @@ class Incident(Frozen):
     card_ts: str | None = None
     created_at: datetime
     updated_at: datetime
+    deadline: datetime | None = Field(default=None, description="when a pending approval expires")
+    remind_at: datetime | None = Field(default=None, description="when approvers are reminded")
+    reminded: bool = False
 
 
 class Intake(Frozen):

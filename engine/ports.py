@@ -66,6 +66,8 @@ class Store(Protocol):
         diagnosis: Diagnosis | None = None,
         plan: Plan | None = None,
         reason: str | None = None,
+        deadline: datetime | None = None,
+        remind_at: datetime | None = None,
     ) -> Incident | None:
         """Compare-and-set: move the incident only if it is still `expected`.
 
@@ -90,6 +92,15 @@ class Store(Protocol):
         """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats: ...
+
+    async def due_to_expire(self, now: datetime) -> list[Incident]:
+        """Incidents awaiting approval whose deadline has passed."""
+
+    async def due_for_reminder(self, now: datetime) -> list[Incident]:
+        """Incidents awaiting approval whose reminder time passed, not yet reminded."""
+
+    async def mark_reminded(self, incident_id: int) -> bool:
+        """Claim the one reminder; False when it was already claimed."""
 
     async def paused(self) -> Pause | None:
         """The kill switch as stored: it survives restarts."""

@@ -5,6 +5,8 @@ The engine says what happened; bot/ decides how it reads in Slack.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict
 
 from engine.models import (
@@ -39,6 +41,19 @@ class Held(_Event):
     """GRACE is paused: the approved plan waits for `/grace resume`."""
 
     pause: Pause
+
+
+class Reminder(_Event):
+    """Once, before a pending approval expires."""
+
+    deadline: datetime
+    approvers: tuple[str, ...]
+
+
+class Expired(_Event):
+    """Nobody decided in time: the plan will not run."""
+
+    after_s: float
 
 
 class Approved(_Event):
@@ -83,6 +98,8 @@ StoryEvent = (
     | NeedsHuman
     | Cleared
     | Held
+    | Reminder
+    | Expired
     | Approved
     | Rejected
     | SnapshotTaken

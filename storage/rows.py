@@ -45,6 +45,7 @@ SQLite can tell the index covers it."""
 INCIDENT_SELECT = """
 SELECT i.id, i.state, i.fingerprint, i.channel, i.card_ts, i.diagnosis, i.plan, i.reason,
        i.alert_count, i.firing_count, i.first_seen, i.last_seen, i.created_at, i.updated_at,
+       i.approval_deadline, i.remind_at, i.reminded_at,
        a.source AS a_source, a.source_key AS a_source_key, a.name AS a_name,
        a.status AS a_status, a.severity AS a_severity, a.labels AS a_labels,
        a.annotations AS a_annotations, a.text AS a_text, a.starts_at AS a_starts_at,
@@ -108,6 +109,9 @@ def incident_from_row(row: Any, **changes: Any) -> Incident:
         "card_ts": row["card_ts"],
         "created_at": parse_time(row["created_at"]),
         "updated_at": parse_time(row["updated_at"]),
+        "deadline": _parse_or_none(row["approval_deadline"]),
+        "remind_at": _parse_or_none(row["remind_at"]),
+        "reminded": row["reminded_at"] is not None,
     }
     fields.update(changes)
     return Incident(**fields)

@@ -188,6 +188,8 @@ class SqliteStore:
         diagnosis: Diagnosis | None = None,
         plan: Plan | None = None,
         reason: str | None = None,
+        deadline: datetime | None = None,
+        remind_at: datetime | None = None,
     ) -> Incident | None:
         """Compare-and-set: move the incident only if it is still `expected`.
 
@@ -211,6 +213,13 @@ class SqliteStore:
             sets.append("reason = ?")
             params.append(reason)
             detail["reason"] = reason
+        if deadline is not None:
+            sets.append("approval_deadline = ?")
+            params.append(time_text(deadline))
+            detail["deadline"] = time_text(deadline)
+        if remind_at is not None:
+            sets.append("remind_at = ?")
+            params.append(time_text(remind_at))
         update = f"UPDATE incidents SET {', '.join(sets)} WHERE id = ? AND state = ?"
 
         def op(conn: sqlite3.Connection) -> Incident | None:
@@ -268,6 +277,34 @@ class SqliteStore:
     async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]:
         """Every incident now in one of `states` (few: only live states are asked for)."""
         return await self.list_incidents(limit=-1, states=states)
+
+    async def due_to_expire(self, now: datetime) -> list[Incident]:
+        rows = await self._fetchall(
+            f"{INCIDENT_SELECT} WHERE i.state = ? AND i.approval_deadline <= ? ORDER BY i.id",
+            (IncidentState.AWAITING_APPROVAL.value, time_text(now)),
+        )
+        return [incident_from_row(row) for row in rows]
+
+    async def due_for_reminder(self, now: datetime) -> list[Incident]:
+        rows = await self._fetchall(
+            f"{INCIDENT_SELECT} WHERE i.state = ? AND i.remind_at <= ?"
+            " AND i.reminded_at IS NULL ORDER BY i.id",
+            (IncidentState.AWAITING_APPROVAL.value, time_text(now)),
+        )
+        return [incident_from_row(row) for row in rows]
+
+    async def mark_reminded(self, incident_id: int) -> bool:
+        """Claim the one reminder: False when it was already sent (another replica, say)."""
+        now = time_text(self._clock.now())
+
+        def op(conn: sqlite3.Connection) -> bool:
+            cursor = conn.execute(
+                "UPDATE incidents SET reminded_at = ? WHERE id = ? AND reminded_at IS NULL",
+                (now, incident_id),
+            )
+            return cursor.rowcount == 1
+
+        return await self._write(op)
 
     # -- the kill switch -------------------------------------------------
 

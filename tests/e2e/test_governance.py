@@ -512,3 +512,34 @@ async def test_the_kill_switch_stops_everything_survives_a_restart_and_lifts(mak
     assert (await h.finished(card)).state is S.RESOLVED
     actions = [e.action for e in await h.grace.store.audit_entries()]
     assert {"pause.refused", "grace.paused", "grace.resumed"} <= set(actions)
+
+
+async def test_a_pending_approval_expires_even_across_a_restart(make_harness):
+    from bot.settings import Expiry
+
+    h = await make_harness(approval_expiry=Expiry(tier2=2.0), tick_seconds=0.05)
+    await h.alert()
+    card = await h.card()
+    await settled(h)
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    assert incident.state is S.AWAITING_APPROVAL and incident.deadline is not None
+    # A client that keeps showing the old card: its Approve click, captured now.
+    old_click = await h.click(card, user=STRANGER)
+    assert (await h.grace.store.get_incident(incident.id)).state is S.AWAITING_APPROVAL
+    await h.grace.stop()  # down while the deadline passes
+
+    h.grace = await build(h.grace.settings)
+    await h.grace.start()
+    h.slack.connect(f"{h.grace.url}/slack/events")
+    await h.slack.wait_for(lambda: any("Expired" in t for t in h.thread(card)), timeout=15)
+    await settled(h)
+    assert (await h.grace.store.get_incident(incident.id)).state is S.EXPIRED
+    final = h.slack.message(CHANNEL, card.ts)
+    assert "Expired" in h.slack.render_message(final)
+    assert not [b for b in final.blocks if b["type"] == "actions"]
+    assert sum("Reminder" in t for t in h.thread(card)) <= 1
+
+    late = old_click.request_body.replace(STRANGER, APPROVER)
+    assert (await h.slack.signed_post(late, "application/x-www-form-urlencoded")).status == 200
+    await h.slack.wait_for(lambda: any("already expired" in m for m in told(h, APPROVER)))
+    assert await h.grace.store.actions(incident.id) == []

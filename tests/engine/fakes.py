@@ -128,6 +128,8 @@ class MemoryStore:
         diagnosis: Diagnosis | None = None,
         plan: Plan | None = None,
         reason: str | None = None,
+        deadline: datetime | None = None,
+        remind_at: datetime | None = None,
     ) -> Incident | None:
         if not can_transition(expected, new):
             raise ValueError(f"{expected} -> {new} is not a transition")
@@ -135,7 +137,14 @@ class MemoryStore:
         if current.state is not expected:
             return None
         changes: dict[str, Any] = {"state": new, "updated_at": self.clock.now()}
-        for name, value in (("diagnosis", diagnosis), ("plan", plan), ("reason", reason)):
+        given = (
+            ("diagnosis", diagnosis),
+            ("plan", plan),
+            ("reason", reason),
+            ("deadline", deadline),
+            ("remind_at", remind_at),
+        )
+        for name, value in given:
             if value is not None:
                 changes[name] = value
         moved = current.model_copy(update=changes)
@@ -182,6 +191,31 @@ class MemoryStore:
             successes=sum(o.success for o in mine),
             median_seconds=statistics.median(o.seconds for o in mine) if mine else None,
         )
+
+    async def due_to_expire(self, now: datetime) -> list[Incident]:
+        return [
+            i
+            for i in self.incidents.values()
+            if i.state is IncidentState.AWAITING_APPROVAL and i.deadline and i.deadline <= now
+        ]
+
+    async def due_for_reminder(self, now: datetime) -> list[Incident]:
+        return [
+            i
+            for i in self.incidents.values()
+            if i.state is IncidentState.AWAITING_APPROVAL
+            and i.remind_at
+            and i.remind_at <= now
+            and not i.reminded
+        ]
+
+    async def mark_reminded(self, incident_id: int) -> bool:
+        if self.incidents[incident_id].reminded:
+            return False
+        self.incidents[incident_id] = self.incidents[incident_id].model_copy(
+            update={"reminded": True}
+        )
+        return True
 
     async def paused(self) -> Pause | None:
         return self.pause

@@ -394,3 +394,26 @@ async def test_an_alert_that_cleared_after_approval_does_not_run(world):
     await w.healer.execution.run(incident.id)
     assert w.store.incidents[incident.id].state is S.AUTO_RESOLVED
     assert w.executor.runs == 0
+
+
+async def test_approvers_are_reminded_once_then_the_plan_expires(world):
+    w = world()
+    incident = await w.open(w.alert())
+    assert incident.deadline is not None and incident.remind_at < incident.deadline
+    await w.healer.tick()
+    assert w.notifier.kinds(incident.id) == ["Planned"], "nothing is due yet"
+    w.clock.current = incident.remind_at
+    await w.healer.tick()
+    await w.healer.tick()
+    assert w.notifier.kinds(incident.id).count("Reminder") == 1
+    reminder = w.notifier.thread[incident.id][-1]
+    assert set(reminder.approvers) == {"U0ONCALL", "U0SRE", "S0ONCALL"}
+    w.clock.current = incident.deadline
+    await w.healer.tick()
+    final = w.store.incidents[incident.id]
+    assert final.state is S.EXPIRED and "No decision within 30 min" in final.reason
+    assert w.notifier.kinds(incident.id)[-1] == "Expired"
+    assert w.notifier.cards[incident.id][-1].state is S.EXPIRED
+    assert (await approve(w, incident)).state is S.EXPIRED
+    assert "already expired" in w.notifier.private[-1][2]
+    assert w.executor.runs == 0
