@@ -543,3 +543,59 @@ async def test_a_pending_approval_expires_even_across_a_restart(make_harness):
     assert (await h.slack.signed_post(late, "application/x-www-form-urlencoded")).status == 200
     await h.slack.wait_for(lambda: any("already expired" in m for m in told(h, APPROVER)))
     assert await h.grace.store.actions(incident.id) == []
+
+
+TIER3 = """
+playbooks:
+  - id: sqlite-wal-checkpoint-careful
+    title: Checkpoint the WAL, two people agreeing
+    treats: [sqlite_wal_too_large]
+    tier: 3
+    target: {executor: sqlite, from_label: db_path}
+    steps: [{action: wal_checkpoint, params: {mode: TRUNCATE}}]
+    checks: [{check: integrity_ok}]
+"""
+
+
+async def test_tier3_needs_two_different_approvers_and_never_the_requester(make_harness):
+    from bot.demo import MONITOR
+    from bot.settings import Approvers
+
+    h = await make_harness(
+        playbooks=TIER3, approvers=Approvers(tier3=[APPROVER, "U0LEAD", MONITOR])
+    )
+    await h.alert()  # posted by MONITOR: the requester
+    card = await h.card()
+    await h.click(card, user=MONITOR)
+    await h.slack.wait_for(lambda: any("raised this incident" in m for m in told(h, MONITOR)))
+    await h.click(card, user=APPROVER)
+    await settled(h)
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    assert incident.state is S.AWAITING_APPROVAL, "one approver is not enough for tier 3"
+    again = await h.slack.signed_post(
+        (await h.click(card, user=APPROVER)).request_body, "application/x-www-form-urlencoded"
+    )
+    assert again.status == 200
+    await h.slack.wait_for(lambda: any("already decided" in m for m in told(h, APPROVER)))
+    await h.click(card, user="U0LEAD")
+    assert (await h.finished(card)).state is S.RESOLVED
+    approvals = await h.grace.store.approvals(incident.id)
+    assert sorted(a.user for a in approvals) == sorted([APPROVER, "U0LEAD"])
+
+
+async def test_an_approval_for_a_plan_that_changed_is_refused(make_harness):
+    h = await make_harness()
+    await h.alert()
+    card = await h.card()
+    await settled(h)
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    probe = await h.click(card, user=STRANGER)  # a real click, to replay as an old card's
+    stale = probe.request_body.replace(incident.plan.hash, "0123456789abcdef").replace(
+        STRANGER, APPROVER
+    )
+    assert (await h.slack.signed_post(stale, "application/x-www-form-urlencoded")).status == 200
+    await h.slack.wait_for(lambda: any("plan changed" in m for m in told(h, APPROVER)))
+    await settled(h)
+    assert (await h.grace.store.get_incident(incident.id)).state is S.AWAITING_APPROVAL
+    refused = [e for e in await h.grace.store.audit_entries() if e.action == "approval.refused"]
+    assert any(e.actor == APPROVER and "plan changed" in e.detail["why"] for e in refused)
