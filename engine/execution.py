@@ -66,16 +66,9 @@ class Execution:
             await self.narrator.tell(approved, Held(pause=pause))
             return None
         if approved.firing_count == 0:
-            cleared = await self.store.transition(
-                incident_id,
-                S.APPROVED,
-                S.AUTO_RESOLVED,
-                actor=GRACE,
-                reason="The alert resolved after approval, before anything ran.",
+            await self.end_cleared(
+                approved, "The alert resolved after approval, before anything ran."
             )
-            if cleared is not None:
-                await self.narrator.tell(cleared, Cleared())
-                await self.narrator.show(cleared)
             return None
         incident = await self.store.transition(incident_id, S.APPROVED, S.EXECUTING, actor=GRACE)
         if incident is None:
@@ -103,6 +96,16 @@ class Execution:
             incident = await self._roll_back(executor, incident, snapshots, why)
         await self._learn(incident, plan, time.monotonic() - started)
         return incident
+
+    async def end_cleared(self, incident: Incident, reason: str) -> Incident | None:
+        """End an incident whose alert cleared before anything was done to its target."""
+        cleared = await self.store.transition(
+            incident.id, incident.state, S.AUTO_RESOLVED, actor=GRACE, reason=reason
+        )
+        if cleared is not None:
+            await self.narrator.tell(cleared, Cleared())
+            await self.narrator.show(cleared)
+        return cleared
 
     async def _measure(self, executor: Executor, plan: Plan) -> list[float]:
         return [await executor.measure(b, plan.target) for b in plan.benchmarks]

@@ -22,7 +22,7 @@ from engine.models import Alert, Approval, Decision, Incident, IncidentState, In
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
 from engine.proposal import MANUAL, DryRun, Refused, dry_run, manual_request, propose
-from engine.story import Approved, Cleared, Expired, NeedsHuman, Planned, Rejected, Reminder
+from engine.story import Approved, Expired, NeedsHuman, Planned, Rejected, Reminder
 
 log = logging.getLogger(__name__)
 S = IncidentState
@@ -123,16 +123,13 @@ class Healer:
         if intake.all_clear:
             # The incident may have moved since its alert was stored: decide on it as it is now.
             current = await self.store.get_incident(incident.id)
-            if current is not None and current.state in _CLEARABLE:
-                cleared = await self.store.transition(
-                    current.id,
-                    current.state,
-                    S.AUTO_RESOLVED,
-                    actor=GRACE,
-                    reason="The alert resolved before GRACE acted.",
-                )
-                if cleared is not None:
-                    await self.narrator.tell(cleared, Cleared())
+            reason = "The alert resolved before GRACE acted."
+            if (
+                current is not None
+                and current.state in _CLEARABLE
+                and await self.execution.end_cleared(current, reason)
+            ):
+                return
         await self.narrator.show(incident)
 
     async def _open(self, incident: Incident) -> None:

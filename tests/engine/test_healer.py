@@ -9,7 +9,7 @@ S = IncidentState
 HEAL_STORY = ["Planned", "Approved", "SnapshotTaken", "StepFinished", "Verified", "Learned"]
 
 
-async def approve(w, incident, user="U0ONCALL", plan_hash=None):
+async def click_approve(w, incident, user="U0ONCALL", plan_hash=None):
     await w.healer.decide(
         incident_id=incident.id,
         plan_hash=plan_hash or incident.plan.hash,
@@ -17,6 +17,11 @@ async def approve(w, incident, user="U0ONCALL", plan_hash=None):
         decision=Decision.APPROVE,
         channel="C0ALERTS",
     )
+
+
+async def approve(w, incident, user="U0ONCALL", plan_hash=None):
+    """Approve and wait for whatever it set off to finish."""
+    await click_approve(w, incident, user, plan_hash)
     await w.healer.drain()
     return w.store.incidents[incident.id]
 
@@ -108,13 +113,7 @@ async def test_a_heal_under_way_is_not_cut_short_by_the_all_clear(world):
     w = world()
     w.executor.step_gate = asyncio.Event()
     incident = await w.open(w.alert())
-    await w.healer.decide(
-        incident_id=incident.id,
-        plan_hash=incident.plan.hash,
-        user="U0ONCALL",
-        decision=Decision.APPROVE,
-        channel="C0ALERTS",
-    )
+    await click_approve(w, incident)
     async with asyncio.timeout(2):  # the step has started: the target is being changed
         await w.executor.step_started.wait()
     await w.healer.receive([w.alert(status=AlertStatus.RESOLVED)], "resolved")
@@ -368,13 +367,7 @@ async def test_a_pause_mid_plan_lets_the_running_step_finish_then_rolls_back(wor
     w = world()
     w.executor.step_gate = asyncio.Event()
     incident = await w.open(w.alert())
-    await w.healer.decide(
-        incident_id=incident.id,
-        plan_hash=incident.plan.hash,
-        user="U0ONCALL",
-        decision=Decision.APPROVE,
-        channel="C0ALERTS",
-    )
+    await click_approve(w, incident)
     async with asyncio.timeout(2):
         await w.executor.step_started.wait()
     await w.healer.pause("U0LEAD", "stop everything")
