@@ -33,7 +33,7 @@ playbooks:
     target: {{executor: fake, from_label: thing}}
     steps:
       - {{action: fix, timeout: {timeout}}}
-    checks:
+{more_steps}    checks:
       - {{check: fixed}}
     benchmarks:
       - {{benchmark: speed, tolerance: 0.5}}
@@ -43,10 +43,13 @@ playbooks:
 class World:
     """A healer wired to in-memory fakes, with helpers to speak to it."""
 
-    def __init__(self, tmp_path: Path, tier: int, timeout: float = 5, approval: str = "") -> None:
+    def __init__(
+        self, tmp_path: Path, tier: int, timeout: float = 5, approval: str = "", steps: int = 1
+    ) -> None:
         folder = tmp_path / f"playbooks-{tier}"
         folder.mkdir()
-        text = PLAYBOOK.format(tier=tier, timeout=timeout, approval=approval)
+        more_steps = f"      - {{action: fix, timeout: {timeout}}}\n" * (steps - 1)
+        text = PLAYBOOK.format(tier=tier, timeout=timeout, approval=approval, more_steps=more_steps)
         (folder / "thing.yml").write_text(text)
         self.clock = FixedClock()
         self.store = MemoryStore(self.clock)
@@ -101,4 +104,6 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Callable[..., World]:
-    return lambda tier=2, timeout=5, approval="": World(tmp_path, tier, timeout, approval)
+    return lambda tier=2, timeout=5, approval="", steps=1: World(
+        tmp_path, tier, timeout, approval, steps
+    )

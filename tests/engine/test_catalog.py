@@ -25,7 +25,7 @@ def error_for(tmp_path: Path, text: str) -> CatalogError:
 
 
 def good(tier: int = 2, approval: str = "") -> str:
-    return PLAYBOOK.format(tier=tier, timeout=5, approval=approval)
+    return PLAYBOOK.format(tier=tier, timeout=5, approval=approval, more_steps="")
 
 
 def test_builtins_load_with_the_sqlite_executor():

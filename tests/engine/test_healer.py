@@ -364,18 +364,19 @@ async def test_a_plan_approved_before_the_pause_waits_and_runs_on_resume(world):
 
 
 async def test_a_pause_mid_plan_lets_the_running_step_finish_then_rolls_back(world):
-    w = world()
+    w = world(steps=2)
     w.executor.step_gate = asyncio.Event()
     incident = await w.open(w.alert())
     await click_approve(w, incident)
     async with asyncio.timeout(2):
         await w.executor.step_started.wait()
     await w.healer.pause("U0LEAD", "stop everything")
-    w.executor.step_gate.set()
+    w.executor.step_gate.set()  # the running step finishes its call
     await w.healer.drain()
-    # one step only in this playbook: it finished, and verification found it fixed
-    assert w.executor.runs == 1
-    assert w.store.incidents[incident.id].state is S.RESOLVED
+    final = w.store.incidents[incident.id]
+    assert w.executor.runs == 1, "the second step never started"
+    assert final.state is S.ROLLED_BACK and "paused by U0LEAD before `fix`" in final.reason
+    assert w.executor.restores == 1 and w.executor.state == {"value": "broken"}
 
 
 async def test_an_alert_that_cleared_after_approval_does_not_run(world):
