@@ -36,10 +36,6 @@ class IncidentState(StrEnum):
     INTERRUPTED = "interrupted"
 
     @property
-    def terminal(self) -> bool:
-        return not TRANSITIONS[self]
-
-    @property
     def holds_group(self) -> bool:
         """New alerts of its group join it. Only a finished incident lets a new one open:
         one waiting on people (needs_human, safe_hold, interrupted) keeps its group."""

@@ -12,11 +12,6 @@ from storage.db import time_text
 PAUSE = "pause"
 
 
-def read_pause(conn: sqlite3.Connection) -> Pause | None:
-    row = conn.execute("SELECT value FROM controls WHERE name = ?", (PAUSE,)).fetchone()
-    return None if row is None else Pause.model_validate_json(row[0])
-
-
 def write_pause(conn: sqlite3.Connection, pause: Pause | None, actor: str, now: datetime) -> None:
     """Set or lift the pause and append its audit row, in the caller's transaction."""
     if pause is None:

@@ -241,23 +241,6 @@ class SqliteStore:
             self._on_state(new)
         return moved
 
-    async def set_card(self, incident_id: int, channel: str, ts: str) -> Incident:
-        """Record the incident's live card (the outbox's mark_sent does this for
-        delivered cards; this is for cards posted some other way)."""
-        now_text = time_text(self._clock.now())
-
-        def op(conn: sqlite3.Connection) -> Incident:
-            cursor = conn.execute(
-                "UPDATE incidents SET channel = ?, card_ts = ?, updated_at = ? WHERE id = ?",
-                (channel, ts, now_text, incident_id),
-            )
-            incident = read_incident(conn, incident_id) if cursor.rowcount == 1 else None
-            if incident is None:
-                raise LookupError(f"no incident {incident_id}")
-            return incident
-
-        return await self._write(op)
-
     async def list_incidents(
         self, limit: int = 20, states: Iterable[IncidentState] | None = None
     ) -> list[Incident]:
@@ -334,20 +317,6 @@ class SqliteStore:
             f"{INCIDENT_SELECT} WHERE i.fingerprint = ? AND {ACTIVE}", (fingerprint,)
         )
         return None if row is None else incident_from_row(row)
-
-    async def claim_delivery(self, delivery_key: str) -> bool:
-        """Record a Slack delivery (retry, double click); False if it was seen before."""
-        now_text = time_text(self._clock.now())
-
-        def op(conn: sqlite3.Connection) -> bool:
-            cursor = conn.execute(
-                "INSERT INTO deliveries (delivery_key, received_at) VALUES (?, ?)"
-                " ON CONFLICT (delivery_key) DO NOTHING",
-                (delivery_key, now_text),
-            )
-            return cursor.rowcount == 1
-
-        return await self._write(op)
 
     # -- approvals -------------------------------------------------------
 

@@ -66,13 +66,6 @@ async def test_a_failing_write_leaves_nothing_behind(
     with pytest.raises(RuntimeError, match="midway"):
         await store.writer.run(half_done)
     assert _counts(db_path) == before
-    # The writer goes on; the key was never taken.
-    assert await store.claim_delivery("k") is True
-
-
-async def test_claim_delivery_is_single_use(store: SqliteStore) -> None:
-    assert await store.claim_delivery("slack:btn:123") is True
-    assert await store.claim_delivery("slack:btn:123") is False
 
 
 # -- transitions ---------------------------------------------------------
@@ -208,17 +201,17 @@ async def test_two_replicas_on_one_file_exactly_one_wins(
 # -- cards and listing ---------------------------------------------------
 
 
-async def test_set_card_and_find_incident_by_card(
+async def test_a_delivered_card_is_found_by_its_channel_and_ts(
     store: SqliteStore, make_alert: Callable[..., Alert]
 ) -> None:
-    inc = await open_incident(store, make_alert(channel=None), "d-1")
-    assert inc is not None and inc.channel is None
-    carded = await store.set_card(inc.id, "C0ALERTS", "1700000000.000100")
-    assert (carded.channel, carded.card_ts) == ("C0ALERTS", "1700000000.000100")
-    assert await store.incident_for_card("C0ALERTS", "1700000000.000100") == carded
+    inc = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
+    assert inc is not None and inc.card_ts is None
+    item = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=inc.id)
+    await store.mark_sent(item, "1700000000.000100")
+    carded = await store.incident_for_card("C0ALERTS", "1700000000.000100")
+    assert carded is not None and (carded.id, carded.card_ts) == (inc.id, "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
     assert await store.incident_for_card("C0OTHER", "1700000000.000100") is None
-    with pytest.raises(LookupError):
-        await store.set_card(999, "C0ALERTS", "1.2")
 
 
 async def test_list_incidents_newest_first_and_by_state(
