@@ -8,6 +8,8 @@ would do, touching nothing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -26,75 +28,71 @@ FOREIGN = "That button is not one of GRACE's; nothing was done."
 
 
 def register(app: AsyncApp, healer: Healer) -> None:
-    app.action(ActionId.APPROVE)(_approver(healer))
-    app.action(ActionId.REJECT)(_rejecter(healer))
-    app.action(ActionId.DRY_RUN)(_dry_runner(healer))
+    app.action(ActionId.APPROVE)(_card_click(healer, _approve))
+    app.action(ActionId.REJECT)(_card_click(healer, _ask_why))
+    app.action(ActionId.DRY_RUN)(_card_click(healer, _dry_run_click))
 
 
-def _clicked(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, CardButton | None]:
-    """Who clicked, in which channel, and the button's value (None if not GRACE's)."""
-    user, channel = body["user"]["id"], body["channel"]["id"]
-    try:
-        return user, channel, CardButton.decode(str(action.get("value", "")))
-    except ValueError:
-        return user, channel, None
+@dataclass(frozen=True)
+class Click:
+    """One click on a card button whose value GRACE wrote."""
+
+    user: str
+    channel: str
+    button: CardButton
+    trigger_id: str
 
 
-def _approver(healer: Healer) -> Any:
-    async def on_approve(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        user, channel, button = _clicked(body, action)
-        if button is None:
-            healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
-            return
-        healer.spawn(
-            healer.decide(
-                incident_id=button.incident_id,
-                plan_hash=button.plan_hash,
-                user=user,
-                decision=Decision.APPROVE,
-                channel=channel,
-            )
-        )
-
-    return on_approve
+OnClick = Callable[[Healer, Click, AsyncWebClient], Awaitable[None]]
 
 
-def _rejecter(healer: Healer) -> Any:
-    async def on_reject(
+def _card_click(healer: Healer, then: OnClick) -> Any:
+    """Ack at once; answer a value GRACE did not write privately; else hand the click on."""
+
+    async def on_click(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
     ) -> None:
         await ack()
-        user, channel, button = _clicked(body, action)
-        if button is None:
-            healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
-            return
-        # The trigger_id lives for 3 s: the modal opens before anything else is done.
-        form = RejectForm(button.incident_id, button.plan_hash, channel)
+        user, channel = body["user"]["id"], body["channel"]["id"]
         try:
-            await client.views_open(trigger_id=body["trigger_id"], view=reject_modal(form))
-        except SlackApiError as exc:
-            error = str(exc.response.get("error", "unknown error"))
-            log.warning("could not open the rejection form for %s: %s", user, error)
-            why = (
-                f"Slack would not open the rejection form ({escape(error)}); nothing was "
-                "rejected. Click Reject again."
-            )
-            healer.spawn(healer.narrator.tell_user(channel, user, why))
-
-    return on_reject
-
-
-def _dry_runner(healer: Healer) -> Any:
-    async def on_dry_run(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
-        await ack()
-        user, channel, button = _clicked(body, action)
-        if button is None:
+            button = CardButton.decode(str(action.get("value", "")))
+        except ValueError:
             healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
             return
-        healer.spawn(_dry_run(healer, button, channel, user))
+        await then(healer, Click(user, channel, button, str(body.get("trigger_id", ""))), client)
 
-    return on_dry_run
+    return on_click
+
+
+async def _approve(healer: Healer, click: Click, client: AsyncWebClient) -> None:
+    healer.spawn(
+        healer.decide(
+            incident_id=click.button.incident_id,
+            plan_hash=click.button.plan_hash,
+            user=click.user,
+            decision=Decision.APPROVE,
+            channel=click.channel,
+        )
+    )
+
+
+async def _ask_why(healer: Healer, click: Click, client: AsyncWebClient) -> None:
+    # The trigger_id lives for 3 s: the modal opens before anything else is done.
+    form = RejectForm(click.button.incident_id, click.button.plan_hash, click.channel)
+    try:
+        await client.views_open(trigger_id=click.trigger_id, view=reject_modal(form))
+    except SlackApiError as exc:
+        error = str(exc.response.get("error", "unknown error"))
+        log.warning("could not open the rejection form for %s: %s", click.user, error)
+        why = (
+            f"Slack would not open the rejection form ({escape(error)}); nothing was "
+            "rejected. Click Reject again."
+        )
+        healer.spawn(healer.narrator.tell_user(click.channel, click.user, why))
+
+
+async def _dry_run_click(healer: Healer, click: Click, client: AsyncWebClient) -> None:
+    healer.spawn(_dry_run(healer, click.button, click.channel, click.user))
 
 
 async def _dry_run(healer: Healer, button: CardButton, channel: str, user: str) -> None:
