@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 
 from engine.intake.limits import MAX_NAME, cap_pairs, cap_text
 from engine.intake.slack_format import AlertParts, SlackMessage, is_web_url, unformat
-from engine.models import Alert, AlertStatus
+from engine.models import AlertStatus
 
 _STATUS = re.compile(r"^\s*\[(FIRING|RESOLVED)(?::\d+)?\]\s*", re.IGNORECASE)
 _LABEL = re.compile(r'(?<![^\s,;(\[])([A-Za-z_][A-Za-z0-9_.-]*)=("(?:[^"\\]|\\.)*"|[^\s,;)\]]+)')
@@ -46,36 +45,6 @@ def parse(message: SlackMessage) -> AlertParts | None:
         severity=found.labels.get("severity"),
         labels=found.labels,
         link=link,
-    )
-
-
-def parse_message(
-    text: str,
-    *,
-    channel: str,
-    ts: str,
-    reporter: str | None,
-    received_at: datetime,
-) -> Alert | None:
-    """The alert in a message's plain `text`, or None.
-
-    Kept for callers that only have the text; engine.intake.slack's
-    parse_slack_message reads whole events (blocks, attachments, integrations).
-    """
-    found = _read(text)
-    if found is None:
-        return None
-    return Alert(
-        source="slack",
-        source_key=f"{channel}/{ts}",
-        name=found.name,
-        status=found.status,
-        severity=found.labels.get("severity"),
-        labels=found.labels,
-        text=cap_text(text),
-        channel=channel,
-        reporter=reporter,
-        received_at=received_at,
     )
 
 
