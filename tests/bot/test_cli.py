@@ -39,21 +39,29 @@ def test_a_bad_variable_is_named(monkeypatch, capsys):
     assert "GRACE_PORT: Input should be a valid integer" in capsys.readouterr().err
 
 
-def test_check_names_the_playbook_file_line_and_field(monkeypatch, tmp_path, capsys):
+def check_with_playbook(monkeypatch, tmp_path, capsys, name: str, yaml: str, config: str = ""):
+    """`grace check` with one user playbook file; returns its exit code, stderr and path."""
     folder = tmp_path / "playbooks"
     folder.mkdir()
-    (folder / "mine.yml").write_text(
+    (folder / name).write_text(yaml)
+    (tmp_path / "grace.yml").write_text(f"playbook_dirs: [{folder}]\n{config}")
+    monkeypatch.setenv("GRACE_CONFIG", str(tmp_path / "grace.yml"))
+    return main(["check"]), capsys.readouterr().err, folder / name
+
+
+def test_check_names_the_playbook_file_line_and_field(monkeypatch, tmp_path, capsys):
+    code, err, path = check_with_playbook(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "mine.yml",
         "playbooks:\n  - id: mine\n    title: Mine\n    treats: [sqlite_wal_too_large]\n"
         "    tier: 2\n    target: {executor: sqlite, from_label: db_path}\n"
         "    steps: [{action: wal_checkpoint, params: {mode: SOMETIMES}}]\n"
-        "    checks: [{check: integrity_ok}]\n"
+        "    checks: [{check: integrity_ok}]\n",
     )
-    config = tmp_path / "grace.yml"
-    config.write_text(f"playbook_dirs: [{folder}]\n")
-    monkeypatch.setenv("GRACE_CONFIG", str(config))
-    assert main(["check"]) == EXIT_CONFIG
-    err = capsys.readouterr().err
-    assert f"{folder / 'mine.yml'}:7: playbooks[0].steps[0].params.mode:" in err
+    assert code == EXIT_CONFIG
+    assert f"{path}:7: playbooks[0].steps[0].params.mode:" in err
 
 
 def test_a_wrong_key_in_the_config_file_is_named(monkeypatch, tmp_path, capsys):
@@ -177,20 +185,19 @@ async def test_run_serves_until_sigterm_then_exits_cleanly(devslack, tmp_path):
 
 
 def test_a_playbook_widening_its_tiers_approvers_is_refused(monkeypatch, tmp_path, capsys):
-    folder = tmp_path / "playbooks"
-    folder.mkdir()
-    (folder / "wide.yml").write_text(
+    code, err, path = check_with_playbook(
+        monkeypatch,
+        tmp_path,
+        capsys,
+        "wide.yml",
         "playbooks:\n  - id: wide\n    title: Wide\n    treats: [sqlite_wal_too_large]\n"
         "    tier: 2\n    target: {executor: sqlite, from_label: db_path}\n"
         "    steps: [{action: wal_checkpoint}]\n    checks: [{check: integrity_ok}]\n"
-        "    approval: {approvers: [U0ONCALL, U0INTERN]}\n"
+        "    approval: {approvers: [U0ONCALL, U0INTERN]}\n",
+        config="approvers: {tier2: [U0ONCALL]}\n",
     )
-    config = tmp_path / "grace.yml"
-    config.write_text(f"playbook_dirs: [{folder}]\napprovers: {{tier2: [U0ONCALL]}}\n")
-    monkeypatch.setenv("GRACE_CONFIG", str(config))
-    assert main(["check"]) == EXIT_CONFIG
-    err = capsys.readouterr().err
-    assert f"{folder / 'wide.yml'}: wide: approver U0INTERN is not on approvers.tier2" in err
+    assert code == EXIT_CONFIG
+    assert f"{path}: wide: approver U0INTERN is not on approvers.tier2" in err
 
 
 def test_audit_export_writes_json_lines_since_a_time(tmp_path, capsys):
