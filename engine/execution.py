@@ -81,8 +81,7 @@ class Execution:
         snapshots: list[Snapshot] = []
         try:
             before = await self._measure(executor, plan)
-            snapshots.append(await self._snapshot(executor, incident))
-            await self._steps(executor, incident)
+            await self._steps(executor, incident, snapshots)
             incident = await self._move(incident, S.VERIFYING)
             verification = await self._verify(executor, incident, before)
             if verification.ok:
@@ -117,16 +116,22 @@ class Execution:
         await self.narrator.tell(incident, SnapshotTaken(snapshot=snapshot))
         return snapshot
 
-    async def _steps(self, executor: Executor, incident: Incident) -> None:
+    async def _steps(
+        self, executor: Executor, incident: Incident, snapshots: list[Snapshot]
+    ) -> None:
+        """Each step gets a snapshot taken just before it, so rollback can undo
+        the steps one by one, newest first."""
         assert incident.plan is not None
         for step in incident.plan.steps:
             pause = await self.store.paused()
             if pause is not None:  # the running step finished; nothing new starts
                 raise _Failed(f"GRACE was paused by {pause.by} before `{step.action}`")
+            snapshot = await self._snapshot(executor, incident)
+            snapshots.append(snapshot)
             started = time.monotonic()
             try:
                 async with asyncio.timeout(step.timeout_s):
-                    result = await executor.run(step, incident.plan.target)
+                    result = await executor.run(step, incident.plan.target, snapshot)
             except TimeoutError:
                 result = StepResult(
                     action=step.action,

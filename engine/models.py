@@ -232,6 +232,9 @@ class Snapshot(Frozen):
     location: str
     size_bytes: int
     taken_at: datetime
+    state: dict[str, Any] = Field(
+        default_factory=dict, description="what the target was like, when a file cannot say"
+    )
 
 
 class StepResult(Frozen):

@@ -145,6 +145,12 @@ class TargetRefused(Exception):
     """A target named by an alert that no allowlist entry permits."""
 
 
+class TransientError(Exception):
+    """A failure worth trying again: a lock held elsewhere, a refused connection,
+    a 503. Executors raise it (from the original error) so the resilience layer
+    retries these and nothing else: a wrong parameter fails at once."""
+
+
 @dataclass(frozen=True)
 class ExecutorSpec:
     """What an executor can do, with a parameter model for each, so a playbook
@@ -169,7 +175,9 @@ class Executor(Protocol):
 
     async def snapshot(self, target: Target, incident_id: int) -> Snapshot: ...
 
-    async def run(self, step: PlannedStep, target: Target) -> StepResult: ...
+    async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
+        """Carry out one step. `snapshot` was taken just before it, for this step:
+        an executor that deletes (files) moves what it deletes into its location."""
 
     async def check(self, check: PlannedCheck, target: Target) -> CheckResult: ...
 

@@ -381,10 +381,11 @@ class SqliteStore:
             snapshot.location,
             snapshot.size_bytes,
             time_text(snapshot.taken_at),
+            canonical_json(snapshot.state),
         )
         await self._execute(
             "INSERT INTO snapshots (incident_id, target_executor, target_name, location,"
-            " size_bytes, taken_at) VALUES (?, ?, ?, ?, ?, ?)",
+            " size_bytes, taken_at, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
             params,
             audit=(
                 "snapshot.taken",
@@ -404,6 +405,7 @@ class SqliteStore:
                 location=row["location"],
                 size_bytes=row["size_bytes"],
                 taken_at=parse_time(row["taken_at"]),
+                state=json.loads(row["state"]),
             )
             for row in rows
         ]

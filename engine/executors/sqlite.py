@@ -35,7 +35,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused
+from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
 
 EXECUTOR_NAME = "sqlite"
 
@@ -237,7 +237,7 @@ class SqliteExecutor:
 
     # -- actions -----------------------------------------------------------
 
-    async def run(self, step: PlannedStep, target: Target) -> StepResult:
+    async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
         _own(target)
         model = _lookup(self.spec.actions, "action", step.action)
         params = model.model_validate(step.params)
@@ -482,10 +482,10 @@ def _set_deadline(conn: sqlite3.Connection, seconds: float) -> None:
 
 
 def _reraise_transient(exc: sqlite3.Error) -> None:
-    """A lock held elsewhere is not a failed check: let it raise so the
-    caller's retry policy can try again."""
+    """A lock held elsewhere is not a failed check: raise it as transient so
+    the resilience layer tries again."""
     if getattr(exc, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
-        raise exc
+        raise TransientError(f"{exc} (a lock is held elsewhere)") from exc
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -319,7 +319,7 @@ class FakeExecutor:
             taken_at=datetime(2026, 11, 24, tzinfo=UTC),
         )
 
-    async def run(self, step: PlannedStep, target: Target) -> StepResult:
+    async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
         self.runs += 1
         self.step_started.set()
         if self.step_gate is not None:

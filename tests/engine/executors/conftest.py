@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine.executors.sqlite import SqliteExecutor
-from engine.models import Target
+from engine.models import Snapshot, Target
 
 BATCHES = 10
 ROWS_PER_BATCH = 2_000
@@ -25,6 +25,17 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.current
+
+
+def step_snapshot(target: Target, location: str = "") -> Snapshot:
+    """The snapshot a step receives, for executors that do not use it."""
+    return Snapshot(
+        incident_id=1,
+        target=target,
+        location=location,
+        size_bytes=0,
+        taken_at=datetime(2026, 11, 24, 3, 0, 0, tzinfo=UTC),
+    )
 
 
 def payload(i: int) -> str:

@@ -18,7 +18,13 @@ import pytest
 from engine.executors.sqlite import SqliteExecutor
 from engine.models import PlannedBenchmark, PlannedCheck, PlannedStep, Snapshot, Target
 from engine.ports import Executor, TargetRefused
-from tests.engine.executors.conftest import BloatedDb, FixedClock, fingerprint, wal_size
+from tests.engine.executors.conftest import (
+    BloatedDb,
+    FixedClock,
+    fingerprint,
+    step_snapshot,
+    wal_size,
+)
 
 READER = """
 import sqlite3, sys
@@ -118,7 +124,9 @@ async def test_truncate_checkpoint_empties_wal_and_keeps_every_row(
     before = fingerprint(bloated_db.path)
     assert before[0] == bloated_db.next_id
 
-    result = await executor.run(checkpoint("TRUNCATE"), bloated_db.target)
+    result = await executor.run(
+        checkpoint("TRUNCATE"), bloated_db.target, step_snapshot(bloated_db.target)
+    )
 
     assert result.ok, result.detail
     assert "succeeded" in result.detail
@@ -140,7 +148,11 @@ async def test_checkpoint_blocked_by_a_reader_in_another_process_is_not_success(
         # Commits after the reader's snapshot: frames it still needs the WAL for.
         bloated_db.insert(500)
         expected = fingerprint(bloated_db.path)
-        result = await executor.run(checkpoint("TRUNCATE", timeout_s=0.3), bloated_db.target)
+        result = await executor.run(
+            checkpoint("TRUNCATE", timeout_s=0.3),
+            bloated_db.target,
+            step_snapshot(bloated_db.target),
+        )
 
         assert not result.ok
         assert "busy" in result.detail
@@ -154,7 +166,9 @@ async def test_checkpoint_blocked_by_a_reader_in_another_process_is_not_success(
 
     assert fingerprint(bloated_db.path) == expected
     # Once the reader is gone the same step succeeds: the reader was the cause.
-    retry = await executor.run(checkpoint("TRUNCATE"), bloated_db.target)
+    retry = await executor.run(
+        checkpoint("TRUNCATE"), bloated_db.target, step_snapshot(bloated_db.target)
+    )
     assert retry.ok, retry.detail
     assert wal_size(bloated_db.path) == 0
     assert fingerprint(bloated_db.path) == expected
@@ -165,7 +179,9 @@ async def test_passive_checkpoint_that_leaves_frames_is_not_success(
 ) -> None:
     with reader_in_other_process(bloated_db.path):
         bloated_db.insert(500)
-        result = await executor.run(checkpoint("PASSIVE"), bloated_db.target)
+        result = await executor.run(
+            checkpoint("PASSIVE"), bloated_db.target, step_snapshot(bloated_db.target)
+        )
 
     assert not result.ok
     assert "succeeded" not in result.detail
@@ -178,7 +194,7 @@ async def test_checkpoint_refuses_a_database_not_in_wal_mode(
     before = fingerprint(plain_db)
     target = Target(executor="sqlite", name=str(plain_db))
 
-    result = await executor.run(checkpoint(), target)
+    result = await executor.run(checkpoint(), target, step_snapshot(target))
 
     assert not result.ok
     assert "not WAL" in result.detail
@@ -192,7 +208,8 @@ async def test_run_on_a_vanished_database_does_not_create_it(
 ) -> None:
     gone = data_dir / "gone.db"
     with pytest.raises(sqlite3.OperationalError):
-        await executor.run(checkpoint(), Target(executor="sqlite", name=str(gone)))
+        gone_target = Target(executor="sqlite", name=str(gone))
+        await executor.run(checkpoint(), gone_target, step_snapshot(gone_target))
     assert not gone.exists()
 
 
@@ -580,7 +597,7 @@ async def test_run_rejects_unknown_actions_and_bad_params(
     executor: SqliteExecutor, bloated_db: BloatedDb, step: PlannedStep
 ) -> None:
     with pytest.raises(ValueError):
-        await executor.run(step, bloated_db.target)
+        await executor.run(step, bloated_db.target, step_snapshot(bloated_db.target))
     assert wal_size(bloated_db.path) > 0
 
 
@@ -629,6 +646,6 @@ async def test_refuses_a_target_of_another_executor(
 ) -> None:
     foreign = Target(executor="files", name=str(bloated_db.path))
     with pytest.raises(ValueError, match="not sqlite"):
-        await executor.run(checkpoint(), foreign)
+        await executor.run(checkpoint(), foreign, step_snapshot(foreign))
     with pytest.raises(ValueError, match="not sqlite"):
         await executor.snapshot(foreign, incident_id=1)
