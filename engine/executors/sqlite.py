@@ -17,14 +17,22 @@ import re
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime
-from fnmatch import fnmatchcase
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from engine.executors.common import (
+    Params,
+    glob_matches,
+    human_size,
+    lookup,
+    own,
+    shorten,
+    utc,
+)
 from engine.models import (
     Availability,
     CheckResult,
@@ -44,29 +52,22 @@ _MIN_SQLITE = (3, 8, 8)
 _MAX_PROBLEMS_SHOWN = 5
 
 
-class _Params(BaseModel):
-    """Strict and closed: a playbook with a typo or a string where a number
-    belongs fails when it is loaded, not halfway through a heal."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
-
-
-class WalCheckpointParams(_Params):
+class WalCheckpointParams(Params):
     mode: Literal["PASSIVE", "FULL", "RESTART", "TRUNCATE"] = "TRUNCATE"
 
 
-class WalSizeAtMostParams(_Params):
+class WalSizeAtMostParams(Params):
     bytes: int = Field(ge=0)
 
 
-class IntegrityOkParams(_Params):
+class IntegrityOkParams(Params):
     pass
 
 
 _SELECT_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
 
 
-class ScalarAtLeastParams(_Params):
+class ScalarAtLeastParams(Params):
     query: str
     value: float
 
@@ -80,7 +81,7 @@ class ScalarAtLeastParams(_Params):
         return query
 
 
-class ReadLatencyParams(_Params):
+class ReadLatencyParams(Params):
     repeat: int = Field(default=20, ge=1, le=1000)
 
 
@@ -131,7 +132,7 @@ class SqliteExecutor:
         if not os.path.isabs(value):
             raise TargetRefused(f"sqlite target {shown} refused: not an absolute path")
         real = os.path.realpath(value)
-        if not any(_glob_matches(real, pattern) for pattern in allowlist):
+        if not any(glob_matches(real, pattern) for pattern in allowlist):
             raise TargetRefused(
                 f"sqlite target {shown} (resolves to {real!r}) is not in the sqlite allowlist"
             )
@@ -178,7 +179,7 @@ class SqliteExecutor:
         Unlike copying the file, the backup reads through SQLite, so it is a
         consistent copy that includes commits still only in the WAL.
         """
-        _own(target)
+        own(EXECUTOR_NAME, target)
         taken_at = self._clock.now()
         location, size = await asyncio.to_thread(
             self._snapshot_sync, Path(target.name), incident_id, taken_at
@@ -217,7 +218,7 @@ class SqliteExecutor:
         Writing through a connection to the target (rather than replacing the
         file) keeps its WAL, locks and other open connections consistent.
         """
-        _own(snapshot.target)
+        own(EXECUTOR_NAME, snapshot.target)
         await asyncio.to_thread(
             self._restore_sync, Path(snapshot.location), Path(snapshot.target.name)
         )
@@ -238,8 +239,8 @@ class SqliteExecutor:
     # -- actions -----------------------------------------------------------
 
     async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
-        _own(target)
-        model = _lookup(self.spec.actions, "action", step.action)
+        own(EXECUTOR_NAME, target)
+        model = lookup(EXECUTOR_NAME, self.spec.actions, "action", step.action)
         params = model.model_validate(step.params)
         if not isinstance(params, WalCheckpointParams):  # pragma: no cover - one action
             raise ValueError(f"sqlite action {step.action!r} has no implementation")
@@ -267,7 +268,7 @@ class SqliteExecutor:
                 f"PRAGMA wal_checkpoint({mode})"
             ).fetchone()
         after = _wal_size(db)
-        sizes = f"WAL {_human(before)} before, {_human(after)} after"
+        sizes = f"WAL {human_size(before)} before, {human_size(after)} after"
         remaining = max(log_frames - done_frames, 0)
         if busy:
             left = (
@@ -289,8 +290,8 @@ class SqliteExecutor:
     # -- checks ------------------------------------------------------------
 
     async def check(self, check: PlannedCheck, target: Target) -> CheckResult:
-        _own(target)
-        model = _lookup(self.spec.checks, "check", check.check)
+        own(EXECUTOR_NAME, target)
+        model = lookup(EXECUTOR_NAME, self.spec.checks, "check", check.check)
         params = model.model_validate(check.params)
         db = Path(target.name)
         if isinstance(params, WalSizeAtMostParams):
@@ -315,7 +316,7 @@ class SqliteExecutor:
         return True, "integrity_check: ok"
 
     def _scalar_sync(self, db: Path, query: str, threshold: float) -> tuple[bool, str]:
-        shown = _shorten(query)
+        shown = shorten(query)
         try:
             with self._connect(db, mode="ro") as conn:
                 # Belt and braces with mode=ro: the query may only read.
@@ -338,8 +339,8 @@ class SqliteExecutor:
 
     async def measure(self, benchmark: PlannedBenchmark, target: Target) -> float:
         """Median seconds to count every user table: a full read of the data."""
-        _own(target)
-        model = _lookup(self.spec.benchmarks, "benchmark", benchmark.benchmark)
+        own(EXECUTOR_NAME, target)
+        model = lookup(EXECUTOR_NAME, self.spec.benchmarks, "benchmark", benchmark.benchmark)
         params = model.model_validate(benchmark.params)
         if not isinstance(params, ReadLatencyParams):  # pragma: no cover - one benchmark
             raise ValueError(f"sqlite benchmark {benchmark.benchmark!r} has no implementation")
@@ -381,43 +382,10 @@ class SqliteExecutor:
 # -- helpers -------------------------------------------------------------------
 
 
-def _own(target: Target) -> None:
-    if target.executor != EXECUTOR_NAME:
-        raise ValueError(f"target {target.name!r} belongs to {target.executor!r}, not sqlite")
-
-
-def _lookup(table: Mapping[str, type[BaseModel]], kind: str, name: str) -> type[BaseModel]:
-    model = table.get(name)
-    if model is None:
-        known = ", ".join(sorted(table))
-        raise ValueError(f"unknown sqlite {kind} {name!r}; known: {known}")
-    return model
-
-
-def _glob_matches(real: str, pattern: str) -> bool:
-    """Match the realpath against the glob as written and against the glob
-    with its directory part realpathed, so an allowlisted directory that is
-    itself behind a symlink still matches its own files."""
-    if not os.path.isabs(pattern):
-        return False
-    resolved = os.path.join(os.path.realpath(os.path.dirname(pattern)), os.path.basename(pattern))
-    return any(_match_segments(real, p) for p in {pattern, resolved})
-
-
-def _match_segments(path: str, pattern: str) -> bool:
-    """fnmatch per path segment: unlike plain fnmatch, `*` never crosses a
-    `/`, so "/srv/app/*.db" does not also allow "/srv/app/cache/x.db"."""
-    path_parts = path.split("/")
-    pattern_parts = os.path.normpath(pattern).split("/")
-    return len(path_parts) == len(pattern_parts) and all(
-        fnmatchcase(part, glob) for part, glob in zip(path_parts, pattern_parts, strict=True)
-    )
-
-
 def _reserve_snapshot_path(directory: Path, incident_id: int, db: Path, at: datetime) -> Path:
     """Claim a fresh snapshot name atomically, so two snapshots taken in the
     same second never overwrite each other."""
-    stamp = _utc(at).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc(at).strftime("%Y%m%dT%H%M%SZ")
     stem = re.sub(r"[^A-Za-z0-9._-]", "_", db.stem) or "db"
     base = f"incident-{incident_id}-{stem}-{stamp}"
     for n in range(1000):
@@ -428,10 +396,6 @@ def _reserve_snapshot_path(directory: Path, incident_id: int, db: Path, at: date
         except FileExistsError:
             continue
     raise FileExistsError(f"no free snapshot name for {base} in {directory}")
-
-
-def _utc(at: datetime) -> datetime:
-    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
 def _wal_path(db: Path) -> Path:
@@ -448,8 +412,8 @@ def _wal_size(db: Path) -> int:
 def _wal_size_check(db: Path, limit: int) -> tuple[bool, str]:
     size = _wal_size(db)
     if size <= limit:
-        return True, f"WAL {_human(size)} <= {_human(limit)}"
-    return False, f"WAL {_human(size)} > {_human(limit)}"
+        return True, f"WAL {human_size(size)} <= {human_size(limit)}"
+    return False, f"WAL {human_size(size)} > {human_size(limit)}"
 
 
 def _integrity_problems(conn: sqlite3.Connection, pragma: str) -> list[str]:
@@ -486,19 +450,3 @@ def _reraise_transient(exc: sqlite3.Error) -> None:
     the resilience layer tries again."""
     if getattr(exc, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
         raise TransientError(f"{exc} (a lock is held elsewhere)") from exc
-
-
-def _shorten(text: str, limit: int = 80) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _human(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = float(size)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-    return f"{value:.1f} PiB"

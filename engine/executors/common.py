@@ -1,0 +1,77 @@
+"""What every executor needs: strict parameter models, checking that a target
+is theirs, looking up an action by name, and turning untrusted paths into
+allowlisted ones."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+
+from pydantic import BaseModel, ConfigDict
+
+from engine.models import Target
+
+
+class Params(BaseModel):
+    """Strict and closed: a playbook with a typo or a string where a number
+    belongs fails when it is loaded, not halfway through a heal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def own(executor: str, target: Target) -> None:
+    """Refuse a target resolved by another executor: its name means something else here."""
+    if target.executor != executor:
+        raise ValueError(f"target {target.name!r} belongs to {target.executor!r}, not {executor}")
+
+
+def lookup(
+    executor: str, table: Mapping[str, type[BaseModel]], kind: str, name: str
+) -> type[BaseModel]:
+    model = table.get(name)
+    if model is None:
+        known = ", ".join(sorted(table))
+        raise ValueError(f"unknown {executor} {kind} {name!r}; known: {known}")
+    return model
+
+
+def glob_matches(real: str, pattern: str) -> bool:
+    """Match the realpath against the glob as written and against the glob
+    with its directory part realpathed, so an allowlisted directory that is
+    itself behind a symlink still matches its own files."""
+    if not os.path.isabs(pattern):
+        return False
+    resolved = os.path.join(os.path.realpath(os.path.dirname(pattern)), os.path.basename(pattern))
+    return any(_match_segments(real, p) for p in {pattern, resolved})
+
+
+def _match_segments(path: str, pattern: str) -> bool:
+    """fnmatch per path segment: unlike plain fnmatch, `*` never crosses a
+    `/`, so "/srv/app/*.db" does not also allow "/srv/app/cache/x.db"."""
+    path_parts = path.split("/")
+    pattern_parts = os.path.normpath(pattern).split("/")
+    return len(path_parts) == len(pattern_parts) and all(
+        fnmatchcase(part, glob) for part, glob in zip(path_parts, pattern_parts, strict=True)
+    )
+
+
+def utc(at: datetime) -> datetime:
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value:.1f} PiB"
