@@ -23,6 +23,7 @@ from engine.clock import SystemClock
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
 from engine.ports import Clock, Executor
+from engine.resilience import Resilience
 from storage.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class Grace:
 
     async def start(self) -> None:
         await self._check_alert_channels()
+        await self.healer.recover()
         self.outbox.start()
         self.scheduler.start()
         self.runner = web.AppRunner(self.web_app, access_log=None)
@@ -142,6 +144,7 @@ def _assemble(
         clock=clock,
         admins=frozenset(settings.admins),
         expiry=settings.approval_expiry.by_tier(),
+        resilience=Resilience(settings.resilience),
     )
     secret = settings.slack_signing_secret
     bolt = AsyncApp(

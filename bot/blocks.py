@@ -24,9 +24,12 @@ from engine.models import Incident, IncidentState, Pause, Plan
 from engine.proposal import DryRun
 from engine.story import (
     Approved,
+    BreakerChanged,
     Cleared,
     Expired,
     Held,
+    HoldCleared,
+    Interrupted,
     Learned,
     NeedsHuman,
     Planned,
@@ -227,6 +230,36 @@ def _story(event: StoryEvent) -> str:
                 f":octagonal_sign: *Safe hold.* {escape(why)}, and restoring the snapshot failed: "
                 f"{escape(error)}. GRACE will not touch this target again; a person must check it."
             )
+        case BreakerChanged(circuit=circuit, opened=True, retry_at=retry_at, cause=cause):
+            when = retry_at.strftime("%H:%M:%S") if retry_at else "later"
+            return (
+                f":electric_plug: Circuit breaker for `{escape(circuit)}` *opened* after "
+                f"repeated failures ({escape(cause or 'unknown')}). Calls to it fail fast; "
+                f"GRACE will try it again after {when} UTC."
+            )
+        case BreakerChanged(circuit=circuit):
+            return (
+                f":electric_plug: Circuit breaker for `{escape(circuit)}` closed: it answers again."
+            )
+        case Interrupted(was=was, target=target, snapshots=snapshots, touched=touched):
+            kept = "\n".join(
+                f"• `{escape(s.location)}` ({_size(s.size_bytes)}, {s.taken_at:%H:%M:%S} UTC)"
+                for s in snapshots
+            )
+            listed = f"\nSnapshots kept, nothing restored:\n{kept}" if snapshots else ""
+            shown = escape(target)
+            after = (
+                f"`{shown}` may be part-way changed and is in safe hold: check it, restore a "
+                f"snapshot if needed, then `/grace clear {shown}`. Nothing will be re-run."
+                if touched
+                else "Nothing was changed. Ask again with `/grace heal` if it is still needed."
+            )
+            return (
+                f":warning: *Interrupted:* GRACE stopped while this plan was {escape(was)}. "
+                f"{after}{listed}"
+            )
+        case HoldCleared(user=user, target=target):
+            return f":unlock: <@{user}> cleared `{escape(target)}`: GRACE may act on it again."
         case Learned(stats=stats, success=success):
             verdict = "success" if success else "failure"
             return f":brain: Learned: {verdict} recorded. This playbook: {stats.summary()}."

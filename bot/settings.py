@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from engine.approval import ApprovalPolicy
+from engine.resilience import Policy
 from engine.routing import Route
 
 CONFIG_ENV = "GRACE_CONFIG"
@@ -74,6 +75,10 @@ class Settings(BaseSettings):
     admins: list[str] = Field(default_factory=list)
     targets: dict[str, list[str]] = Field(default_factory=dict)
     playbook_dirs: list[Path] = Field(default_factory=list)
+    resilience: dict[str, Policy] = Field(
+        default_factory=dict, description="per executor: retries, deadline, breaker, rate"
+    )
+    quarantine_days: float = Field(7.0, gt=0, description="days deleted files stay restorable")
 
     @field_validator("alert_channels", mode="before")
     @classmethod

@@ -6,11 +6,11 @@ incident from `approved` to `executing` ever touches the target.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 from engine.models import (
     BenchmarkResult,
@@ -23,11 +23,14 @@ from engine.models import (
     Verification,
 )
 from engine.narration import Narrator
-from engine.ports import Clock, Executor, Store
+from engine.ports import Clock, Executor, Store, TransientError
+from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resilience
 from engine.story import (
+    BreakerChanged,
     Cleared,
     Held,
     Learned,
+    NeedsHuman,
     RestoreFailed,
     RolledBack,
     SnapshotTaken,
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 
 GRACE = "grace"
 S = IncidentState
+T = TypeVar("T")
+# What a step can fail with that is the world's doing, not a bug: shown, not traced.
+_EXPECTED_FAILURES = (TransientError, CircuitOpen, DeadlineExceeded)
 
 
 class _Failed(Exception):
@@ -51,12 +57,14 @@ class Execution:
     narrator: Narrator
     executors: Mapping[str, Executor]
     clock: Clock
+    resilience: Resilience = field(default_factory=Resilience)
 
     async def run(self, incident_id: int) -> Incident | None:
         """Carry out the plan of an approved incident; None when it does not start.
 
         Re-checked immediately before anything is touched: still approved (and
-        not started by someone else), GRACE not paused, the alert still firing.
+        not started by someone else), GRACE not paused, the alert still firing,
+        the target not held.
         """
         approved = await self.store.get_incident(incident_id)
         if approved is None or approved.state is not S.APPROVED:
@@ -70,17 +78,20 @@ class Execution:
                 approved, "The alert resolved after approval, before anything ran."
             )
             return None
+        assert approved.plan is not None, "an approved incident always has a plan"
+        if await self._held(approved):
+            return None
         incident = await self.store.transition(incident_id, S.APPROVED, S.EXECUTING, actor=GRACE)
         if incident is None:
             return None
         await self.narrator.show(incident)
-        assert incident.plan is not None, "an approved incident always has a plan"
+        assert incident.plan is not None
         plan = incident.plan
         executor = self.executors[plan.target.executor]
         started = time.monotonic()
         snapshots: list[Snapshot] = []
         try:
-            before = await self._measure(executor, plan)
+            before = await self._measure(executor, incident)
             await self._steps(executor, incident, snapshots)
             incident = await self._move(incident, S.VERIFYING)
             verification = await self._verify(executor, incident, before)
@@ -89,8 +100,9 @@ class Execution:
             else:
                 raise _Failed(f"verification failed: {_failures(verification)}")
         except Exception as exc:
-            why = str(exc) if isinstance(exc, _Failed) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, _Failed):
+            known = isinstance(exc, (_Failed, *_EXPECTED_FAILURES))
+            why = str(exc) if known else f"{type(exc).__name__}: {exc}"
+            if not known:
                 log.exception("incident %s failed while executing", incident.id)
             incident = await self._roll_back(executor, incident, snapshots, why)
         await self._learn(incident, plan, time.monotonic() - started)
@@ -106,12 +118,65 @@ class Execution:
             await self.narrator.show(cleared)
         return cleared
 
-    async def _measure(self, executor: Executor, plan: Plan) -> list[float]:
-        return [await executor.measure(b, plan.target) for b in plan.benchmarks]
+    async def _held(self, incident: Incident) -> bool:
+        """A target left in an unknown state by an earlier incident is not touched."""
+        assert incident.plan is not None
+        hold = await self.store.target_hold(incident.plan.target)
+        if hold is None:
+            return False
+        reason = hold_refusal(hold.target.name, hold.incident_id)
+        moved = await self.store.transition(
+            incident.id, S.APPROVED, S.NEEDS_HUMAN, actor=GRACE, reason=reason
+        )
+        if moved is not None:
+            await self.narrator.tell(moved, NeedsHuman(reason=reason))
+            await self.narrator.show(moved)
+        return True
+
+    async def _call(
+        self,
+        incident: Incident,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        deadline_s: float | None = None,
+        breaker: bool = True,
+    ) -> T:
+        """Through the resilience layer; a breaker that opens or closes is told and audited."""
+        assert incident.plan is not None
+
+        async def on_change(change: BreakerChange) -> None:
+            opened = change.state == "open"
+            await self.store.audit(
+                GRACE,
+                "breaker.opened" if opened else "breaker.closed",
+                incident_id=incident.id,
+                detail={
+                    "circuit": change.circuit,
+                    "retry_at": change.retry_at.isoformat() if change.retry_at else None,
+                    "cause": change.cause,
+                },
+            )
+            event = BreakerChanged(
+                circuit=change.circuit, opened=opened, retry_at=change.retry_at, cause=change.cause
+            )
+            await self.narrator.tell(incident, event)
+
+        return await self.resilience.call(
+            incident.plan.target, fn, deadline_s=deadline_s, on_change=on_change, breaker=breaker
+        )
+
+    async def _measure(self, executor: Executor, incident: Incident) -> list[float]:
+        assert incident.plan is not None
+        target = incident.plan.target
+        return [
+            await self._call(incident, lambda b=b: executor.measure(b, target))
+            for b in incident.plan.benchmarks
+        ]
 
     async def _snapshot(self, executor: Executor, incident: Incident) -> Snapshot:
         assert incident.plan is not None
-        snapshot = await executor.snapshot(incident.plan.target, incident.id)
+        target = incident.plan.target
+        snapshot = await self._call(incident, lambda: executor.snapshot(target, incident.id))
         await self.store.add_snapshot(snapshot)
         await self.narrator.tell(incident, SnapshotTaken(snapshot=snapshot))
         return snapshot
@@ -122,6 +187,7 @@ class Execution:
         """Each step gets a snapshot taken just before it, so rollback can undo
         the steps one by one, newest first."""
         assert incident.plan is not None
+        target = incident.plan.target
         for step in incident.plan.steps:
             pause = await self.store.paused()
             if pause is not None:  # the running step finished; nothing new starts
@@ -130,13 +196,16 @@ class Execution:
             snapshots.append(snapshot)
             started = time.monotonic()
             try:
-                async with asyncio.timeout(step.timeout_s):
-                    result = await executor.run(step, incident.plan.target, snapshot)
-            except TimeoutError:
+                result = await self._call(
+                    incident,
+                    lambda step=step, snapshot=snapshot: executor.run(step, target, snapshot),
+                    deadline_s=step.timeout_s,
+                )
+            except _EXPECTED_FAILURES as exc:
                 result = StepResult(
                     action=step.action,
                     ok=False,
-                    detail=f"timed out after {step.timeout_s:g} s",
+                    detail=_failure_text(exc),
                     seconds=time.monotonic() - started,
                 )
             await self.store.add_action(incident.id, result)
@@ -149,8 +218,11 @@ class Execution:
     ) -> Verification:
         assert incident.plan is not None
         plan = incident.plan
-        checks = [await executor.check(c, plan.target) for c in plan.checks]
-        after = await self._measure(executor, plan)
+        checks = [
+            await self._call(incident, lambda c=c: executor.check(c, plan.target))
+            for c in plan.checks
+        ]
+        after = await self._measure(executor, incident)
         verification = Verification(
             checks=tuple(checks),
             benchmarks=tuple(
@@ -173,7 +245,10 @@ class Execution:
         """Restore every snapshot, newest first; a restore that fails means hands off."""
         for snapshot in reversed(snapshots):
             try:
-                await executor.restore(snapshot)
+                # Past an open breaker: restoring is the one call that must be tried.
+                await self._call(
+                    incident, lambda snapshot=snapshot: executor.restore(snapshot), breaker=False
+                )
             except Exception as exc:
                 log.exception("restore of %s failed", snapshot.location)
                 error = f"{type(exc).__name__}: {exc}"
@@ -211,6 +286,19 @@ class Execution:
             raise RuntimeError(f"incident {incident.id} left {incident.state} behind our back")
         await self.narrator.show(moved)
         return moved
+
+
+def hold_refusal(target: str, incident_id: int) -> str:
+    return (
+        f"`{target}` is in safe hold since incident #{incident_id}: GRACE will not touch it "
+        f"until a person checks it and runs `/grace clear {target}`."
+    )
+
+
+def _failure_text(exc: Exception) -> str:
+    if isinstance(exc, TransientError):
+        return f"still failing after every retry: {exc}"
+    return str(exc)
 
 
 def _failures(verification: Verification) -> str:

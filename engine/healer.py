@@ -17,12 +17,31 @@ from typing import Any
 
 from engine.approval import ApprovalPolicy
 from engine.catalog import Catalog
-from engine.execution import GRACE, Execution
-from engine.models import Alert, Approval, Decision, Incident, IncidentState, Intake, Pause
+from engine.execution import GRACE, Execution, hold_refusal
+from engine.models import (
+    Alert,
+    Approval,
+    Decision,
+    Incident,
+    IncidentState,
+    Intake,
+    Pause,
+    TargetHold,
+)
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
-from engine.proposal import MANUAL, DryRun, Refused, dry_run, manual_request, propose
-from engine.story import Approved, Expired, NeedsHuman, Planned, Rejected, Reminder
+from engine.proposal import MANUAL, DryRun, Proposal, Refused, dry_run, manual_request, propose
+from engine.resilience import Resilience
+from engine.story import (
+    Approved,
+    Expired,
+    HoldCleared,
+    Interrupted,
+    NeedsHuman,
+    Planned,
+    Rejected,
+    Reminder,
+)
 
 log = logging.getLogger(__name__)
 S = IncidentState
@@ -46,6 +65,7 @@ class Healer:
         clock: Clock,
         admins: frozenset[str] = frozenset(),
         expiry: Mapping[int, float] = DEFAULT_EXPIRY,
+        resilience: Resilience | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -57,7 +77,8 @@ class Healer:
         self.allowlists = allowlists
         self.clock = clock
         self.narrator = Narrator(notifier)
-        self.execution = Execution(store, self.narrator, executors, clock)
+        self.resilience = resilience or Resilience()
+        self.execution = Execution(store, self.narrator, executors, clock, self.resilience)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Locks live while a follow-up holds or awaits them, then go.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -135,7 +156,7 @@ class Healer:
     async def _open(self, incident: Incident) -> None:
         """Diagnose and plan a new incident, then post its card."""
         try:
-            proposal = await propose(incident.alert, self.catalog, self.executors, self.allowlists)
+            proposal = await self._propose(incident.alert)
         except Refused as refusal:
             return await self._needs_human(incident, str(refusal))
         diagnosis, plan = proposal.diagnosis, proposal.plan
@@ -177,7 +198,7 @@ class Healer:
         if isinstance(alert, str):
             return alert
         try:
-            await propose(alert, self.catalog, self.executors, self.allowlists)
+            await self._propose(alert)
         except Refused as refusal:
             return str(refusal)
         [intake] = await self.store.ingest_alerts([alert], delivery_key=alert.source_key)
@@ -187,6 +208,14 @@ class Healer:
         current = await self.store.get_incident(intake.incident.id)
         assert current is not None
         return current
+
+    async def _propose(self, alert: Alert) -> Proposal:
+        """A plan for the alert, refused when its target is held."""
+        proposal = await propose(alert, self.catalog, self.executors, self.allowlists)
+        hold = await self.store.target_hold(proposal.plan.target)
+        if hold is not None:
+            raise Refused(hold_refusal(hold.target.name, hold.incident_id))
+        return proposal
 
     async def dry_run_request(self, playbook_id: str, target: str, *, user: str) -> DryRun | str:
         """What `/grace heal` would do, touching nothing and storing nothing."""
@@ -279,6 +308,59 @@ class Healer:
         for incident in waiting:
             self.spawn(self.execution.run(incident.id))
         return f"GRACE resumed; {len(waiting)} approved plan(s) that waited will now run."
+
+    async def recover(self) -> list[Incident]:
+        """At start-up: a run cut short by a crash or a kill ends `interrupted`.
+
+        Never re-run silently: the target may be half-changed. The thread lists
+        the snapshots taken, and a target that may have been touched is held
+        until a person clears it.
+        """
+        stopped: list[Incident] = []
+        for incident in await self.store.incidents_in([S.APPROVED, S.EXECUTING, S.VERIFYING]):
+            touched = incident.state is not S.APPROVED
+            why = (
+                f"GRACE stopped while the plan was {incident.state.value}; "
+                "the target may be part-way changed."
+                if touched
+                else "GRACE stopped after the approval, before anything ran; nothing was changed."
+            )
+            moved = await self.store.transition(
+                incident.id, incident.state, S.INTERRUPTED, actor=GRACE, reason=why
+            )
+            if moved is None:
+                continue
+            snapshots = tuple(await self.store.snapshots(incident.id))
+            assert incident.plan is not None, "an approved incident always has a plan"
+            event = Interrupted(
+                was=incident.state.value,
+                target=incident.plan.target.name,
+                snapshots=snapshots,
+                touched=touched,
+            )
+            await self.narrator.tell(moved, event)
+            await self.narrator.show(moved)
+            stopped.append(moved)
+        return stopped
+
+    async def clear_target(self, user: str, name: str) -> str:
+        """A person vouches for a held target, admins only: GRACE may act on it again."""
+        if user not in self.admins:
+            await self.store.audit(user, "clear.refused", detail={"target": name})
+            return "Only GRACE's admins may clear a target in safe hold."
+        lifted = await self.store.clear_holds(name, actor=user)
+        if not lifted:
+            held = ", ".join(f"`{h.target.name}`" for h in await self.store.holds()) or "none"
+            return f"`{name}` is not in safe hold. Held targets: {held}."
+        for hold in lifted:
+            incident = await self.store.get_incident(hold.incident_id)
+            if incident is not None:
+                await self.narrator.tell(incident, HoldCleared(user=user, target=name))
+        incidents = ", ".join(f"#{h.incident_id}" for h in lifted)
+        return f"`{name}` is cleared (held by incident {incidents}); GRACE may act on it again."
+
+    async def holds(self) -> list[TargetHold]:
+        return await self.store.holds()
 
     async def decide(
         self,

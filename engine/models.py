@@ -47,7 +47,7 @@ TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     _S.OPEN: frozenset({_S.DIAGNOSED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
     _S.DIAGNOSED: frozenset({_S.AWAITING_APPROVAL, _S.APPROVED, _S.NEEDS_HUMAN, _S.AUTO_RESOLVED}),
     _S.AWAITING_APPROVAL: frozenset({_S.APPROVED, _S.REJECTED, _S.EXPIRED, _S.AUTO_RESOLVED}),
-    _S.APPROVED: frozenset({_S.EXECUTING, _S.AUTO_RESOLVED, _S.INTERRUPTED}),
+    _S.APPROVED: frozenset({_S.EXECUTING, _S.AUTO_RESOLVED, _S.INTERRUPTED, _S.NEEDS_HUMAN}),
     _S.EXECUTING: frozenset({_S.VERIFYING, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.VERIFYING: frozenset({_S.RESOLVED, _S.ROLLED_BACK, _S.SAFE_HOLD, _S.INTERRUPTED}),
     _S.RESOLVED: frozenset(),
@@ -68,6 +68,14 @@ RELEASING_STATES = frozenset(
 
 def can_transition(current: IncidentState, new: IncidentState) -> bool:
     return new in TRANSITIONS[current]
+
+
+def holds_target(current: IncidentState, new: IncidentState) -> bool:
+    """Whether this move leaves the plan's target in an unknown state, so GRACE
+    must keep its hands off it until a person clears it: a failed rollback, or
+    a run cut short after it may have touched the target."""
+    touched = current in (_S.EXECUTING, _S.VERIFYING)
+    return new is _S.SAFE_HOLD or (new is _S.INTERRUPTED and touched)
 
 
 def canonical_json(value: Any) -> str:
@@ -308,6 +316,15 @@ class Pause(Frozen):
     by: str
     reason: str | None = None
     at: datetime
+
+
+class TargetHold(Frozen):
+    """A target GRACE will not act on until a person clears it."""
+
+    target: Target
+    incident_id: int
+    reason: str
+    held_at: datetime
 
 
 class Availability(Frozen):

@@ -33,6 +33,7 @@ from engine.models import (
     Snapshot,
     StepResult,
     Target,
+    TargetHold,
     Verification,
 )
 from engine.story import StoryEvent
@@ -72,7 +73,8 @@ class Store(Protocol):
         """Compare-and-set: move the incident only if it is still `expected`.
 
         The state write and its audit row are one transaction. Returns the new
-        incident, or None when another writer moved it first.
+        incident, or None when another writer moved it first. When the move
+        `holds_target`, the plan's target is held in that same transaction.
         """
 
     async def add_approval(self, approval: Approval) -> bool:
@@ -109,6 +111,15 @@ class Store(Protocol):
         """Set (or, with None, lift) the kill switch, audited in the same transaction."""
 
     async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]: ...
+
+    async def target_hold(self, target: Target) -> TargetHold | None:
+        """The hold on this target, if one is in force."""
+
+    async def holds(self) -> list[TargetHold]:
+        """Every hold in force, oldest first."""
+
+    async def clear_holds(self, name: str, *, actor: str) -> list[TargetHold]:
+        """Lift the holds on every target called `name`, audited; the ones lifted."""
 
     async def audit(
         self,

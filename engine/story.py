@@ -88,6 +88,31 @@ class RestoreFailed(_Event):
     error: str
 
 
+class BreakerChanged(_Event):
+    """A target's circuit breaker opened (calls now fail fast) or closed again."""
+
+    circuit: str
+    opened: bool
+    retry_at: datetime | None = None
+    cause: str | None = None
+
+
+class Interrupted(_Event):
+    """GRACE stopped mid-run (a crash, a kill): nothing is re-run silently."""
+
+    was: str
+    target: str
+    snapshots: tuple[Snapshot, ...]
+    touched: bool
+
+
+class HoldCleared(_Event):
+    """A person said the target is fine again: GRACE may act on it."""
+
+    user: str
+    target: str
+
+
 class Learned(_Event):
     stats: PlaybookStats
     success: bool
@@ -107,5 +132,8 @@ StoryEvent = (
     | Verified
     | RolledBack
     | RestoreFailed
+    | BreakerChanged
+    | Interrupted
+    | HoldCleared
     | Learned
 )

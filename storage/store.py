@@ -39,13 +39,16 @@ from engine.models import (
     Snapshot,
     StepResult,
     Target,
+    TargetHold,
     Verification,
     can_transition,
     canonical_json,
+    holds_target,
 )
 from engine.ports import Clock
 from storage import audit as audit_log
 from storage import controls, intake
+from storage import holds as hold_rows
 from storage import outbox as outbox_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
@@ -234,7 +237,10 @@ class SqliteStore:
                 incident_id=incident_id,
                 detail=detail,
             )
-            return read_incident(conn, incident_id)
+            moved = read_incident(conn, incident_id)
+            if moved is not None and moved.plan is not None and holds_target(expected, new):
+                hold_rows.hold(conn, moved.plan.target, incident_id, reason or new.value, now)
+            return moved
 
         moved = await self._write(op)
         if moved is not None:
@@ -288,6 +294,25 @@ class SqliteStore:
             return cursor.rowcount == 1
 
         return await self._write(op)
+
+    # -- targets in safe hold --------------------------------------------
+
+    async def target_hold(self, target: Target) -> TargetHold | None:
+        row = await self._fetchone(
+            f"{hold_rows.ACTIVE_SELECT} AND target_executor = ? AND target_name = ? ORDER BY id",
+            (target.executor, target.name),
+        )
+        return None if row is None else hold_rows.from_row(row)
+
+    async def holds(self) -> list[TargetHold]:
+        return [
+            hold_rows.from_row(row)
+            for row in await self._fetchall(f"{hold_rows.ACTIVE_SELECT} ORDER BY id")
+        ]
+
+    async def clear_holds(self, name: str, *, actor: str) -> list[TargetHold]:
+        now = self._clock.now()
+        return await self._write(lambda conn: hold_rows.clear(conn, name, actor, now))
 
     # -- the kill switch -------------------------------------------------
 

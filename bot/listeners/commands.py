@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 DRY_RUN_FLAG = "--dry-run"
 HEAL_USAGE = f"`/grace heal PLAYBOOK TARGET [{DRY_RUN_FLAG}]`"
+CLEAR_USAGE = "`/grace clear TARGET`"
 COMING = ("status", "incidents", "stats", "cloud")
 ECHO_LIMIT = 60  # characters of a person's own words quoted back in an error
 
@@ -40,6 +41,8 @@ HELP = "\n".join(
         f"• `/grace heal PLAYBOOK TARGET {DRY_RUN_FLAG}`: what that would do, touching nothing",
         "• `/grace pause [reason]`: the kill switch (admins): nothing new runs, tier 1 included",
         "• `/grace resume`: lift it (admins); approved plans that waited then run",
+        "• `/grace clear TARGET`: after a safe hold or an interrupted run, say TARGET is checked "
+        "(admins); GRACE may act on it again",
         "Coming, not built yet: `status`, `incidents`, `stats [days]`, `cloud`.",
     ]
 )
@@ -89,9 +92,21 @@ def _on_grace(healer: Healer) -> Any:
             reason = " ".join(args)[:500] or None
             healer.spawn(_switch(healer, respond, sub, command["user_id"], reason))
             return
+        if sub == "clear":
+            if len(args) != 1:
+                await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
+                return
+            await ack()
+            healer.spawn(_clear(healer, respond, command["user_id"], args[0]))
+            return
         await _answer(ack, _instant(healer, sub, args))
 
     return on_grace
+
+
+async def _clear(healer: Healer, respond: AsyncRespond, user: str, target: str) -> None:
+    text = await healer.clear_target(user, target)
+    await respond(text=cap(escape(text), TEXT_LIMIT), response_type="ephemeral")
 
 
 async def _switch(

@@ -31,8 +31,10 @@ from engine.models import (
     Snapshot,
     StepResult,
     Target,
+    TargetHold,
     Verification,
     can_transition,
+    holds_target,
 )
 from engine.ports import ExecutorSpec, TargetRefused
 from engine.story import StoryEvent
@@ -61,6 +63,7 @@ class MemoryStore:
     outcomes: list[Outcome] = field(default_factory=list)
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
     pause: Pause | None = None
+    held: list[TargetHold] = field(default_factory=list)
 
     async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
         if delivery_key in self.deliveries:
@@ -150,6 +153,14 @@ class MemoryStore:
         moved = current.model_copy(update=changes)
         self.incidents[incident_id] = moved
         self.audit_rows.append((actor, f"incident.{new.value}", incident_id, {"from": expected}))
+        if moved.plan is not None and holds_target(expected, new):
+            hold = TargetHold(
+                target=moved.plan.target,
+                incident_id=incident_id,
+                reason=reason or new.value,
+                held_at=self.clock.now(),
+            )
+            self.held.append(hold)
         return moved
 
     async def add_approval(self, approval: Approval) -> bool:
@@ -227,6 +238,19 @@ class MemoryStore:
     async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]:
         wanted = set(states)
         return [i for i in self.incidents.values() if i.state in wanted]
+
+    async def target_hold(self, target: Target) -> TargetHold | None:
+        return next((h for h in self.held if h.target == target), None)
+
+    async def holds(self) -> list[TargetHold]:
+        return list(self.held)
+
+    async def clear_holds(self, name: str, *, actor: str) -> list[TargetHold]:
+        lifted = [h for h in self.held if h.target.name == name]
+        self.held = [h for h in self.held if h.target.name != name]
+        for hold in lifted:
+            self.audit_rows.append((actor, "target.cleared", hold.incident_id, {}))
+        return lifted
 
     async def audit(
         self,

@@ -1,0 +1,241 @@
+"""One way to call the outside world: breaker, retries, deadline, rate and concurrency.
+
+Every executor call goes through `Resilience.call`, so a target that keeps
+failing is left alone for a while (the breaker), a lock held for a moment is
+waited out (retries, transient errors only), a hung call cannot hold an
+incident forever (the deadline), and a storm of incidents cannot hammer one
+platform (rate limit and concurrency bound per executor).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from aiolimiter import AsyncLimiter
+from purgatory import AsyncCircuitBreakerFactory
+from purgatory.domain.model import OpenedState
+from pydantic import BaseModel, ConfigDict, Field
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from engine.models import Target
+from engine.ports import TransientError
+
+T = TypeVar("T")
+
+BreakerState = Literal["open", "closed"]
+
+
+class Policy(BaseModel):
+    """How hard GRACE tries one executor's calls, and how gently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attempts: int = Field(default=4, ge=1, le=20, description="tries per call, transient only")
+    backoff_s: float = Field(default=0.5, gt=0, description="first retry wait, doubling, jittered")
+    backoff_max_s: float = Field(default=10.0, gt=0)
+    deadline_s: float = Field(default=120.0, gt=0, description="per call, unless the step says")
+    breaker_failures: int = Field(default=3, ge=1, description="failed calls that open it")
+    breaker_cooldown_s: float = Field(default=300.0, gt=0, description="open this long")
+    rate_per_s: float = Field(default=5.0, gt=0, description="calls started per second")
+    concurrency: int = Field(default=4, ge=1, description="calls in flight at once")
+
+
+@dataclass(frozen=True)
+class BreakerChange:
+    """A target's breaker opened or closed, as the call that caused it saw it."""
+
+    circuit: str
+    state: BreakerState
+    retry_at: datetime | None = None
+    cause: str | None = None
+
+
+ChangeHook = Callable[[BreakerChange], Awaitable[None]]
+
+
+class CircuitOpen(Exception):
+    """Failing fast: the target failed too often lately and is left alone."""
+
+    def __init__(self, circuit: str, retry_at: datetime, why: str = "") -> None:
+        self.circuit = circuit
+        self.retry_at = retry_at
+        when = retry_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        super().__init__(
+            f"circuit breaker for {circuit} is open{why}: not calling it; "
+            f"GRACE will try it again after {when}"
+        )
+
+
+class DeadlineExceeded(Exception):
+    """A call gave no answer in time and was cut off."""
+
+
+def circuit_of(target: Target) -> str:
+    return f"{target.executor}:{target.name}"
+
+
+class Resilience:
+    """Breakers per target; rate limit, concurrency bound and policy per executor."""
+
+    def __init__(
+        self,
+        policies: Mapping[str, Policy] | None = None,
+        *,
+        default: Policy | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self._policies = dict(policies or {})
+        self._default = default or Policy()
+        # purgatory reads time.time(); `wall` must be the same clock, so open
+        # breakers report the time purgatory will really let a call through.
+        self._wall = wall
+        self._factories: dict[str, AsyncCircuitBreakerFactory] = {}
+        self._limiters: dict[str, AsyncLimiter] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._trials: dict[str, asyncio.Lock] = {}
+        self._circuits: dict[str, str] = {}  # circuit -> executor, for status
+
+    def policy(self, executor: str) -> Policy:
+        return self._policies.get(executor, self._default)
+
+    async def call(
+        self,
+        target: Target,
+        fn: Callable[[], Awaitable[T]],
+        *,
+        deadline_s: float | None = None,
+        on_change: ChangeHook | None = None,
+        breaker: bool = True,
+    ) -> T:
+        """Call `fn` for `target`: retried on TransientError, each try under the deadline.
+
+        `breaker=False` is for restoring a snapshot: the one call that must be
+        tried even when the target has been failing.
+        """
+        policy = self.policy(target.executor)
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(policy.attempts),
+            wait=wait_random_exponential(multiplier=policy.backoff_s, max=policy.backoff_max_s),
+            retry=retry_if_exception_type(TransientError),
+            reraise=True,
+        )
+        deadline = deadline_s if deadline_s is not None else policy.deadline_s
+        async for attempt in retrying:
+            with attempt:
+                return await self._attempt(target, fn, deadline, on_change, breaker)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _attempt(
+        self,
+        target: Target,
+        fn: Callable[[], Awaitable[T]],
+        deadline: float,
+        on_change: ChangeHook | None,
+        breaker: bool,
+    ) -> T:
+        executor = target.executor
+        await self._limiter(executor).acquire()
+        async with self._slot(executor):
+            if not breaker:
+                return await _within(deadline, fn, target)
+            return await self._guarded(target, fn, deadline, on_change)
+
+    async def _guarded(
+        self,
+        target: Target,
+        fn: Callable[[], Awaitable[T]],
+        deadline: float,
+        on_change: ChangeHook | None,
+    ) -> T:
+        name = circuit_of(target)
+        policy = self.policy(target.executor)
+        brk = await self._factory(target.executor).get_breaker(name)
+        self._circuits[name] = target.executor
+        context = brk.context
+        was_open = context.state != "closed"
+        trial = self._trials.setdefault(name, asyncio.Lock())
+        if was_open and self._cooling(context.opened_at, policy):
+            raise CircuitOpen(name, self._retry_at(context.opened_at, policy))
+        if was_open and trial.locked():
+            # purgatory lets every caller through once the cool-down ends; only one may try.
+            raise CircuitOpen(
+                name, self._retry_at(self._wall(), policy), " and a trial call is in progress"
+            )
+        async with trial if was_open else contextlib.nullcontext():
+            try:
+                async with brk:
+                    result = await _within(deadline, fn, target)
+            except OpenedState:  # opened by another caller between our check and entry
+                raise CircuitOpen(name, self._retry_at(context.opened_at, policy)) from None
+            except BaseException as exc:
+                if context.state == "opened" and on_change is not None:
+                    cause = f"{type(exc).__name__}: {exc}"
+                    retry_at = self._retry_at(context.opened_at, policy)
+                    await on_change(BreakerChange(name, "open", retry_at, cause))
+                raise
+        if was_open and on_change is not None:
+            await on_change(BreakerChange(name, "closed"))
+        return result
+
+    async def open_breakers(self) -> dict[str, datetime]:
+        """Each open breaker's circuit and when it lets a trial call through."""
+        found: dict[str, datetime] = {}
+        for name, executor in self._circuits.items():
+            context = (await self._factory(executor).get_breaker(name)).context
+            if context.state != "closed":
+                found[name] = self._retry_at(context.opened_at, self.policy(executor))
+        return found
+
+    def _cooling(self, opened_at: float | None, policy: Policy) -> bool:
+        return opened_at is not None and self._wall() <= opened_at + policy.breaker_cooldown_s
+
+    def _retry_at(self, opened_at: float | None, policy: Policy) -> datetime:
+        start = opened_at if opened_at is not None else self._wall()
+        return datetime.fromtimestamp(start + policy.breaker_cooldown_s, UTC)
+
+    def _factory(self, executor: str) -> AsyncCircuitBreakerFactory:
+        factory = self._factories.get(executor)
+        if factory is None:
+            policy = self.policy(executor)
+            factory = self._factories[executor] = AsyncCircuitBreakerFactory(
+                default_threshold=policy.breaker_failures, default_ttl=policy.breaker_cooldown_s
+            )
+        return factory
+
+    def _limiter(self, executor: str) -> AsyncLimiter:
+        limiter = self._limiters.get(executor)
+        if limiter is None:
+            policy = self.policy(executor)
+            # A bucket of one second's calls (at least one call): short bursts
+            # pass, a flood is spread out.
+            rate = policy.rate_per_s
+            limiter = AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
+            self._limiters[executor] = limiter
+        return limiter
+
+    def _slot(self, executor: str) -> asyncio.Semaphore:
+        slot = self._slots.get(executor)
+        if slot is None:
+            slot = self._slots[executor] = asyncio.Semaphore(self.policy(executor).concurrency)
+        return slot
+
+
+async def _within(deadline: float, fn: Callable[[], Awaitable[T]], target: Target) -> T:
+    try:
+        async with asyncio.timeout(deadline):
+            return await fn()
+    except TimeoutError:
+        raise DeadlineExceeded(
+            f"{circuit_of(target)} gave no answer within {deadline:g} s; the call was cut off"
+        ) from None
