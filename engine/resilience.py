@@ -120,43 +120,38 @@ class Resilience:
     ) -> T:
         """Call `fn` for `target`: retried on TransientError, each try under the deadline.
 
+        The breaker counts whole calls, retries included: a lock held for a
+        moment is waited out, a target that fails call after call is left alone.
         `breaker=False` is for restoring a snapshot: the one call that must be
         tried even when the target has been failing.
         """
         policy = self.policy(target.executor)
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(policy.attempts),
-            wait=wait_random_exponential(multiplier=policy.backoff_s, max=policy.backoff_max_s),
-            retry=retry_if_exception_type(TransientError),
-            reraise=True,
-        )
         deadline = deadline_s if deadline_s is not None else policy.deadline_s
-        async for attempt in retrying:
-            with attempt:
-                return await self._attempt(target, fn, deadline, on_change, breaker)
-        raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _attempt(
-        self,
-        target: Target,
-        fn: Callable[[], Awaitable[T]],
-        deadline: float,
-        on_change: ChangeHook | None,
-        breaker: bool,
-    ) -> T:
+        async def retried() -> T:
+            retrying = AsyncRetrying(
+                stop=stop_after_attempt(policy.attempts),
+                wait=wait_random_exponential(multiplier=policy.backoff_s, max=policy.backoff_max_s),
+                retry=retry_if_exception_type(TransientError),
+                reraise=True,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    return await self._attempt(target, fn, deadline)
+            raise AssertionError("unreachable: tenacity reraises the last error")
+
+        if not breaker:
+            return await retried()
+        return await self._guarded(target, retried, on_change)
+
+    async def _attempt(self, target: Target, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
         executor = target.executor
         await self._limiter(executor).acquire()
         async with self._slot(executor):
-            if not breaker:
-                return await _within(deadline, fn, target)
-            return await self._guarded(target, fn, deadline, on_change)
+            return await _within(deadline, fn, target)
 
     async def _guarded(
-        self,
-        target: Target,
-        fn: Callable[[], Awaitable[T]],
-        deadline: float,
-        on_change: ChangeHook | None,
+        self, target: Target, call: Callable[[], Awaitable[T]], on_change: ChangeHook | None
     ) -> T:
         name = circuit_of(target)
         policy = self.policy(target.executor)
@@ -175,7 +170,7 @@ class Resilience:
         async with trial if was_open else contextlib.nullcontext():
             try:
                 async with brk:
-                    result = await _within(deadline, fn, target)
+                    result = await call()
             except OpenedState:  # opened by another caller between our check and entry
                 raise CircuitOpen(name, self._retry_at(context.opened_at, policy)) from None
             except BaseException as exc:

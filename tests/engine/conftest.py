@@ -10,6 +10,7 @@ from engine.approval import ApprovalPolicy
 from engine.catalog import load_catalog
 from engine.healer import Healer
 from engine.models import Alert, AlertStatus, Incident
+from engine.resilience import Policy, Resilience
 from tests.engine.fakes import (
     FakeDirectory,
     FakeExecutor,
@@ -38,6 +39,10 @@ playbooks:
     benchmarks:
       - {{benchmark: speed, tolerance: 0.5}}
 {approval}"""
+
+
+# Retries without waiting, a breaker that opens after three failed calls.
+FAST = Policy(backoff_s=0.001, backoff_max_s=0.002, breaker_failures=3, rate_per_s=1000)
 
 
 class World:
@@ -70,8 +75,9 @@ class World:
             ),
             directory=self.directory,
             admins=frozenset({"U0LEAD"}),
-            allowlists={"fake": ["db1"]},
+            allowlists={"fake": ["db1", "db9"]},
             clock=self.clock,
+            resilience=Resilience({"fake": FAST}),
         )
         self._seq = 0
 

@@ -36,7 +36,7 @@ from engine.models import (
     can_transition,
     holds_target,
 )
-from engine.ports import ExecutorSpec, TargetRefused
+from engine.ports import ExecutorSpec, TargetRefused, TransientError
 from engine.story import StoryEvent
 
 
@@ -314,8 +314,13 @@ class FakeExecutor:
     step_gate: asyncio.Event | None = None
     step_started: asyncio.Event = field(default_factory=asyncio.Event)
     restore_fails: bool = False
+    step_errors: list[BaseException] = field(default_factory=list)
+    down: str | None = None  # when set, every call but restore fails transiently with it
+    calls: int = 0
     runs: int = 0
     restores: int = 0
+    restored: list[str] = field(default_factory=list)
+    snapshots_taken: int = 0
     spec: ExecutorSpec = field(
         default_factory=lambda: ExecutorSpec(
             actions={"fix": _NoParams}, checks={"fixed": _NoParams}, benchmarks={"speed": _NoParams}
@@ -333,33 +338,46 @@ class FakeExecutor:
     def describe_snapshot(self, target: Target) -> str:
         return f"a copy of {target.name} in memory"
 
+    def _reach(self) -> None:
+        self.calls += 1
+        if self.down is not None:
+            raise TransientError(self.down)
+
     async def snapshot(self, target: Target, incident_id: int) -> Snapshot:
+        self._reach()
+        self.snapshots_taken += 1
         self.saved = dict(self.state)
         return Snapshot(
             incident_id=incident_id,
             target=target,
-            location="memory",
+            location=f"memory-{self.snapshots_taken}",
             size_bytes=1,
             taken_at=datetime(2026, 11, 24, tzinfo=UTC),
         )
 
     async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
+        self._reach()
         self.runs += 1
         self.step_started.set()
+        if self.step_errors:
+            raise self.step_errors.pop(0)
         if self.step_gate is not None:
             await self.step_gate.wait()
         self.state["value"] = "fixed" if self.step_ok else "worse"
         return StepResult(action=step.action, ok=self.step_ok, detail="did it", seconds=0.01)
 
     async def check(self, check: PlannedCheck, target: Target) -> CheckResult:
+        self._reach()
         ok = self.check_ok and self.state["value"] == "fixed"
         return CheckResult(check=check.check, ok=ok, detail=self.state["value"])
 
     async def measure(self, benchmark: PlannedBenchmark, target: Target) -> float:
+        self._reach()
         return 0.01
 
     async def restore(self, snapshot: Snapshot) -> None:
         if self.restore_fails:
             raise OSError("disk gone")
         self.restores += 1
+        self.restored.append(snapshot.location)
         self.state = dict(self.saved)

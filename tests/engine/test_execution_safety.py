@@ -1,0 +1,182 @@
+"""What the engine does when the world fights back: transient failures,
+persistent ones, failed restores and crashes mid-run."""
+
+from __future__ import annotations
+
+from engine.models import IncidentState, Snapshot, TargetHold
+from engine.ports import TransientError
+from engine.story import (
+    BreakerChanged,
+    HoldCleared,
+    Interrupted,
+    NeedsHuman,
+    RestoreFailed,
+    RolledBack,
+)
+from tests.engine.conftest import FAST
+from tests.engine.test_healer import approve
+
+S = IncidentState
+
+
+async def test_transient_step_errors_are_retried_and_the_heal_succeeds(world):
+    w = world(tier=1)
+    w.executor.step_errors = [TransientError("locked"), TransientError("locked")]
+
+    incident = await w.open(w.alert())
+
+    assert w.store.incidents[incident.id].state is S.RESOLVED
+    assert w.executor.runs == 3
+
+
+async def test_persistent_errors_open_the_breaker_and_later_incidents_fail_fast(world):
+    w = world(tier=1)
+    w.executor.down = "connection refused"
+
+    # Three incidents whose first call fails every retry: the third opens the breaker.
+    failed = [await w.open(w.alert()) for _ in range(3)]
+
+    finals = [w.store.incidents[i.id] for i in failed]
+    assert [f.state for f in finals] == [S.ROLLED_BACK] * 3
+    assert all("connection refused" in f.reason for f in finals)
+    assert w.executor.calls == 3 * FAST.attempts
+    opened = [e for e in w.notifier.thread[failed[2].id] if isinstance(e, BreakerChanged)]
+    assert len(opened) == 1 and opened[0].opened and opened[0].circuit == "fake:db1"
+    assert "connection refused" in opened[0].cause and opened[0].retry_at is not None
+    assert not any(isinstance(e, BreakerChanged) for e in w.notifier.thread[failed[1].id])
+    assert any(r[1] == "breaker.opened" and r[2] == failed[2].id for r in w.store.audit_rows)
+
+    later = await w.open(w.alert())
+
+    final = w.store.incidents[later.id]
+    assert final.state is S.ROLLED_BACK
+    assert "circuit breaker for fake:db1 is open" in final.reason
+    assert "will try it again after" in final.reason
+    assert w.executor.calls == 3 * FAST.attempts  # nothing was called
+    other = await w.open(w.alert(thing="db9"))  # the breaker is per target
+    assert w.executor.calls > 3 * FAST.attempts and other.id != later.id
+
+
+async def test_a_step_failing_every_retry_rolls_back_and_restores(world):
+    w = world(tier=1)
+    w.executor.step_errors = [TransientError("database is locked")] * FAST.attempts
+
+    incident = await w.open(w.alert())
+
+    final = w.store.incidents[incident.id]
+    assert final.state is S.ROLLED_BACK
+    assert "still failing after every retry: database is locked" in final.reason
+    assert w.executor.runs == FAST.attempts
+    assert w.executor.restores == 1
+
+
+async def test_every_step_has_its_snapshot_and_rollback_restores_them_newest_first(world):
+    w = world(steps=3)
+    w.executor.check_ok = False
+
+    incident = await w.open(w.alert())
+    final = await approve(w, incident)
+
+    assert final.state is S.ROLLED_BACK
+    taken = [s.location for s in await w.store.snapshots(incident.id)]
+    assert taken == ["memory-1", "memory-2", "memory-3"]
+    assert w.executor.restored == ["memory-3", "memory-2", "memory-1"]
+    rolled = next(e for e in w.notifier.thread[incident.id] if isinstance(e, RolledBack))
+    assert [s.location for s in rolled.restored] == ["memory-3", "memory-2", "memory-1"]
+
+
+async def safe_hold(w):
+    w.executor.check_ok = False
+    w.executor.restore_fails = True
+    incident = await w.open(w.alert())
+    final = await approve(w, incident)
+    assert final.state is S.SAFE_HOLD
+    w.executor.check_ok = True
+    w.executor.restore_fails = False
+    return final
+
+
+async def test_a_failed_restore_holds_the_target_until_an_admin_clears_it(world):
+    w = world()
+    held = await safe_hold(w)
+    assert any(isinstance(e, RestoreFailed) for e in w.notifier.thread[held.id])
+    [hold] = await w.store.holds()
+    assert hold.target.name == "db1" and hold.incident_id == held.id
+
+    # A new incident on that target is refused before anything runs; others still heal.
+    runs = w.executor.runs
+    again = await w.open(w.alert(name="ThingBroken", thing="db1", reporter="U0OTHER"))
+    assert again.id == held.id  # the same alert group stays with the held incident
+    other = await w.open(w.alert(thing="db9"))
+    assert other.state is S.AWAITING_APPROVAL
+
+    refusal = await w.healer.request_heal("fix-thing", "db1", user="U0ONCALL", channel="C0")
+    assert isinstance(refusal, str)
+    assert "safe hold since incident #1" in refusal and "/grace clear db1" in refusal
+    assert w.executor.runs == runs
+
+    assert "Only GRACE's admins" in await w.healer.clear_target("U0ONCALL", "db1")
+    assert await w.store.holds() == [hold]
+    assert "is not in safe hold" in await w.healer.clear_target("U0LEAD", "db7")
+
+    answer = await w.healer.clear_target("U0LEAD", "db1")
+
+    assert "cleared" in answer and "#1" in answer
+    assert await w.store.holds() == []
+    assert isinstance(w.notifier.thread[held.id][-1], HoldCleared)
+    assert any(row[1] == "target.cleared" for row in w.store.audit_rows)
+    healed = await w.healer.request_heal("fix-thing", "db1", user="U0ONCALL", channel="C0")
+    assert not isinstance(healed, str)
+    assert (await approve(w, healed)).state is S.RESOLVED
+
+
+async def test_a_hold_set_after_approval_stops_the_run(world):
+    w = world()
+    held = await safe_hold(w)
+    await w.healer.clear_target("U0LEAD", "db1")
+    waiting = await w.healer.request_heal("fix-thing", "db1", user="U0REQ", channel="C0")
+    assert not isinstance(waiting, str)
+    # Another incident's failed rollback holds db1 while this one awaits approval.
+    w.store.held.append(
+        TargetHold(target=held.plan.target, incident_id=held.id, reason="t", held_at=w.clock.now())
+    )
+    runs = w.executor.runs
+
+    final = await approve(w, waiting)
+
+    assert final.state is S.NEEDS_HUMAN
+    assert "safe hold since incident #1" in final.reason
+    assert w.executor.runs == runs
+    assert isinstance(w.notifier.thread[waiting.id][-1], NeedsHuman)
+
+
+async def test_start_up_marks_cut_short_runs_interrupted_and_holds_their_targets(world):
+    w = world()
+    running = await w.open(w.alert())
+    waiting = await w.open(w.alert(thing="db9"))
+    for incident, states in ((running, [S.APPROVED, S.EXECUTING]), (waiting, [S.APPROVED])):
+        current = S.AWAITING_APPROVAL
+        for state in states:
+            assert await w.store.transition(incident.id, current, state, actor="t")
+            current = state
+    snapshot = Snapshot(
+        incident_id=running.id,
+        target=running.plan.target,
+        location="/var/lib/grace/snap-1.sqlite",
+        size_bytes=4096,
+        taken_at=w.clock.now(),
+    )
+    await w.store.add_snapshot(snapshot)
+
+    stopped = await w.healer.recover()
+
+    assert [i.id for i in stopped] == [running.id, waiting.id]
+    assert all(i.state is S.INTERRUPTED for i in stopped)
+    told = w.notifier.thread[running.id][-1]
+    assert isinstance(told, Interrupted) and told.touched and told.snapshots == (snapshot,)
+    assert told.was == "executing"
+    quiet = w.notifier.thread[waiting.id][-1]
+    assert isinstance(quiet, Interrupted) and not quiet.touched
+    # Only the target that may have been touched is held; nothing is re-run.
+    assert [h.target.name for h in await w.store.holds()] == ["db1"]
+    assert w.executor.runs == 0
