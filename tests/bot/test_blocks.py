@@ -30,8 +30,11 @@ from engine.models import (
 )
 from engine.story import (
     Approved,
+    BreakerChanged,
     Cleared,
     Held,
+    HoldCleared,
+    Interrupted,
     Learned,
     NeedsHuman,
     Planned,
@@ -151,6 +154,10 @@ EVENTS = [
         stats=PlaybookStats(playbook_id="p", attempts=3, successes=3, median_seconds=0.4),
         success=True,
     ),
+    BreakerChanged(circuit="sqlite:/srv/a.db", opened=True, retry_at=NOW, cause=HOSTILE),
+    BreakerChanged(circuit=HOSTILE, opened=False),
+    Interrupted(was="executing", target=HOSTILE, snapshots=(SNAPSHOT,), touched=True),
+    HoldCleared(user="U0LEAD", target=HOSTILE),
 ]
 
 
@@ -167,6 +174,15 @@ def test_story_details_people_rely_on():
     assert "(3.0 MiB)" in told["SnapshotTaken"]
     assert "2.0 ms before, 1.0 ms after (tolerance 50%)" in told["Verified"]
     assert "resolved by itself" in told["Cleared"]
+    opened = story_text(EVENTS[-4])
+    assert "*opened*" in opened and f"try it again after {NOW:%H:%M:%S} UTC" in opened
+    assert SNAPSHOT.location in told["Interrupted"] and "/grace clear" in told["Interrupted"]
+    assert "Nothing will be re-run" in told["Interrupted"]
+
+
+def test_an_interrupted_run_that_touched_nothing_says_so():
+    text = story_text(Interrupted(was="approved", target="/srv/a.db", snapshots=(), touched=False))
+    assert "Nothing was changed" in text and "safe hold" not in text
 
 
 def test_the_card_counts_alerts_and_says_when_they_were_seen():
