@@ -20,6 +20,7 @@ from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
+from engine.executors.service import ServiceExecutor
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
 from engine.ports import Clock, Executor
@@ -30,7 +31,13 @@ log = logging.getLogger(__name__)
 
 
 def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
-    return {"sqlite": SqliteExecutor(settings.snapshots, clock)}
+    """Every executor, configured or not: one that cannot act says why, and
+    its playbooks still load, so `grace check` validates them."""
+    snapshots = settings.snapshots
+    return {
+        "sqlite": SqliteExecutor(snapshots, clock),
+        "service": ServiceExecutor(settings.services, snapshots / "service", clock),
+    }
 
 
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:

@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from engine.approval import ApprovalPolicy
+from engine.executors.service import ServiceConfig
 from engine.resilience import Policy
 from engine.routing import Route
 
@@ -79,6 +80,9 @@ class Settings(BaseSettings):
         default_factory=dict, description="per executor: retries, deadline, breaker, rate"
     )
     quarantine_days: float = Field(7.0, gt=0, description="days deleted files stay restorable")
+    services: dict[str, ServiceConfig] = Field(
+        default_factory=dict, description="what the service executor knows of each service"
+    )
 
     @field_validator("alert_channels", mode="before")
     @classmethod

@@ -6,18 +6,26 @@ Every blocking sqlite3 call runs in `asyncio.to_thread`; each operation opens
 its own connection (with a busy timeout, so a lock held elsewhere waits instead
 of failing at once), does its work in that one worker thread and closes it,
 because sqlite3 connections are bound to the thread that made them.
+
+A lock held elsewhere is never forced: the executor raises TransientError
+naming the processes that hold the database open (from /proc), so the engine
+retries later. It kills nothing and deletes no -wal or -shm file: committed
+data only ever leaves the WAL through a checkpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import re
+import shutil
 import sqlite3
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -50,10 +58,22 @@ EXECUTOR_NAME = "sqlite"
 # TRUNCATE checkpoints arrived in 3.8.8; anything older cannot do the main heal.
 _MIN_SQLITE = (3, 8, 8)
 _MAX_PROBLEMS_SHOWN = 5
+_MAX_HOLDERS_SHOWN = 5
+_COMMAND_CHARS = 120
+_BUSY = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED"})
+PROC_DIR = Path("/proc")
 
 
 class WalCheckpointParams(Params):
     mode: Literal["PASSIVE", "FULL", "RESTART", "TRUNCATE"] = "TRUNCATE"
+
+
+class VacuumParams(Params):
+    pass
+
+
+class RecoverLockParams(Params):
+    pass
 
 
 class WalSizeAtMostParams(Params):
@@ -65,6 +85,14 @@ class IntegrityOkParams(Params):
 
 
 _SELECT_START = re.compile(r"\s*(select|with)\b", re.IGNORECASE)
+
+
+class FreelistRatioAtMostParams(Params):
+    ratio: float = Field(ge=0, le=1, description="freelist pages / all pages")
+
+
+class WritableParams(Params):
+    pass
 
 
 class ScalarAtLeastParams(Params):
@@ -86,19 +114,25 @@ class ReadLatencyParams(Params):
 
 
 SPEC = ExecutorSpec(
-    actions={"wal_checkpoint": WalCheckpointParams},
+    actions={
+        "wal_checkpoint": WalCheckpointParams,
+        "vacuum": VacuumParams,
+        "recover_lock": RecoverLockParams,
+    },
     checks={
         "wal_size_at_most": WalSizeAtMostParams,
         "integrity_ok": IntegrityOkParams,
         "scalar_at_least": ScalarAtLeastParams,
+        "freelist_ratio_at_most": FreelistRatioAtMostParams,
+        "writable": WritableParams,
     },
     benchmarks={"read_latency": ReadLatencyParams},
 )
 
 
 class SqliteExecutor:
-    """Heals SQLite databases: WAL checkpoints, integrity and size checks,
-    backup-API snapshots and restores."""
+    """Heals SQLite databases: WAL checkpoints, VACUUM, recovery from a stale
+    lock, integrity, size and fragmentation checks, backup-API snapshots and restores."""
 
     name = EXECUTOR_NAME
     spec = SPEC
@@ -110,11 +144,15 @@ class SqliteExecutor:
         *,
         busy_timeout_s: float = 5.0,
         query_timeout_s: float = 10.0,
+        proc_dir: Path = PROC_DIR,
     ) -> None:
+        """`proc_dir` is where the process table is mounted: a container that
+        heals its host's databases may see it elsewhere, as node_exporter does."""
         self._snapshot_dir = Path(snapshot_dir)
         self._clock = clock
         self._busy_timeout_s = busy_timeout_s
         self._query_timeout_s = query_timeout_s
+        self._proc_dir = Path(proc_dir)
 
     # -- targets -----------------------------------------------------------
 
@@ -242,50 +280,137 @@ class SqliteExecutor:
         own(EXECUTOR_NAME, target)
         model = lookup(EXECUTOR_NAME, self.spec.actions, "action", step.action)
         params = model.model_validate(step.params)
-        if not isinstance(params, WalCheckpointParams):  # pragma: no cover - one action
-            raise ValueError(f"sqlite action {step.action!r} has no implementation")
+        db = Path(target.name)
         # The busy handler runs inside the worker thread, which no asyncio
         # deadline can cancel, so bound it by the step's own timeout too.
         busy_timeout = min(self._busy_timeout_s, step.timeout_s)
+        work: Callable[[], tuple[bool, str]]
+        if isinstance(params, WalCheckpointParams):
+            work = functools.partial(self._checkpoint_sync, db, params.mode, busy_timeout)
+        elif isinstance(params, VacuumParams):
+            work = functools.partial(self._vacuum_sync, db, snapshot, busy_timeout, step.timeout_s)
+        elif isinstance(params, RecoverLockParams):
+            work = functools.partial(self._recover_lock_sync, db, busy_timeout)
+        else:  # pragma: no cover - the spec and this dispatch are edited together
+            raise ValueError(f"sqlite action {step.action!r} has no implementation")
         started = time.perf_counter()
-        ok, detail = await asyncio.to_thread(
-            self._checkpoint_sync, Path(target.name), params.mode, busy_timeout
-        )
+        ok, detail = await asyncio.to_thread(work)
         return StepResult(
             action=step.action, ok=ok, detail=detail, seconds=time.perf_counter() - started
         )
 
     def _checkpoint_sync(self, db: Path, mode: str, busy_timeout: float) -> tuple[bool, str]:
-        with self._connect(db, mode="rw", timeout=busy_timeout) as conn:
-            journal = str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
-            if journal != "wal":
-                return False, (
-                    f"refused: {db} is in {journal!r} journal mode, not WAL, "
-                    "so there is no WAL to checkpoint"
-                )
-            before = _wal_size(db)
-            busy, log_frames, done_frames = conn.execute(
-                f"PRAGMA wal_checkpoint({mode})"
-            ).fetchone()
-        after = _wal_size(db)
-        sizes = f"WAL {human_size(before)} before, {human_size(after)} after"
-        remaining = max(log_frames - done_frames, 0)
-        if busy:
-            left = (
-                f"{remaining} of {log_frames} frames remain uncheckpointed"
-                if remaining
-                else "every frame was copied but the WAL could not be reset"
-            )
-            return False, (
-                f"checkpoint({mode}) failed: busy, other readers or writers blocked it; "
-                f"{left}; {sizes}"
-            )
-        if log_frames < 0 or remaining:
-            return False, (
-                f"checkpoint({mode}) failed: only {done_frames} of {log_frames} frames "
-                f"were checkpointed, {remaining} remain; {sizes}"
+        """Never claims success while frames remain: a checkpoint held back by
+        other connections is transient, with who holds the database open."""
+        try:
+            with self._connect(db, mode="rw", timeout=busy_timeout) as conn:
+                journal = _journal_mode(conn)
+                if journal != "wal":
+                    return False, (
+                        f"refused: {db} is in {journal!r} journal mode, not WAL, "
+                        "so there is no WAL to checkpoint"
+                    )
+                before = _wal_size(db)
+                busy, log_frames, done_frames = conn.execute(
+                    f"PRAGMA wal_checkpoint({mode})"
+                ).fetchone()
+        except sqlite3.OperationalError as exc:
+            self._raise_if_busy(exc, db, f"checkpoint({mode}) of")
+            raise
+        sizes = f"WAL {human_size(before)} before, {human_size(_wal_size(db))} after"
+        left = _frames_left(busy, log_frames, done_frames)
+        if left:
+            raise TransientError(
+                f"checkpoint({mode}) of {db} did not finish, other connections blocked it: "
+                f"{left}; {sizes}; {self._holders(db).describe()}; retry once they are done"
             )
         return True, f"checkpoint({mode}) succeeded, every frame checkpointed: {sizes}"
+
+    def _vacuum_sync(
+        self, db: Path, snapshot: Snapshot, busy_timeout: float, deadline_s: float
+    ) -> tuple[bool, str]:
+        try:
+            refusal = self._vacuum_refusal(db, snapshot)
+            if refusal:
+                return False, f"refused: VACUUM of {db} {refusal}"
+            return True, self._vacuum_now(db, busy_timeout, deadline_s)
+        except sqlite3.OperationalError as exc:
+            if str(exc) == "interrupted":
+                return False, (
+                    f"VACUUM of {db} did not finish within {deadline_s:g} s and was rolled "
+                    "back: nothing changed"
+                )
+            self._raise_if_busy(exc, db, "VACUUM of")
+            raise
+
+    def _vacuum_refusal(self, db: Path, snapshot: Snapshot) -> str | None:
+        """VACUUM rewrites the whole file, so it runs only with a verified
+        backup in hand and room on the disk for the copy it writes."""
+        problem = self._backup_problem(db, snapshot)
+        if problem:
+            return f"needs a verified backup first: {problem}"
+        free = shutil.disk_usage(db.parent).free
+        problem = vacuum_space_problem(db.stat().st_size, _wal_size(db), free)
+        return f"needs room: {problem} in {db.parent}" if problem else None
+
+    def _vacuum_now(self, db: Path, busy_timeout: float, deadline_s: float) -> str:
+        db_before, wal_before = db.stat().st_size, _wal_size(db)
+        with self._connect(db, mode="rw", timeout=busy_timeout) as conn:
+            pages_before, free_before = _page_counts(conn)
+            # An interrupted VACUUM rolls back whole, so stopping it with the
+            # step (which asyncio cannot do to this thread) is always safe.
+            _set_deadline(conn, deadline_s)
+            conn.execute("VACUUM")
+            conn.set_progress_handler(None, 0)
+            pending = _shrink_file(conn)
+            pages_after, free_after = _page_counts(conn)
+        return (
+            f"VACUUM of {db} reclaimed {free_before - free_after} freelist pages "
+            f"({pages_before} -> {pages_after} pages): file {human_size(db_before)} -> "
+            f"{human_size(db.stat().st_size)}, WAL {human_size(wal_before)} -> "
+            f"{human_size(_wal_size(db))}{pending}"
+        )
+
+    def _backup_problem(self, db: Path, snapshot: Snapshot) -> str | None:
+        """Why the step's snapshot is not a readable backup of `db`; None when it is."""
+        if snapshot.target != Target(executor=EXECUTOR_NAME, name=str(db)):
+            return f"the step's snapshot is of {snapshot.target.name}, not of this database"
+        if not snapshot.location:
+            return "the step came without a snapshot file"
+        location = Path(snapshot.location)
+        if not location.is_file():
+            return f"snapshot {location} does not exist"
+        try:
+            with self._connect(location, mode="ro") as conn:
+                problems = _integrity_problems(conn, "quick_check")
+                schema = _schema(conn)
+        except sqlite3.DatabaseError as exc:
+            return f"snapshot {location} cannot be read as a database: {exc}"
+        if problems:
+            return f"snapshot {location} fails quick_check: {'; '.join(problems)}"
+        with self._connect(db, mode="ro") as conn:
+            if _schema(conn) != schema:
+                return f"snapshot {location} does not hold this database's tables"
+        return None
+
+    def _recover_lock_sync(self, db: Path, busy_timeout: float) -> tuple[bool, str]:
+        """Opening the database is the recovery: SQLite replays a crashed
+        writer's WAL, keeping every committed frame (or rolls back its hot
+        journal). Then a checkpoint moves those frames into the database file."""
+        holders = self._holders(db)
+        try:
+            with self._connect(db, mode="rw", timeout=busy_timeout) as conn:
+                _prove_no_writer(conn, db, holders)
+                replayed = _checkpoint_into_file(conn, db, holders)
+                problems = _integrity_problems(conn, "quick_check")
+        except sqlite3.DatabaseError as exc:
+            # Busy is worth retrying; a malformed file or a missing one is not.
+            self._raise_if_busy(exc, db, "recover_lock of")
+            return False, f"recover_lock of {db} failed: {exc}; {holders.describe()}"
+        found = f"{db}: {holders.describe()}, and no process holds its write lock; {replayed}"
+        if problems:
+            return False, f"{found}; quick_check found problems: {'; '.join(problems)}"
+        return True, f"{found}; quick_check ok"
 
     # -- checks ------------------------------------------------------------
 
@@ -300,6 +425,10 @@ class SqliteExecutor:
             ok, detail = await asyncio.to_thread(self._integrity_sync, db)
         elif isinstance(params, ScalarAtLeastParams):
             ok, detail = await asyncio.to_thread(self._scalar_sync, db, params.query, params.value)
+        elif isinstance(params, FreelistRatioAtMostParams):
+            ok, detail = await asyncio.to_thread(self._freelist_sync, db, params.ratio)
+        elif isinstance(params, WritableParams):
+            ok, detail = await asyncio.to_thread(self._writable_sync, db)
         else:  # pragma: no cover - the spec and this dispatch are edited together
             raise ValueError(f"sqlite check {check.check!r} has no implementation")
         return CheckResult(check=check.check, ok=ok, detail=detail)
@@ -309,7 +438,7 @@ class SqliteExecutor:
             with self._connect(db, mode="ro") as conn:
                 problems = _integrity_problems(conn, "integrity_check")
         except sqlite3.DatabaseError as exc:
-            _reraise_transient(exc)
+            self._raise_if_busy(exc, db, "integrity_check of")
             return False, f"integrity_check could not run: {exc}"
         if problems:
             return False, f"integrity_check found problems: {'; '.join(problems)}"
@@ -324,7 +453,7 @@ class SqliteExecutor:
                 _set_deadline(conn, self._query_timeout_s)
                 row = conn.execute(query).fetchone()
         except sqlite3.Error as exc:
-            _reraise_transient(exc)
+            self._raise_if_busy(exc, db, f"{shown} on")
             return False, f"{shown} failed: {exc}"
         if row is None:
             return False, f"{shown} returned no rows"
@@ -334,6 +463,33 @@ class SqliteExecutor:
         if value >= threshold:
             return True, f"{shown} returned {value} >= {threshold}"
         return False, f"{shown} returned {value} < {threshold}"
+
+    def _freelist_sync(self, db: Path, ratio: float) -> tuple[bool, str]:
+        try:
+            with self._connect(db, mode="ro") as conn:
+                pages, free = _page_counts(conn)
+        except sqlite3.OperationalError as exc:
+            self._raise_if_busy(exc, db, "reading the freelist of")
+            raise
+        share = free / pages if pages else 0.0
+        shown = f"freelist {free} of {pages} pages ({share:.1%})"
+        if share <= ratio:
+            return True, f"{shown} <= {ratio:.1%}"
+        return False, f"{shown} > {ratio:.1%}"
+
+    def _writable_sync(self, db: Path) -> tuple[bool, str]:
+        """Taking the write lock and letting go proves no one else still holds it."""
+        try:
+            with self._connect(db, mode="rw") as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            held = f"; {self._holders(db).describe()}" if _is_busy(exc) else ""
+            return False, (
+                f"{db} is not writable: BEGIN IMMEDIATE failed within "
+                f"{self._busy_timeout_s:g} s: {exc}{held}"
+            )
+        return True, f"{db} is writable: BEGIN IMMEDIATE took its write lock and let it go"
 
     # -- benchmarks --------------------------------------------------------
 
@@ -356,6 +512,20 @@ class SqliteExecutor:
                     conn.execute(statement).fetchone()
                 rounds.append(time.perf_counter() - started)
         return statistics.median(rounds)
+
+    # -- locks ---------------------------------------------------------------
+
+    def _holders(self, db: Path) -> Holders:
+        return open_holders(db, self._proc_dir)
+
+    def _raise_if_busy(self, exc: sqlite3.Error, db: Path, doing: str) -> None:
+        """A lock held elsewhere is not a failure: raise it as transient, so the
+        engine tries again later, and say who holds the database open."""
+        if _is_busy(exc):
+            raise TransientError(
+                f"{doing} {db} failed: {exc}, a lock is held elsewhere; "
+                f"{self._holders(db).describe()}"
+            ) from exc
 
     # -- connections -------------------------------------------------------
 
@@ -402,6 +572,10 @@ def _wal_path(db: Path) -> Path:
     return db.with_name(db.name + "-wal")
 
 
+def _shm_path(db: Path) -> Path:
+    return db.with_name(db.name + "-shm")
+
+
 def _wal_size(db: Path) -> int:
     try:
         return _wal_path(db).stat().st_size
@@ -445,8 +619,196 @@ def _set_deadline(conn: sqlite3.Connection, seconds: float) -> None:
     conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
 
 
-def _reraise_transient(exc: sqlite3.Error) -> None:
-    """A lock held elsewhere is not a failed check: raise it as transient so
-    the resilience layer tries again."""
-    if getattr(exc, "sqlite_errorname", "") in {"SQLITE_BUSY", "SQLITE_LOCKED"}:
-        raise TransientError(f"{exc} (a lock is held elsewhere)") from exc
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "") in _BUSY
+
+
+def _journal_mode(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+
+
+def _page_counts(conn: sqlite3.Connection) -> tuple[int, int]:
+    """(all pages, freelist pages)."""
+    pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+    return pages, int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+
+
+def _schema(conn: sqlite3.Connection) -> list[tuple[str, str, str | None]]:
+    return conn.execute("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+
+
+def _frames_left(busy: int, log_frames: int, done_frames: int) -> str:
+    """What a checkpoint left undone, or "" when every frame is in the database file."""
+    if log_frames < 0:
+        return "the checkpoint could not start"
+    remaining = log_frames - done_frames
+    if remaining > 0:
+        return f"{remaining} of {log_frames} frames remain uncheckpointed"
+    return "every frame was copied but the WAL could not be reset" if busy else ""
+
+
+def _prove_no_writer(conn: sqlite3.Connection, db: Path, holders: Holders) -> None:
+    """BEGIN IMMEDIATE waits out the busy timeout for the write lock: failing,
+    a live process holds it, and that is its to release, not ours to break."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if _is_busy(exc):
+            raise TransientError(
+                f"{db} is still locked: a live process holds its write lock ({exc}); "
+                f"{holders.describe()}; GRACE kills nothing, retry once it commits or exits"
+            ) from exc
+        raise
+    conn.execute("ROLLBACK")
+
+
+def _checkpoint_into_file(conn: sqlite3.Connection, db: Path, holders: Holders) -> str:
+    """Move every committed WAL frame into the database file and reset the WAL.
+
+    PASSIVE first, because a finished TRUNCATE reports no frame counts.
+    """
+    journal = _journal_mode(conn)
+    if journal != "wal":
+        return f"{journal!r} journal mode, so no WAL to replay"
+    wal_before = _wal_size(db)
+    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    left = _frames_left(*conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+    if left:
+        raise TransientError(
+            f"recover_lock of {db}: readers blocked the WAL checkpoint: {left}; "
+            f"{holders.describe()}; retry once they are done"
+        )
+    return (
+        f"replayed {frames} committed WAL frames into the database file "
+        f"(WAL {human_size(wal_before)} before, {human_size(_wal_size(db))} after)"
+    )
+
+
+def _shrink_file(conn: sqlite3.Connection) -> str:
+    """In WAL mode VACUUM's new pages sit in the WAL; a checkpoint makes the
+    file itself shrink. "" when it did, else why it waits."""
+    if _journal_mode(conn) != "wal":
+        return ""
+    left = _frames_left(*conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone())
+    return (
+        f"; the file shrinks at the next checkpoint: readers held this one back, {left}"
+        if left
+        else ""
+    )
+
+
+def vacuum_space_problem(db_bytes: int, wal_bytes: int, free_bytes: int) -> str | None:
+    """Why the disk is too full for VACUUM, or None when it has room.
+
+    VACUUM writes a whole new copy of the data and journals it again on the
+    way back, so it needs about twice the data (file and WAL) free.
+    """
+    needed = 2 * (db_bytes + wal_bytes)
+    if free_bytes >= needed:
+        return None
+    return (
+        f"it needs about {human_size(needed)} free (twice the database's "
+        f"{human_size(db_bytes)} plus its WAL's {human_size(wal_bytes)}), "
+        f"but only {human_size(free_bytes)} is free"
+    )
+
+
+# -- who holds a database open -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Holder:
+    pid: int
+    command: str
+
+
+@dataclass(frozen=True)
+class Holders:
+    """The other processes that have a database, its -wal or its -shm open."""
+
+    found: tuple[Holder, ...] = ()
+    hidden: int = 0
+    """Processes whose open files may not be read here: they might hold it too."""
+    unknown: str = ""
+    """Why no process could be looked at (no /proc); empty when they could."""
+
+    def describe(self) -> str:
+        if self.unknown:
+            return f"which processes hold it open is unknown: {self.unknown}"
+        if self.found:
+            shown = ", ".join(f"pid {h.pid} ({h.command})" for h in self.found[:_MAX_HOLDERS_SHOWN])
+            more = len(self.found) - _MAX_HOLDERS_SHOWN
+            text = f"held open by {shown}" + (f" and {more} more" if more > 0 else "")
+        else:
+            text = "no other process holds it open"
+        if self.hidden:
+            plural = "" if self.hidden == 1 else "es"
+            text += f" ({self.hidden} process{plural} could not be inspected: permission denied)"
+        return text
+
+
+def open_holders(db: Path, proc_dir: Path = PROC_DIR) -> Holders:
+    """Who has `db`, its -wal or its -shm open, from the fd symlinks in /proc.
+
+    Linux only. This process is left out (its own connections are not a
+    stale lock); a process that exits meanwhile held nothing; one whose fds
+    may not be read is counted, since it may hold the file too.
+    """
+    try:
+        pids = sorted(int(entry) for entry in os.listdir(proc_dir) if entry.isdigit())
+    except OSError:
+        pids = []
+    if not pids:
+        return Holders(unknown=f"{proc_dir} lists no processes here (it needs Linux's /proc)")
+    wanted = {str(db), str(_wal_path(db)), str(_shm_path(db))}
+    found: list[Holder] = []
+    hidden = 0
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        try:
+            if _has_open(proc_dir / str(pid) / "fd", wanted):
+                found.append(Holder(pid, _command_line(proc_dir / str(pid))))
+        except PermissionError:
+            hidden += 1
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return Holders(tuple(found), hidden)
+
+
+def _has_open(fd_dir: Path, wanted: set[str]) -> bool:
+    """Raises PermissionError for a process this one may not inspect."""
+    for fd in os.listdir(fd_dir):
+        with contextlib.suppress(FileNotFoundError):  # closed while we looked
+            if os.readlink(fd_dir / fd) in wanted:
+                return True
+    return False
+
+
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|cred", re.IGNORECASE)
+_URL_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def _command_line(pid_dir: Path) -> str:
+    """The command line for people to read: secrets masked, shortened."""
+    try:
+        args = (pid_dir / "cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return "?"
+    return shorten(" ".join(_masked(args)), _COMMAND_CHARS) or "?"
+
+
+def _masked(args: Iterable[str]) -> Iterator[str]:
+    """Hide what looks like a secret: `--password x`, `token=x`, `user:pw@host`."""
+    hide_next = False
+    for arg in filter(None, args):
+        name, sep, _ = arg.partition("=")
+        secret_name = _SECRET_NAME.search(name) is not None
+        if hide_next:
+            yield "***"
+            hide_next = False
+        elif sep and secret_name:
+            yield f"{name}=***"
+        else:
+            yield _URL_USERINFO.sub("***@", arg)
+            hide_next = secret_name and arg.startswith("-")

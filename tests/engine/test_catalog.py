@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import CatalogError, load_catalog
+from engine.executors.registry import SPECS as BUILTIN_SPECS
 from tests.engine.conftest import PLAYBOOK
 from tests.engine.fakes import FakeExecutor
 
@@ -28,10 +29,8 @@ def good(tier: int = 2, approval: str = "") -> str:
     return PLAYBOOK.format(tier=tier, timeout=5, approval=approval, more_steps="")
 
 
-def test_builtins_load_with_the_sqlite_executor():
-    from engine.executors.sqlite import SqliteExecutor
-
-    catalog = load_catalog([], {"sqlite": SqliteExecutor.spec})
+def test_builtins_load_with_the_shipped_executors():
+    catalog = load_catalog([], BUILTIN_SPECS)
     playbook = catalog.playbook_for("sqlite_wal_too_large")
     assert playbook is not None and playbook.id == "sqlite-wal-checkpoint" and playbook.tier == 2
 
@@ -60,8 +59,6 @@ def test_an_unknown_action_is_refused_at_load(tmp_path):
 
 
 def test_a_parameter_the_action_does_not_take_is_refused(tmp_path):
-    from engine.executors.sqlite import SqliteExecutor
-
     text = (Path(__file__).parents[2] / "engine/builtin/playbooks/sqlite.yml").read_text()
     folder = write(
         tmp_path,
@@ -70,7 +67,7 @@ def test_a_parameter_the_action_does_not_take_is_refused(tmp_path):
         ),
     )
     with pytest.raises(CatalogError) as caught:
-        load_catalog([folder], {"sqlite": SqliteExecutor.spec})
+        load_catalog([folder], BUILTIN_SPECS)
     assert caught.value.field == "playbooks[0].steps[0].params.mode"
 
 

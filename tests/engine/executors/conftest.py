@@ -137,3 +137,55 @@ def plain_db(data_dir: Path) -> Path:
     finally:
         conn.close()
     return path
+
+
+def fill(path: Path, rows: int, *, wal: bool) -> Path:
+    """A closed database holding rows 0..rows-1 of `items`, like an app leaves it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if wal:
+            assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        conn.execute("CREATE TABLE items(id INTEGER PRIMARY KEY, payload TEXT NOT NULL)")
+        conn.execute("BEGIN")
+        conn.executemany(
+            "INSERT INTO items(id, payload) VALUES (?, ?)", [(i, payload(i)) for i in range(rows)]
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return path
+
+
+def page_counts(db: Path) -> tuple[int, int]:
+    """(all pages, freelist pages), read through a fresh connection."""
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        return pages, conn.execute("PRAGMA freelist_count").fetchone()[0]
+    finally:
+        conn.close()
+
+
+@pytest.fixture
+def wal_db(data_dir: Path) -> Path:
+    """An empty WAL-mode database with the `items` table, closed."""
+    return fill(data_dir / "app.db", 0, wal=True)
+
+
+FRAGMENTED_ROWS = 12_000
+
+
+@pytest.fixture
+def fragmented_db(data_dir: Path) -> Path:
+    """A WAL-mode database two thirds of whose rows were deleted: most of its
+    pages are on the freelist, and the file is as large as before."""
+    path = fill(data_dir / "app.db", FRAGMENTED_ROWS, wal=True)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("DELETE FROM items WHERE id % 3 != 0")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    pages, free = page_counts(path)
+    assert free > pages / 2
+    return path

@@ -1,0 +1,17 @@
+"""The executors GRACE ships, by name: what their playbooks may ask of them.
+
+The built-in playbooks name every one of these, so loading them needs every
+spec, whether or not its platform is configured here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from engine.executors import service, sqlite
+from engine.ports import ExecutorSpec
+
+SPECS: Mapping[str, ExecutorSpec] = {
+    sqlite.EXECUTOR_NAME: sqlite.SPEC,
+    service.EXECUTOR_NAME: service.SPEC,
+}
