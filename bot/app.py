@@ -15,11 +15,12 @@ from bot.listeners import register_all
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
 from bot.outbox import OutboxWorker
-from bot.scheduler import Scheduler
+from bot.scheduler import Chore, Scheduler
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
+from engine.executors.files import FilesExecutor
 from engine.executors.service import ServiceExecutor
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
@@ -37,7 +38,13 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
     return {
         "sqlite": SqliteExecutor(snapshots, clock),
         "service": ServiceExecutor(settings.services, snapshots / "service", clock),
+        "files": FilesExecutor(snapshots, clock, quarantine_days=settings.quarantine_days),
     }
+
+
+def chores(executors: dict[str, Executor]) -> list[Chore]:
+    """Housekeeping the scheduler runs now and then: purging old quarantine."""
+    return [e.purge_quarantine for e in executors.values() if isinstance(e, FilesExecutor)]
 
 
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
@@ -160,7 +167,7 @@ def _assemble(
     )
     register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock)
-    scheduler = Scheduler(healer, settings.tick_seconds)
+    scheduler = Scheduler(healer, settings.tick_seconds, chores(executors))
     return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler)
 
 

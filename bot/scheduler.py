@@ -1,7 +1,8 @@
 """The clock that drives time-based decisions (reminders, expiry) from the database.
 
 Each tick asks the database what is due, so a deadline that passed while GRACE
-was down is honoured at the first tick after start.
+was down is honoured at the first tick after start. Housekeeping chores (such
+as purging old quarantine) run at start and then every `chore_every_s`.
 """
 
 from __future__ import annotations
@@ -9,18 +10,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 from engine.healer import Healer
 
 log = logging.getLogger(__name__)
+
+Chore = Callable[[], Awaitable[object]]
 
 
 @dataclass
 class Scheduler:
     healer: Healer
     every_s: float
+    chores: Sequence[Chore] = ()
+    chore_every_s: float = 3600.0
     _task: asyncio.Task[None] | None = None
+    _chores_due: float = field(default=0.0)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="grace-scheduler")
@@ -39,4 +47,14 @@ class Scheduler:
                 await self.healer.tick()
             except Exception:
                 log.exception("scheduled tick failed; trying again at the next one")
+            if time.monotonic() >= self._chores_due:
+                self._chores_due = time.monotonic() + self.chore_every_s
+                await self._do_chores()
             await asyncio.sleep(self.every_s)
+
+    async def _do_chores(self) -> None:
+        for chore in self.chores:
+            try:
+                await chore()
+            except Exception:
+                log.exception("housekeeping failed; trying again in %s s", self.chore_every_s)

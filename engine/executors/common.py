@@ -5,13 +5,15 @@ allowlisted ones."""
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.models import Target
+from engine.models import Availability, Target
 
 
 class Params(BaseModel):
@@ -75,3 +77,15 @@ def human_size(size: int) -> str:
         if value < 1024:
             return f"{value:.1f} {unit}"
     return f"{value:.1f} PiB"
+
+
+def private_dir_usable(path: Path, what: str) -> Availability:
+    """Create `path` owner-only (snapshots copy data and config, which may hold
+    secrets) and prove a file can be written in it."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path) as probe:
+            probe.write(b"probe")
+    except OSError as exc:
+        return Availability(ok=False, reason=f"{what} {path} cannot be created or written: {exc}")
+    return Availability(ok=True)

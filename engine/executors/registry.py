@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from engine.executors import service, sqlite
+from engine.executors import files, service, sqlite
 from engine.ports import ExecutorSpec
 
 SPECS: Mapping[str, ExecutorSpec] = {
     sqlite.EXECUTOR_NAME: sqlite.SPEC,
     service.EXECUTOR_NAME: service.SPEC,
+    files.EXECUTOR_NAME: files.SPEC,
 }

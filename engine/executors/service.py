@@ -32,7 +32,7 @@ import aiohttp
 import yaml
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.executors.common import Params, lookup, own, shorten, utc
+from engine.executors.common import Params, lookup, own, private_dir_usable, shorten, utc
 from engine.models import (
     Availability,
     CheckResult,
@@ -206,21 +206,7 @@ class ServiceExecutor:
     async def available(self) -> Availability:
         if not self._services:
             return Availability(ok=False, reason="no services are configured under `services:`")
-        return await asyncio.to_thread(self._snapshot_dir_usable)
-
-    def _snapshot_dir_usable(self) -> Availability:
-        try:
-            # Private: snapshots are copies of config files, which may hold secrets.
-            self._snapshot_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        except OSError as exc:
-            return Availability(
-                ok=False, reason=f"snapshot dir {self._snapshot_dir} cannot be created: {exc}"
-            )
-        if not os.access(self._snapshot_dir, os.W_OK | os.X_OK):
-            return Availability(
-                ok=False, reason=f"snapshot dir {self._snapshot_dir} is not writable"
-            )
-        return Availability(ok=True)
+        return await asyncio.to_thread(private_dir_usable, self._snapshot_dir, "snapshot dir")
 
     def _config(self, target: Target) -> ServiceConfig:
         own(EXECUTOR_NAME, target)

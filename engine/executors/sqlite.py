@@ -38,6 +38,7 @@ from engine.executors.common import (
     human_size,
     lookup,
     own,
+    private_dir_usable,
     shorten,
     utc,
 )
@@ -188,20 +189,7 @@ class SqliteExecutor:
             return Availability(
                 ok=False, reason=f"SQLite {sqlite3.sqlite_version} is older than {wanted}"
             )
-        return await asyncio.to_thread(self._snapshot_dir_usable)
-
-    def _snapshot_dir_usable(self) -> Availability:
-        try:
-            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            return Availability(
-                ok=False, reason=f"snapshot dir {self._snapshot_dir} cannot be created: {exc}"
-            )
-        if not os.access(self._snapshot_dir, os.W_OK | os.X_OK):
-            return Availability(
-                ok=False, reason=f"snapshot dir {self._snapshot_dir} is not writable"
-            )
-        return Availability(ok=True)
+        return await asyncio.to_thread(private_dir_usable, self._snapshot_dir, "snapshot dir")
 
     # -- snapshot and restore ---------------------------------------------
 
