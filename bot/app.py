@@ -42,9 +42,17 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
     }
 
 
-def chores(executors: dict[str, Executor]) -> list[Chore]:
-    """Housekeeping the scheduler runs now and then: purging old quarantine."""
-    return [e.purge_quarantine for e in executors.values() if isinstance(e, FilesExecutor)]
+def chores(executors: dict[str, Executor], store: SqliteStore) -> list[Chore]:
+    """Housekeeping the scheduler runs now and then."""
+
+    async def purge_quarantine() -> None:
+        # What a held incident moved away stays until a person has looked.
+        keep = {hold.incident_id for hold in await store.holds()}
+        for executor in executors.values():
+            if isinstance(executor, FilesExecutor):
+                await executor.purge_quarantine(keep)
+
+    return [purge_quarantine]
 
 
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
@@ -167,7 +175,7 @@ def _assemble(
     )
     register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock)
-    scheduler = Scheduler(healer, settings.tick_seconds, chores(executors))
+    scheduler = Scheduler(healer, settings.tick_seconds, chores(executors, store))
     return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler)
 
 

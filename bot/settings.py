@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from engine.approval import ApprovalPolicy
+from engine.executors.registry import SPECS
 from engine.executors.service import ServiceConfig
 from engine.resilience import Policy
 from engine.routing import Route
@@ -89,6 +90,16 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("targets", "resilience")
+    @classmethod
+    def _known_executors(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # A misspelt executor would otherwise leave its allowlist or policy silently unused.
+        unknown = sorted(set(value) - set(SPECS))
+        if unknown:
+            known = ", ".join(sorted(SPECS))
+            raise ValueError(f"unknown executor {', '.join(map(repr, unknown))} (known: {known})")
         return value
 
     @field_validator("slack_api_url")

@@ -26,7 +26,7 @@ import shutil
 import stat
 import statistics
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -276,13 +276,16 @@ class FilesExecutor:
                 change.undone = True
                 _save(folder, manifest)
 
-    async def purge_quarantine(self) -> list[Path]:
+    async def purge_quarantine(self, keep: Collection[int] = ()) -> list[Path]:
         """Delete quarantine folders older than `quarantine_days`, by the time in
-        their manifest; the only deletion this executor makes. The folders deleted."""
-        cutoff = utc(self._clock.now()) - timedelta(days=self._quarantine_days)
-        return await asyncio.to_thread(self._purge_sync, cutoff)
+        their manifest; the only deletion this executor makes. The folders deleted.
 
-    def _purge_sync(self, cutoff: datetime) -> list[Path]:
+        Folders of the incidents in `keep` (held for a person to look at) stay.
+        """
+        cutoff = utc(self._clock.now()) - timedelta(days=self._quarantine_days)
+        return await asyncio.to_thread(self._purge_sync, cutoff, frozenset(keep))
+
+    def _purge_sync(self, cutoff: datetime, keep: frozenset[int]) -> list[Path]:
         if not self._quarantine.is_dir():
             return []
         purged: list[Path] = []
@@ -290,14 +293,14 @@ class FilesExecutor:
             if folder.is_symlink() or not folder.is_dir():
                 continue
             try:
-                taken_at = _load(folder).taken_at
+                manifest = _load(folder)
             except (OSError, ValidationError) as exc:
                 # Without its date a folder may still be needed for a rollback.
                 log.warning(
                     "quarantine folder %s kept: its manifest cannot be read: %s", folder, exc
                 )
                 continue
-            if utc(taken_at) > cutoff:
+            if utc(manifest.taken_at) > cutoff or manifest.incident_id in keep:
                 continue
             try:
                 _purge_folder(folder)

@@ -72,6 +72,26 @@ def test_a_wrong_key_in_the_config_file_is_named(monkeypatch, tmp_path, capsys):
     assert f"{config}: approvers.teir3: Extra inputs are not permitted" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("yaml", "field"),
+    [
+        ("targets: {sqllite: [/srv/*.db]}\n", "targets"),
+        ("resilience: {dockr: {attempts: 2}}\n", "resilience"),
+        ("resilience: {sqlite: {attempts: lots}}\n", "resilience.sqlite.attempts"),
+        ("services: {api: {config_file: /etc/api.yml}}\n", "services.api"),
+    ],
+)
+def test_executor_settings_are_checked(monkeypatch, tmp_path, capsys, yaml, field):
+    config = tmp_path / "grace.yml"
+    config.write_text(yaml)
+    monkeypatch.setenv("GRACE_CONFIG", str(config))
+    assert main(["check"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert f"{config}: {field}:" in err and "Traceback" not in err
+    if field in ("targets", "resilience"):
+        assert "unknown executor" in err and "known: files, service, sqlite" in err
+
+
 def test_a_missing_config_file_is_named(monkeypatch, tmp_path, capsys):
     monkeypatch.setenv("GRACE_CONFIG", str(tmp_path / "nope.yml"))
     assert main(["check"]) == EXIT_CONFIG

@@ -774,6 +774,18 @@ async def test_purge_deletes_only_folders_older_than_quarantine_days(
     assert exists(Path(young.location)) and exists(undated)
 
 
+async def test_purge_keeps_the_folders_of_held_incidents(
+    tmp_path: Path, root: Path, clock: FixedClock
+) -> None:
+    executor = FilesExecutor(tmp_path / "grace", clock, quarantine_days=1)
+    held = await executor.snapshot(target_of(root), incident_id=3)
+    done = await executor.snapshot(target_of(root), incident_id=4)
+    clock.current += timedelta(days=2)
+
+    assert await executor.purge_quarantine(keep={3}) == [Path(done.location)]
+    assert exists(Path(held.location))
+
+
 # -- the built-in patterns and playbooks, from a real alert ---------------------------
 
 
