@@ -47,9 +47,11 @@ class Harness:
     def thread(self, card: Message) -> list[str]:
         return [m.text for m in self.slack.thread(CHANNEL, card.ts)]
 
-    async def finished(self, card: Message) -> Incident:
+    async def finished(self, card: Message, within_s: float = 10.0) -> Incident:
         """The learning summary is the last word of every heal."""
-        await self.slack.wait_for(lambda: any("Learned" in t for t in self.thread(card)))
+        await self.slack.wait_for(
+            lambda: any("Learned" in t for t in self.thread(card)), timeout=within_s
+        )
         await self.grace.healer.drain()
         await self.grace.outbox.idle()
         incident = await self.grace.store.incident_for_card(CHANNEL, card.ts)
