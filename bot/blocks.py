@@ -225,10 +225,17 @@ def _story(event: StoryEvent) -> str:
         case RolledBack(why=why, restored=restored):
             where = ", ".join(f"`{escape(s.location)}`" for s in restored) or "nothing to restore"
             return f":leftwards_arrow_with_hook: Rolled back ({escape(why)}). Restored: {where}."
-        case RestoreFailed(why=why, error=error):
+        case RestoreFailed(
+            why=why, error=error, target=target, restored=restored, not_restored=pending
+        ):
+            shown = escape(target)
+            done = ", ".join(f"`{escape(s.location)}`" for s in restored) or "nothing"
+            left = ", ".join(f"`{escape(s.location)}`" for s in pending)
             return (
-                f":octagonal_sign: *Safe hold.* {escape(why)}, and restoring the snapshot failed: "
-                f"{escape(error)}. GRACE will not touch this target again; a person must check it."
+                f":octagonal_sign: *Safe hold.* {escape(why)}, and restoring a snapshot failed: "
+                f"{escape(error)}. Restored: {done}. *Not restored* (kept, newest first): "
+                f"{left}. `{shown}` may be part-way changed; GRACE will not touch it until a "
+                f"person checks it and runs `/grace clear {shown}`."
             )
         case BreakerChanged(circuit=circuit, opened=True, retry_at=retry_at, cause=cause):
             when = retry_at.strftime("%H:%M:%S") if retry_at else "later"

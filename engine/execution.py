@@ -243,7 +243,8 @@ class Execution:
         self, executor: Executor, incident: Incident, snapshots: list[Snapshot], why: str
     ) -> Incident:
         """Restore every snapshot, newest first; a restore that fails means hands off."""
-        for snapshot in reversed(snapshots):
+        newest_first = list(reversed(snapshots))
+        for done, snapshot in enumerate(newest_first):
             try:
                 # Past an open breaker: restoring is the one call that must be tried.
                 await self._call(
@@ -255,7 +256,14 @@ class Execution:
                 held = await self._move(
                     incident, S.SAFE_HOLD, reason=f"{why}; restore failed: {error}"
                 )
-                await self.narrator.tell(held, RestoreFailed(why=why, error=error))
+                event = RestoreFailed(
+                    why=why,
+                    error=error,
+                    target=snapshot.target.name,
+                    restored=tuple(newest_first[:done]),
+                    not_restored=tuple(newest_first[done:]),
+                )
+                await self.narrator.tell(held, event)
                 return held
         rolled = await self._move(incident, S.ROLLED_BACK, reason=why)
         await self.narrator.tell(rolled, RolledBack(why=why, restored=tuple(reversed(snapshots))))

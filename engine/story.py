@@ -84,8 +84,13 @@ class RolledBack(_Event):
 
 
 class RestoreFailed(_Event):
+    """Rollback stopped at a snapshot it could not restore: the target is held."""
+
     why: str
     error: str
+    target: str
+    restored: tuple[Snapshot, ...] = ()
+    not_restored: tuple[Snapshot, ...] = ()
 
 
 class BreakerChanged(_Event):

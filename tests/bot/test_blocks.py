@@ -149,7 +149,9 @@ EVENTS = [
         )
     ),
     RolledBack(why=HOSTILE, restored=(SNAPSHOT,)),
-    RestoreFailed(why="verification failed", error=HOSTILE),
+    RestoreFailed(
+        why="verification failed", error=HOSTILE, target=HOSTILE, not_restored=(SNAPSHOT,)
+    ),
     Learned(
         stats=PlaybookStats(playbook_id="p", attempts=3, successes=3, median_seconds=0.4),
         success=True,
@@ -178,6 +180,8 @@ def test_story_details_people_rely_on():
     assert "*opened*" in opened and f"try it again after {NOW:%H:%M:%S} UTC" in opened
     assert SNAPSHOT.location in told["Interrupted"] and "/grace clear" in told["Interrupted"]
     assert "Nothing will be re-run" in told["Interrupted"]
+    assert f"*Not restored* (kept, newest first): `{SNAPSHOT.location}`" in told["RestoreFailed"]
+    assert "/grace clear" in told["RestoreFailed"]
 
 
 def test_an_interrupted_run_that_touched_nothing_says_so():

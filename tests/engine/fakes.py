@@ -314,6 +314,7 @@ class FakeExecutor:
     step_gate: asyncio.Event | None = None
     step_started: asyncio.Event = field(default_factory=asyncio.Event)
     restore_fails: bool = False
+    unrestorable: set[str] = field(default_factory=set)  # snapshot locations restore refuses
     step_errors: list[BaseException] = field(default_factory=list)
     down: str | None = None  # when set, every call but restore fails transiently with it
     calls: int = 0
@@ -376,7 +377,7 @@ class FakeExecutor:
         return 0.01
 
     async def restore(self, snapshot: Snapshot) -> None:
-        if self.restore_fails:
+        if self.restore_fails or snapshot.location in self.unrestorable:
             raise OSError("disk gone")
         self.restores += 1
         self.restored.append(snapshot.location)

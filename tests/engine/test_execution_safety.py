@@ -85,6 +85,22 @@ async def test_every_step_has_its_snapshot_and_rollback_restores_them_newest_fir
     assert [s.location for s in rolled.restored] == ["memory-3", "memory-2", "memory-1"]
 
 
+async def test_a_restore_that_fails_part_way_says_what_was_and_was_not_restored(world):
+    w = world(steps=3)
+    w.executor.check_ok = False
+    w.executor.unrestorable = {"memory-2"}
+
+    incident = await w.open(w.alert())
+    final = await approve(w, incident)
+
+    assert final.state is S.SAFE_HOLD
+    assert w.executor.restored == ["memory-3"]
+    told = next(e for e in w.notifier.thread[incident.id] if isinstance(e, RestoreFailed))
+    assert [s.location for s in told.restored] == ["memory-3"]
+    assert [s.location for s in told.not_restored] == ["memory-2", "memory-1"]
+    assert told.target == "db1"
+
+
 async def safe_hold(w):
     w.executor.check_ok = False
     w.executor.restore_fails = True
