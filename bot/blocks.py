@@ -356,7 +356,7 @@ def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
     lines += [
         f"• `{escape(p.id)}`: {escape(p.title)} · tier {p.tier} "
         f"({_approval_rule(p.required_approvals)}) · executor `{escape(p.target.executor)}` · "
-        f"TARGET is its `{escape(p.target.from_label)}`"
+        f"TARGET is its `{escape(p.target.shape)}`"
         for p in playbooks
     ]
     lines.append(

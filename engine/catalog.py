@@ -76,8 +76,41 @@ class PatternSpec(_Spec):
 
 
 class TargetSpec(_Spec):
+    """Which alert labels name the target. The executor's allowlist decides
+    whether the name they make may be touched."""
+
     executor: str
-    from_label: str = Field(description="the alert label naming the target; checked by allowlist")
+    from_label: str = Field(description="the alert label naming the target")
+    scope_label: str | None = Field(
+        default=None,
+        description="a label naming what the target lives in (a namespace, a compose project)",
+    )
+    kind: str | None = Field(
+        default=None,
+        pattern=r"^[a-z][a-z0-9_-]{0,31}$",
+        description="what sort of thing it is, for executors that act on several (asg, ec2)",
+    )
+
+    def name_from(self, labels: Mapping[str, str]) -> str | None:
+        """`[kind:][scope/]name` from the labels; None when one is missing."""
+        name = labels.get(self.from_label)
+        scope = labels.get(self.scope_label) if self.scope_label else ""
+        if not name or scope is None or (self.scope_label and not scope):
+            return None
+        scoped = f"{scope}/{name}" if self.scope_label else name
+        return f"{self.kind}:{scoped}" if self.kind else scoped
+
+    def labels_for(self, typed: str) -> dict[str, str]:
+        """The labels a person means by typing TARGET: `name`, or `scope/name`."""
+        if self.scope_label is None:
+            return {self.from_label: typed}
+        scope, _, name = typed.partition("/")
+        return {self.scope_label: scope, self.from_label: name}
+
+    @property
+    def shape(self) -> str:
+        """How a person types the target, for help texts."""
+        return f"{self.scope_label}/{self.from_label}" if self.scope_label else self.from_label
 
 
 class StepSpec(_Spec):

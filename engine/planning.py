@@ -17,10 +17,11 @@ def make_plan(
     The alert is untrusted: the target is only ever what the executor's
     allowlist check returns, never the raw label.
     """
-    label = playbook.target.from_label
-    value = alert.labels.get(label)
-    if not value:
-        raise TargetRefused(f"The alert has no `{label}` label, so there is no target to act on.")
+    value = playbook.target.name_from(alert.labels)
+    if value is None:
+        raise TargetRefused(
+            f"The alert has no `{playbook.target.shape}` label, so there is no target to act on."
+        )
     target = executor.resolve_target(value, allowlist)
     return Plan(
         playbook_id=playbook.id,

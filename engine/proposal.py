@@ -40,8 +40,8 @@ class DryRun(BaseModel):
 
 
 def manual_request(playbook: PlaybookSpec, target: str) -> dict[str, str]:
-    """The labels of a person's request: which playbook, and its target as its label."""
-    return {PLAYBOOK_LABEL: playbook.id, playbook.target.from_label: target}
+    """The labels of a person's request: which playbook, and its target as its label(s)."""
+    return {PLAYBOOK_LABEL: playbook.id, **playbook.target.labels_for(target)}
 
 
 async def propose(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.catalog import CatalogError, load_catalog
+from engine.catalog import CatalogError, TargetSpec, load_catalog
 from engine.executors.registry import SPECS as BUILTIN_SPECS
 from tests.engine.conftest import PLAYBOOK
 from tests.engine.fakes import FakeExecutor
@@ -114,3 +114,31 @@ def test_a_playbook_may_not_need_fewer_approvals_than_its_tier(tmp_path):
 def test_a_tier1_playbook_cannot_carry_an_approval_rule(tmp_path):
     error = error_for(tmp_path, good(tier=1, approval="    approval: {required: 1}\n"))
     assert "raise its tier" in error.message
+
+
+@pytest.mark.parametrize(
+    ("target", "labels", "name"),
+    [
+        ({"from_label": "db_path"}, {"db_path": "/srv/a.db"}, "/srv/a.db"),
+        ({"from_label": "asg", "kind": "asg"}, {"asg": "web"}, "asg:web"),
+        (
+            {"from_label": "deployment", "scope_label": "namespace", "kind": "deployment"},
+            {"namespace": "shop", "deployment": "cart"},
+            "deployment:shop/cart",
+        ),
+        ({"from_label": "deployment", "scope_label": "namespace"}, {"deployment": "cart"}, None),
+        ({"from_label": "db_path"}, {"db_path": ""}, None),
+    ],
+)
+def test_a_target_name_is_made_from_its_labels(target, labels, name):
+    spec = TargetSpec(executor="x", **target)
+    assert spec.name_from(labels) == name
+
+
+def test_a_typed_target_gives_the_labels_it_stands_for():
+    scoped = TargetSpec(executor="k8s", from_label="deployment", scope_label="namespace")
+    assert scoped.labels_for("shop/cart") == {"namespace": "shop", "deployment": "cart"}
+    assert scoped.name_from(scoped.labels_for("shop/cart")) == "shop/cart"
+    assert scoped.shape == "namespace/deployment"
+    plain = TargetSpec(executor="sqlite", from_label="db_path")
+    assert plain.labels_for("/srv/a.db") == {"db_path": "/srv/a.db"}
