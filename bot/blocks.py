@@ -19,6 +19,7 @@ from slack_sdk.models.blocks import (
 )
 
 from bot.ids import ActionId, BlockId, CardButton
+from engine.availability import Readiness
 from engine.catalog import PlaybookSpec
 from engine.models import Incident, IncidentState, Pause, Plan
 from engine.proposal import DryRun
@@ -363,4 +364,25 @@ def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
         "Ask for one with `/grace heal PLAYBOOK TARGET`; add `--dry-run` to see what it "
         "would do, touching nothing."
     )
+    return cap("\n".join(lines), TEXT_LIMIT)
+
+
+def readiness_text(readiness: Readiness, playbooks: Sequence[PlaybookSpec]) -> str:
+    """`/grace cloud`: which executors can act, which targets GRACE keeps off, and why."""
+    lines = ["*What GRACE can act on here:*"]
+    for name, availability in readiness.executors.items():
+        used = sorted(p.id for p in playbooks if p.target.executor == name)
+        books = f" · playbooks: {', '.join(f'`{escape(b)}`' for b in used)}" if used else ""
+        state = "ready" if availability.ok else f"*unavailable*: {escape(availability.reason)}"
+        lines.append(f"{_mark(availability.ok)} `{escape(name)}` {state}{books}")
+    for circuit, retry_at in readiness.open_breakers.items():
+        lines.append(
+            f":electric_plug: breaker open for `{escape(circuit)}`: "
+            f"trying again after {retry_at:%H:%M:%S} UTC"
+        )
+    for hold in readiness.holds:
+        lines.append(
+            f":octagonal_sign: `{escape(hold.target.name)}` in safe hold since incident "
+            f"#{hold.incident_id}: `/grace clear {escape(hold.target.name)}` once checked"
+        )
     return cap("\n".join(lines), TEXT_LIMIT)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot.settings import ConfigError, Settings, load_settings
+from engine.availability import survey
 from engine.catalog import CatalogError
 from engine.clock import SystemClock
 from engine.models import AuditEntry
@@ -91,8 +92,11 @@ async def _serve_until_signalled(grace: Grace) -> None:
 def _check(settings: Settings) -> int:
     from bot.app import load_playbooks, make_executors
 
-    catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
+    executors = make_executors(settings, SystemClock())
+    catalog = load_playbooks(settings, executors)
     print(f"config ok: {len(catalog.patterns)} patterns, {len(catalog.playbooks)} playbooks")
+    for name, availability in asyncio.run(survey(executors)).items():
+        print(f"executor {name}: {'ready' if availability.ok else availability.reason}")
     warnings = []
     if not settings.alert_channels:
         warnings.append("GRACE_ALERT_CHANNELS is empty: no Slack message will be read as an alert")

@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.approval import ApprovalPolicy
+from engine.availability import Readiness, survey
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution, hold_refusal
 from engine.models import (
@@ -26,7 +27,6 @@ from engine.models import (
     IncidentState,
     Intake,
     Pause,
-    TargetHold,
 )
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
@@ -359,8 +359,12 @@ class Healer:
         incidents = ", ".join(f"#{h.incident_id}" for h in lifted)
         return f"`{name}` is cleared (held by incident {incidents}); GRACE may act on it again."
 
-    async def holds(self) -> list[TargetHold]:
-        return await self.store.holds()
+    async def readiness(self) -> Readiness:
+        return Readiness(
+            executors=await survey(self.executors),
+            open_breakers=await self.resilience.open_breakers(),
+            holds=tuple(await self.store.holds()),
+        )
 
     async def decide(
         self,

@@ -18,7 +18,15 @@ from slack_bolt.context.respond.async_respond import AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import STATE_LABEL, TEXT_LIMIT, cap, dry_run_text, escape, playbooks_text
+from bot.blocks import (
+    STATE_LABEL,
+    TEXT_LIMIT,
+    cap,
+    dry_run_text,
+    escape,
+    playbooks_text,
+    readiness_text,
+)
 from bot.ids import Command
 from engine.healer import Healer
 from engine.models import Incident
@@ -28,7 +36,7 @@ log = logging.getLogger(__name__)
 DRY_RUN_FLAG = "--dry-run"
 HEAL_USAGE = f"`/grace heal PLAYBOOK TARGET [{DRY_RUN_FLAG}]`"
 CLEAR_USAGE = "`/grace clear TARGET`"
-COMING = ("status", "incidents", "stats", "cloud")
+COMING = ("status", "incidents", "stats")
 ECHO_LIMIT = 60  # characters of a person's own words quoted back in an error
 
 HELP = "\n".join(
@@ -43,7 +51,8 @@ HELP = "\n".join(
         "• `/grace resume`: lift it (admins); approved plans that waited then run",
         "• `/grace clear TARGET`: after a safe hold or an interrupted run, say TARGET is checked "
         "(admins); GRACE may act on it again",
-        "Coming, not built yet: `status`, `incidents`, `stats [days]`, `cloud`.",
+        "• `/grace cloud`: which executors can act here and why not; open breakers; held targets",
+        "Coming, not built yet: `status`, `incidents`, `stats [days]`.",
     ]
 )
 
@@ -92,6 +101,10 @@ def _on_grace(healer: Healer) -> Any:
             reason = " ".join(args)[:500] or None
             healer.spawn(_switch(healer, respond, sub, command["user_id"], reason))
             return
+        if sub == "cloud":
+            await ack()
+            healer.spawn(_cloud(healer, respond))
+            return
         if sub == "clear":
             if len(args) != 1:
                 await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
@@ -102,6 +115,12 @@ def _on_grace(healer: Healer) -> Any:
         await _answer(ack, _instant(healer, sub, args))
 
     return on_grace
+
+
+async def _cloud(healer: Healer, respond: AsyncRespond) -> None:
+    """After the ack: an executor may take seconds to say whether its platform answers."""
+    text = readiness_text(await healer.readiness(), healer.catalog.playbooks)
+    await respond(text=text, response_type="ephemeral")
 
 
 async def _clear(healer: Healer, respond: AsyncRespond, user: str, target: str) -> None:

@@ -343,20 +343,34 @@ async def test_help_lists_what_works_and_what_is_coming(make_harness, text):
         "--dry-run",
         "/grace pause [reason]",
         "/grace resume",
+        "/grace clear TARGET",
+        "/grace cloud",
     ]
     for command in built:
         assert command in answer
     coming = answer[answer.index("Coming, not built yet") :]
-    for later in ["status", "incidents", "stats", "cloud"]:
+    for later in ["status", "incidents", "stats"]:
         assert f"`{later}" in coming
         assert f"/grace {later}" not in answer
 
 
-@pytest.mark.parametrize("later", ["status", "incidents", "stats 7", "cloud"])
+@pytest.mark.parametrize("later", ["status", "incidents", "stats 7"])
 async def test_commands_not_built_yet_say_so(make_harness, later):
     h = await make_harness()
     answer = ack_text(await h.slack.slash_command(later, user=APPROVER, channel=CHANNEL))
     assert "coming but not built yet" in answer
+
+
+async def test_cloud_says_what_can_act_and_why_not(make_harness, tmp_path):
+    h = await make_harness(snapshot_dir=tmp_path / "not-a-dir" / "x")
+    (tmp_path / "not-a-dir").write_text("a file where a folder should be")
+
+    await h.slack.slash_command("cloud", user=APPROVER, channel=CHANNEL)
+
+    [answer] = await h.slack.wait_for(lambda: told(h, APPROVER))
+    assert "`service` *unavailable*: no services are configured" in answer
+    assert "`sqlite` *unavailable*: snapshot dir" in answer
+    assert "`sqlite-wal-checkpoint`" in answer
 
 
 async def test_playbooks_lists_id_title_tier_and_executor(make_harness):
