@@ -23,7 +23,7 @@ from engine.models import (
     Verification,
 )
 from engine.narration import Narrator
-from engine.ports import Clock, Executor, Store, TransientError
+from engine.ports import Clock, Executor, Store, TargetRefused, TransientError
 from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resilience
 from engine.story import (
     BreakerChanged,
@@ -44,7 +44,7 @@ GRACE = "grace"
 S = IncidentState
 T = TypeVar("T")
 # What a step can fail with that is the world's doing, not a bug: shown, not traced.
-_EXPECTED_FAILURES = (TransientError, CircuitOpen, DeadlineExceeded)
+_EXPECTED_FAILURES = (TransientError, CircuitOpen, DeadlineExceeded, TargetRefused)
 
 
 class _Failed(Exception):
@@ -218,8 +218,14 @@ class Execution:
     ) -> Verification:
         assert incident.plan is not None
         plan = incident.plan
+        policy = self.resilience.policy(plan.target.executor)
         checks = [
-            await self._call(incident, lambda c=c: executor.check(c, plan.target))
+            await self._call(
+                incident,
+                lambda c=c: executor.check(c, plan.target),
+                # A check that waits for the target to settle gets that long on top.
+                deadline_s=policy.deadline_s + float(c.params.get("within_s", 0)),
+            )
             for c in plan.checks
         ]
         after = await self._measure(executor, incident)
@@ -248,7 +254,10 @@ class Execution:
             try:
                 # Past an open breaker: restoring is the one call that must be tried.
                 await self._call(
-                    incident, lambda snapshot=snapshot: executor.restore(snapshot), breaker=False
+                    incident,
+                    lambda snapshot=snapshot: executor.restore(snapshot),
+                    deadline_s=self.resilience.policy(snapshot.target.executor).restore_deadline_s,
+                    breaker=False,
                 )
             except Exception as exc:
                 log.exception("restore of %s failed", snapshot.location)

@@ -45,6 +45,9 @@ class Policy(BaseModel):
     backoff_s: float = Field(default=0.5, gt=0, description="first retry wait, doubling, jittered")
     backoff_max_s: float = Field(default=10.0, gt=0)
     deadline_s: float = Field(default=120.0, gt=0, description="per call, unless the step says")
+    restore_deadline_s: float = Field(
+        default=1800.0, gt=0, description="per restore: waiting for a rebooted database is slow"
+    )
     breaker_failures: int = Field(default=3, ge=1, description="failed calls that open it")
     breaker_cooldown_s: float = Field(default=300.0, gt=0, description="open this long")
     rate_per_s: float = Field(default=5.0, gt=0, description="calls started per second")
