@@ -15,7 +15,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/grace demo
 
+# The tests start their own Docker daemon and moto server and stop them at the end.
 test: $(STAMP)
+	bash scripts/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

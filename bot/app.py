@@ -20,11 +20,14 @@ from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
+from engine.executors.aws import AwsExecutor
+from engine.executors.containers import DockerExecutor
 from engine.executors.files import FilesExecutor
+from engine.executors.k8s import KubernetesExecutor
 from engine.executors.service import ServiceExecutor
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
-from engine.ports import Clock, Executor
+from engine.ports import Clock, Closeable, Executor
 from engine.resilience import Resilience
 from storage.store import SqliteStore
 
@@ -39,6 +42,15 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
         "sqlite": SqliteExecutor(snapshots, clock),
         "service": ServiceExecutor(settings.services, snapshots / "service", clock),
         "files": FilesExecutor(snapshots, clock, quarantine_days=settings.quarantine_days),
+        "aws": AwsExecutor(
+            clock, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
+        ),
+        "docker": DockerExecutor(
+            clock, docker_host=settings.docker_host, compose_files=settings.compose_files
+        ),
+        "kubernetes": KubernetesExecutor(
+            clock, kubeconfig=settings.kubeconfig, context=settings.kube_context
+        ),
     }
 
 
@@ -118,6 +130,9 @@ class Grace:
             await self.runner.cleanup()
         await self.scheduler.stop()
         await self.healer.drain()
+        for executor in self.healer.executors.values():
+            if isinstance(executor, Closeable):
+                await executor.aclose()
         await self.outbox.stop()
         await self.store.close()
 

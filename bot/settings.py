@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     services: dict[str, ServiceConfig] = Field(
         default_factory=dict, description="what the service executor knows of each service"
     )
+    aws_region: str | None = Field(None, description="else the standard boto3 chain's")
+    aws_endpoint_url: str | None = Field(None, description="another AWS endpoint (tests: moto)")
+    docker_host: str | None = Field(None, description="else DOCKER_HOST, else the default socket")
+    compose_files: dict[str, Path] = Field(
+        default_factory=dict, description="compose project -> its compose file"
+    )
+    kubeconfig: Path | None = Field(None, description="else KUBECONFIG, ~/.kube, in-cluster")
+    kube_context: str | None = None
 
     @field_validator("alert_channels", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -196,3 +196,10 @@ class Executor(Protocol):
         """Seconds the benchmark took: lower is better."""
 
     async def restore(self, snapshot: Snapshot) -> None: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """An executor holding a client open (an API connection pool) closes it at shutdown."""
+
+    async def aclose(self) -> None: ...

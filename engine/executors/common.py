@@ -5,6 +5,7 @@ allowlisted ones."""
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -56,6 +57,19 @@ def _match_segments(path: str, pattern: str) -> bool:
     pattern_parts = os.path.normpath(pattern).split("/")
     return len(path_parts) == len(pattern_parts) and all(
         fnmatchcase(part, glob) for part, glob in zip(path_parts, pattern_parts, strict=True)
+    )
+
+
+_NAME_PARTS = re.compile(r"([:/])")
+
+
+def name_matches(value: str, pattern: str) -> bool:
+    """Glob a `kind:scope/name` target name part by part: `*` never crosses a `:`
+    or a `/`, so `deployment:shop/*` allows `deployment:shop/cart` but neither
+    `deployment:shop/a/b` nor another kind."""
+    got, want = _NAME_PARTS.split(value), _NAME_PARTS.split(pattern)
+    return len(got) == len(want) and all(
+        fnmatchcase(part, glob) for part, glob in zip(got, want, strict=True)
     )
 
 
