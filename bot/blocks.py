@@ -205,7 +205,8 @@ def _story(event: StoryEvent) -> str:
                 f": {escape(reason)}" if reason else "."
             )
         case SnapshotTaken(snapshot=snap):
-            return f":camera: Snapshot taken: `{escape(snap.location)}` ({_size(snap.size_bytes)})."
+            size = f" ({_size(snap.size_bytes)})" if snap.size_bytes else ""
+            return f":camera: Snapshot taken: `{escape(snap.location)}`{size}."
         case StepFinished(result=result):
             mark = ":white_check_mark:" if result.ok else ":x:"
             verdict = "succeeded" if result.ok else "failed"
