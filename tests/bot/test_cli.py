@@ -89,7 +89,8 @@ def test_executor_settings_are_checked(monkeypatch, tmp_path, capsys, yaml, fiel
     err = capsys.readouterr().err
     assert f"{config}: {field}:" in err and "Traceback" not in err
     if field in ("targets", "resilience"):
-        assert "unknown executor" in err and "known: aws, docker, files, kubernetes, service, sqlite" in err
+        assert "unknown executor" in err
+        assert "known: aws, docker, files, kubernetes, service, sqlite" in err
 
 
 def test_a_missing_config_file_is_named(monkeypatch, tmp_path, capsys):
