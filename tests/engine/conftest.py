@@ -49,7 +49,13 @@ class World:
     """A healer wired to in-memory fakes, with helpers to speak to it."""
 
     def __init__(
-        self, tmp_path: Path, tier: int, timeout: float = 5, approval: str = "", steps: int = 1
+        self,
+        tmp_path: Path,
+        tier: int,
+        timeout: float = 5,
+        approval: str = "",
+        steps: int = 1,
+        policy: Policy = FAST,
     ) -> None:
         folder = tmp_path / f"playbooks-{tier}"
         folder.mkdir()
@@ -77,7 +83,7 @@ class World:
             admins=frozenset({"U0LEAD"}),
             allowlists={"fake": ["db1", "db9"]},
             clock=self.clock,
-            resilience=Resilience({"fake": FAST}),
+            resilience=Resilience({"fake": policy}),
         )
         self._seq = 0
 
@@ -110,6 +116,6 @@ class World:
 
 @pytest.fixture
 def world(tmp_path: Path) -> Callable[..., World]:
-    return lambda tier=2, timeout=5, approval="", steps=1: World(
-        tmp_path, tier, timeout, approval, steps
+    return lambda tier=2, timeout=5, approval="", steps=1, policy=FAST: World(
+        tmp_path, tier, timeout, approval, steps, policy
     )

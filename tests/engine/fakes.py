@@ -317,6 +317,7 @@ class FakeExecutor:
     unrestorable: set[str] = field(default_factory=set)  # snapshot locations restore refuses
     step_errors: list[BaseException] = field(default_factory=list)
     down: str | None = None  # when set, every call but restore fails transiently with it
+    check_takes_s: float = 0.0  # a check that waits for the target to settle
     calls: int = 0
     runs: int = 0
     restores: int = 0
@@ -369,6 +370,7 @@ class FakeExecutor:
 
     async def check(self, check: PlannedCheck, target: Target) -> CheckResult:
         self._reach()
+        await asyncio.sleep(self.check_takes_s)
         ok = self.check_ok and self.state["value"] == "fixed"
         return CheckResult(check=check.check, ok=ok, detail=self.state["value"])
 

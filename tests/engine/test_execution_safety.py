@@ -3,7 +3,7 @@ persistent ones, failed restores and crashes mid-run."""
 
 from __future__ import annotations
 
-from engine.models import IncidentState, Snapshot, TargetHold
+from engine.models import IncidentState, PlannedCheck, Snapshot, TargetHold
 from engine.ports import TransientError
 from engine.story import (
     BreakerChanged,
@@ -196,3 +196,22 @@ async def test_start_up_marks_cut_short_runs_interrupted_and_holds_their_targets
     # Only the target that may have been touched is held; nothing is re-run.
     assert [h.target.name for h in await w.store.holds()] == ["db1"]
     assert w.executor.runs == 0
+
+
+async def test_a_check_that_waits_to_settle_gets_that_long_beyond_the_call_deadline(world):
+    w = world(policy=FAST.model_copy(update={"deadline_s": 0.05}))
+    w.executor.check_takes_s = 0.2
+    incident = await w.open(w.alert())
+    plan = incident.plan.model_copy(
+        update={"checks": (PlannedCheck(check="fixed", params={"within_s": 1}),)}
+    )
+    w.store.incidents[incident.id] = incident.model_copy(update={"plan": plan})
+
+    final = await approve(w, w.store.incidents[incident.id])
+
+    assert final.state is S.RESOLVED, final.reason
+    # Without `within_s` the same check is cut at the call deadline.
+    w.executor.state = {"value": "broken"}
+    again = await w.open(w.alert(thing="db9"))
+    cut = await approve(w, again)
+    assert cut.state is S.ROLLED_BACK and "gave no answer within 0.05 s" in cut.reason
