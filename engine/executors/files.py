@@ -15,25 +15,19 @@ on either side has become a symlink since the walk.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
-import fcntl
-import gzip
 import logging
 import os
-import re
 import shutil
 import stat
 import statistics
 import time
-from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from engine.executors.common import (
     Params,
@@ -44,6 +38,20 @@ from engine.executors.common import (
     private_dir_usable,
     utc,
 )
+from engine.executors.logrotate import FileGlob, RotateLogsParams, generation_of, rotate_logs
+from engine.executors.quarantine import (
+    MANIFEST,
+    Manifest,
+    Recorder,
+    RestoreError,
+    load,
+    locked,
+    purge_folder,
+    reserve_folder,
+    save,
+    undo,
+)
+from engine.executors.tree import left_alone_note, listed, lstat_or_none, tree_usage, walk
 from engine.models import (
     Availability,
     CheckResult,
@@ -57,39 +65,16 @@ from engine.models import (
 from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
 
 EXECUTOR_NAME = "files"
-MANIFEST = "manifest.json"
 PYCACHE = "__pycache__"
 
-_SHOWN = 5  # names listed in a detail before "and N more"
-_CHUNK = 1024 * 1024
-_NAME_MAX = 200  # of an original's name inside a quarantine folder: NAME_MAX is 255
 # A busy mount point, a lock held elsewhere, a running executable: gone on retry.
 _TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETXTBSY})
-# Numbered generations only (app.log.3, app.log.3.gz); dated ones are left alone.
-_GENERATION = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]{0,5})(?P<gz>\.gz)?$")
 
 log = logging.getLogger(__name__)
 
 
-def _file_glob(value: str) -> str:
-    if not value or "/" in value or "\0" in value:
-        raise ValueError("pattern must be a file-name glob such as '*.log', without '/'")
-    return value
-
-
-FileGlob = Annotated[str, AfterValidator(_file_glob)]
-
-
 class ClearPycacheParams(Params):
     pass
-
-
-class RotateLogsParams(Params):
-    pattern: FileGlob = "*.log"
-    keep: int = Field(ge=1, le=1000, description="rotated generations kept")
-    max_age_days: float = Field(gt=0, description="rotated generations older than this go")
-    compress: bool = True
-    min_bytes: int = Field(default=0, ge=0, description="smaller logs are not rotated")
 
 
 class NoPycacheParams(Params):
@@ -123,37 +108,6 @@ SPEC = ExecutorSpec(
     },
     benchmarks={"walk_latency": WalkLatencyParams},
 )
-
-
-class RestoreError(Exception):
-    """Rollback cannot put something back without destroying what is there now."""
-
-
-class Change(BaseModel):
-    """One change a step made, written to the manifest before it is made."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    op: Literal["moved", "created", "renamed"]
-    path: str = Field(description="moved, renamed: where it was; created: where it is")
-    to: str = Field(default="", description="moved: its name in the folder; renamed: new path")
-    kind: Literal["file", "dir"] = "file"
-    mode: int = 0
-    mtime_ns: int = 0
-    size: int = 0
-    dev: int = Field(default=0, description="renamed: its inode, to know it again")
-    ino: int = 0
-    undone: bool = False
-    displaced: str = Field(default="", description="created: where rollback moved it")
-
-
-class Manifest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    incident_id: int
-    target: str
-    taken_at: datetime
-    changes: list[Change] = Field(default_factory=list)
 
 
 class FilesExecutor:
@@ -231,11 +185,11 @@ class FilesExecutor:
 
     def _snapshot_sync(self, manifest: Manifest) -> Path:
         self._quarantine.mkdir(mode=0o700, parents=True, exist_ok=True)
-        folder = _reserve_folder(self._quarantine, manifest.incident_id, manifest.taken_at)
+        folder = reserve_folder(self._quarantine, manifest.incident_id, manifest.taken_at)
         try:
             for sub in ("items", "displaced"):
                 (folder / sub).mkdir(mode=0o700)
-            _save(folder, manifest)
+            save(folder, manifest)
         except BaseException:
             shutil.rmtree(folder)  # our own folder, still empty of anything of the target's
             raise
@@ -256,8 +210,8 @@ class FilesExecutor:
 
     def _restore_sync(self, location: str, target: str) -> None:
         folder = self._folder_of(location)
-        with _locked(folder):
-            manifest = _load(folder)
+        with locked(folder):
+            manifest = load(folder)
             if manifest.target != target:
                 raise ValueError(
                     f"quarantine folder {folder} is for {manifest.target}, not {target}"
@@ -267,14 +221,14 @@ class FilesExecutor:
                 if change.undone:
                     continue
                 try:
-                    _undo(folder, index, change)
+                    undo(folder, index, change)
                 except OSError as exc:
                     _raise_if_transient(exc, f"restoring {change.path}")
                     raise RestoreError(
                         f"cannot restore {change.path} from {folder}: {exc}"
                     ) from exc
                 change.undone = True
-                _save(folder, manifest)
+                save(folder, manifest)
 
     async def purge_quarantine(self, keep: Collection[int] = ()) -> list[Path]:
         """Delete quarantine folders older than `quarantine_days`, by the time in
@@ -293,7 +247,7 @@ class FilesExecutor:
             if folder.is_symlink() or not folder.is_dir():
                 continue
             try:
-                manifest = _load(folder)
+                manifest = load(folder)
             except (OSError, ValidationError) as exc:
                 # Without its date a folder may still be needed for a rollback.
                 log.warning(
@@ -303,7 +257,7 @@ class FilesExecutor:
             if utc(manifest.taken_at) > cutoff or manifest.incident_id in keep:
                 continue
             try:
-                _purge_folder(folder)
+                purge_folder(folder)
             except OSError:
                 log.exception("quarantine folder %s could not be purged", folder)
                 continue
@@ -354,27 +308,27 @@ class FilesExecutor:
     ) -> tuple[bool, str]:
         folder = self._folder_of(location)
         # Held for the whole step, so a rollback waits until no change is in flight.
-        with _locked(folder):
-            manifest = _load(folder)
+        with locked(folder):
+            manifest = load(folder)
             if manifest.target != str(root):
                 raise ValueError(f"quarantine folder {folder} is for {manifest.target}, not {root}")
             problem = _root_problem(root)
             if problem:
                 return False, f"{action} refused: {problem}"
-            changes = _Recorder(folder, manifest, deadline)
+            changes = Recorder(folder, manifest, deadline)
             try:
                 if isinstance(params, ClearPycacheParams):
                     return True, _clear_pycache(changes, root)
                 if isinstance(params, RotateLogsParams):
                     now = utc(self._clock.now()).timestamp()
-                    report = _rotate_logs(changes, root, params, now)
+                    report = rotate_logs(changes, root, params, now)
                     return True, report.detail(root, params, self._space_note(changes, root))
             except OSError as exc:
                 _raise_if_transient(exc, f"{action} on {root}")
                 return False, f"{action} on {root} stopped: {exc}; {changes.progress()}"
         raise ValueError(f"files action {action!r} has no implementation")  # pragma: no cover
 
-    def _space_note(self, changes: _Recorder, root: Path) -> str:
+    def _space_note(self, changes: Recorder, root: Path) -> str:
         """What rotation did to the disk: moving into a quarantine on the same
         file system frees nothing until the quarantine is purged."""
         change = changes.moved_bytes - changes.created_bytes
@@ -416,171 +370,17 @@ class FilesExecutor:
             raise
 
 
-# -- recording changes ---------------------------------------------------------
-
-
-@dataclass
-class _Recorder:
-    """Makes one step's changes, each written to the manifest (fsynced) first."""
-
-    folder: Path
-    manifest: Manifest
-    deadline: float
-    moved_bytes: int = 0
-    created_bytes: int = 0
-    made: int = 0
-
-    def stash(self, path: Path) -> Path:
-        """Move a file or directory into the quarantine; where it is kept."""
-        self._before_change()
-        st = os.lstat(path)
-        is_dir = stat.S_ISDIR(st.st_mode)
-        size = _usage(path)[1] if is_dir else st.st_size
-        stored = f"items/{len(self.manifest.changes):04d}-{path.name[:_NAME_MAX]}"
-        self._record(
-            Change(
-                op="moved",
-                path=str(path),
-                to=stored,
-                kind="dir" if is_dir else "file",
-                mode=stat.S_IMODE(st.st_mode),
-                mtime_ns=st.st_mtime_ns,
-                size=size,
-            )
-        )
-        try:
-            _move(path, self.folder / stored)
-        except BaseException:
-            if not os.path.lexists(self.folder / stored):
-                self._forget_last()
-            raise
-        self.moved_bytes += size
-        return self.folder / stored
-
-    def rename(self, src: Path, dst: Path) -> None:
-        self._before_change()
-        st = os.lstat(src)
-        self._record(
-            Change(
-                op="renamed",
-                path=str(src),
-                to=str(dst),
-                mode=stat.S_IMODE(st.st_mode),
-                mtime_ns=st.st_mtime_ns,
-                size=st.st_size,
-                dev=st.st_dev,
-                ino=st.st_ino,
-            )
-        )
-        try:
-            _move(src, dst)
-        except BaseException:
-            moved = _lstat(dst)
-            if moved is None or (moved.st_dev, moved.st_ino) != (st.st_dev, st.st_ino):
-                self._forget_last()  # dst does not hold the file: nothing was renamed
-            raise
-
-    def create(self, path: Path, like: os.stat_result) -> int:
-        """A new empty file with `like`'s owner and mode, so its app can still
-        write it, and never more readable than it; an fd open for writing."""
-        self._before_change()
-        _refuse_symlinked_parent(path)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(path, flags, 0o600)
-        try:
-            if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()):
-                os.fchown(fd, like.st_uid, like.st_gid)
-            os.fchmod(fd, stat.S_IMODE(like.st_mode))  # after chown, which clears set-id bits
-            self._record(Change(op="created", path=str(path), mode=stat.S_IMODE(like.st_mode)))
-        except BaseException:
-            os.close(fd)
-            os.unlink(path)  # our own empty file, never recorded
-            raise
-        return fd
-
-    def progress(self) -> str:
-        if not self.made:
-            return "nothing was changed"
-        return f"{self.made} change(s) made before that are recorded in {self.folder} for rollback"
-
-    def _before_change(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise TimeoutError(errno.ETIMEDOUT, "the step's timeout passed; no further change")
-
-    def _record(self, change: Change) -> None:
-        self.manifest.changes.append(change)
-        _save(self.folder, self.manifest)
-        self.made += 1
-
-    def _forget_last(self) -> None:
-        self.manifest.changes.pop()
-        _save(self.folder, self.manifest)
-        self.made -= 1
-
-
-def _undo(folder: Path, index: int, change: Change) -> None:
-    if change.op == "moved":
-        _put_back(folder / change.to, Path(change.path), change)
-    elif change.op == "renamed":
-        _rename_back(Path(change.to), Path(change.path), change)
-    else:
-        _move_aside(folder, index, change)
-
-
-def _put_back(stored: Path, original: Path, change: Change) -> None:
-    if os.path.lexists(original):
-        raise RestoreError(
-            f"cannot restore {original}: it is now occupied by {_what(original)} GRACE did not "
-            f"put there, and GRACE will not overwrite it; the original is kept at {stored}"
-        )
-    if not os.path.lexists(stored):
-        raise RestoreError(f"cannot restore {original}: its quarantined copy {stored} is missing")
-    _move(stored, original)
-    st = os.lstat(original)
-    kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
-    if kind != change.kind or stat.S_IMODE(st.st_mode) != change.mode:
-        raise RestoreError(
-            f"restored {original}, but it is a {kind} with mode {stat.S_IMODE(st.st_mode):o}, "
-            f"not the {change.kind} with mode {change.mode:o} that was moved away"
-        )
-
-
-def _rename_back(current: Path, original: Path, change: Change) -> None:
-    if os.path.lexists(original):
-        raise RestoreError(
-            f"cannot rename {current} back to {original}: {original} is now occupied by "
-            f"{_what(original)}, and GRACE will not overwrite it"
-        )
-    st = _lstat(current)
-    if st is None or (st.st_dev, st.st_ino) != (change.dev, change.ino):
-        found = "missing" if st is None else "no longer the file GRACE renamed"
-        raise RestoreError(f"cannot rename {current} back to {original}: it is {found}")
-    _move(current, original)
-
-
-def _move_aside(folder: Path, index: int, change: Change) -> None:
-    """Whatever is at a created path now goes aside, never deleted: the fresh
-    log with the lines written since, or a file its app replaced it with. Its
-    inode cannot tell them apart, since a freed inode number is reused at once."""
-    path = Path(change.path)
-    if not os.path.lexists(path):
-        return  # already gone: nothing is in the way
-    aside = f"displaced/{index:04d}-{path.name[:_NAME_MAX]}"
-    _move(path, folder / aside)
-    change.displaced = aside
-
-
 # -- clear_pycache -----------------------------------------------------------------
 
 
-def _clear_pycache(changes: _Recorder, root: Path) -> str:
+def _clear_pycache(changes: Recorder, root: Path) -> str:
     found, links = _pycaches(root)
     for path in found:
         changes.stash(path)
-    left_alone = _left_alone(links, root)
+    left_alone = left_alone_note(links, root)
     if not found:
         return f"nothing to clear: no {PYCACHE} directory under {root}{left_alone}"
-    names = _names([str(p.relative_to(root)) for p in found])
+    names = listed([str(p.relative_to(root)) for p in found])
     return (
         f"moved {len(found)} {PYCACHE} director{'y' if len(found) == 1 else 'ies'} "
         f"({human_size(changes.moved_bytes)}) from {root} into {changes.folder}: "
@@ -592,176 +392,17 @@ def _pycaches(root: Path) -> tuple[list[Path], list[Path]]:
     """The real `__pycache__` directories under root, and the symlinks named so."""
     found: list[Path] = []
     links: list[Path] = []
-    for directory, dirnames, filenames in _walk(root):
+    for directory, dirnames, filenames in walk(root):
         if PYCACHE not in dirnames and PYCACHE not in filenames:
             continue
         if PYCACHE in dirnames:
             dirnames.remove(PYCACHE)  # never descend: nothing of interest inside
-        st = _lstat(directory / PYCACHE)
+        st = lstat_or_none(directory / PYCACHE)
         if st is not None and stat.S_ISDIR(st.st_mode):
             found.append(directory / PYCACHE)
         elif st is not None and stat.S_ISLNK(st.st_mode):
             links.append(directory / PYCACHE)
     return found, links
-
-
-# -- rotate_logs -------------------------------------------------------------------
-
-
-@dataclass
-class _LogSet:
-    """A log and its numbered generations in one directory; the log may be gone."""
-
-    live: Path
-    generations: dict[Path, int] = field(default_factory=dict)
-
-
-@dataclass
-class _Rotation:
-    rotated: list[str] = field(default_factory=list)
-    dropped: int = 0
-    left_alone: list[Path] = field(default_factory=list)
-    reasons: dict[Path, str] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def leave(self, path: Path, why: str) -> None:
-        self.left_alone.append(path)
-        self.reasons[path] = why
-
-    def detail(self, root: Path, params: RotateLogsParams, space: str) -> str:
-        left = _left_alone(self.left_alone, root, self.reasons)
-        notes = "".join(f"; {note}" for note in self.notes)
-        if not self.rotated and not self.dropped:
-            smallest = human_size(max(params.min_bytes, 1))
-            return (
-                f"nothing to rotate under {root}: no log matching {params.pattern!r} of at "
-                f"least {smallest}, no generation beyond keep={params.keep} or older than "
-                f"{params.max_age_days:g} days{left}{notes}"
-            )
-        return (
-            f"rotated {len(self.rotated)} log(s) under {root}"
-            f"{': ' + _names(self.rotated) if self.rotated else ''}; quarantined "
-            f"{self.dropped} old generation(s) beyond keep={params.keep} or older than "
-            f"{params.max_age_days:g} days; {space}{left}{notes}"
-        )
-
-
-def _rotate_logs(changes: _Recorder, root: Path, params: RotateLogsParams, now: float) -> _Rotation:
-    report = _Rotation()
-    cutoff = now - params.max_age_days * 86400
-    for directory, dirnames, filenames in _walk(root):
-        for logs in _log_sets(directory, [*dirnames, *filenames], params.pattern):
-            _rotate_set(changes, logs, params, cutoff, report)
-    return report
-
-
-def _log_sets(directory: Path, names: Sequence[str], pattern: str) -> list[_LogSet]:
-    sets: dict[str, _LogSet] = {}
-    for name in names:
-        generation = _generation_of(name, pattern)
-        if generation is not None:
-            base, number = generation
-            sets.setdefault(base, _LogSet(directory / base)).generations[directory / name] = number
-        elif fnmatchcase(name, pattern):
-            sets.setdefault(name, _LogSet(directory / name))
-    return [sets[base] for base in sorted(sets)]
-
-
-def _generation_of(name: str, pattern: str) -> tuple[str, int] | None:
-    """`app.log.3.gz` is generation 3 of `app.log` when `app.log` matches the pattern."""
-    found = _GENERATION.match(name)
-    if found is None or not fnmatchcase(found["base"], pattern):
-        return None
-    return found["base"], int(found["n"])
-
-
-def _rotate_set(
-    changes: _Recorder, logs: _LogSet, params: RotateLogsParams, cutoff: float, report: _Rotation
-) -> None:
-    stats = {path: _lstat(path) for path in (logs.live, *logs.generations)}
-    odd = [p for p, st in stats.items() if st is not None and not stat.S_ISREG(st.st_mode)]
-    if odd:
-        # A symlinked log or generation may point anywhere: the whole set is left alone.
-        for path in odd:
-            report.leave(path, _what(path))
-        return
-    live = stats[logs.live]
-    rotate = live is not None and live.st_size >= max(params.min_bytes, 1)
-    if rotate and live is not None and not _can_recreate(live):
-        report.leave(
-            logs.live,
-            f"owned by uid {live.st_uid} gid {live.st_gid}, which GRACE cannot give a new file",
-        )
-        rotate = False
-    # Rotating adds a generation, so one fewer old one survives.
-    limit = params.keep if rotate else params.keep + 1
-    survivors: list[tuple[int, Path]] = []
-    for path, number in sorted(logs.generations.items(), key=lambda item: item[1]):
-        st = stats[path]
-        if st is None:
-            continue
-        if number >= limit or st.st_mtime < cutoff:
-            changes.stash(path)
-            report.dropped += 1
-        else:
-            survivors.append((number, path))
-    if not rotate or live is None:
-        return
-    for number, path in reversed(survivors):
-        gz = ".gz" if path.name.endswith(".gz") else ""
-        changes.rename(path, logs.live.with_name(f"{logs.live.name}.{number + 1}{gz}"))
-    _rotate_live(changes, logs.live, live, params.compress, report)
-
-
-def _rotate_live(
-    changes: _Recorder, path: Path, st: os.stat_result, compress: bool, report: _Rotation
-) -> None:
-    """Rename (or quarantine and compress) the log, then recreate it empty."""
-    if not compress:
-        changes.rename(path, path.with_name(f"{path.name}.1"))
-        _recreate(changes, path, st, report)
-        report.rotated.append(f"{path.name} ({human_size(st.st_size)})")
-        return
-    stored = changes.stash(path)
-    # Recreated before compressing, so the app's log is missing only for a moment.
-    _recreate(changes, path, st, report)
-    packed = _compress(changes, stored, path.with_name(f"{path.name}.1.gz"), st)
-    report.rotated.append(f"{path.name} ({human_size(st.st_size)}, {human_size(packed)} gzipped)")
-
-
-def _recreate(changes: _Recorder, path: Path, st: os.stat_result, report: _Rotation) -> None:
-    try:
-        os.close(changes.create(path, st))
-    except FileExistsError:
-        report.notes.append(f"{path} was recreated by its writer before GRACE could")
-
-
-def _compress(changes: _Recorder, source: Path, gz: Path, like: os.stat_result) -> int:
-    """Gzip `source` into a new `gz` with `like`'s owner and mode, fsynced; its size."""
-    fd = changes.create(gz, like)
-    with os.fdopen(fd, "wb") as raw:
-        with open(source, "rb", opener=_nofollow) as src:
-            with gzip.GzipFile(
-                filename=str(gz), mode="wb", fileobj=raw, mtime=int(like.st_mtime)
-            ) as out:
-                shutil.copyfileobj(src, out, _CHUNK)
-            done = os.fstat(src.fileno())
-        raw.flush()
-        os.fsync(raw.fileno())
-        size = os.fstat(raw.fileno()).st_size
-    # The generation's age is its last line's: max_age_days reads it later.
-    os.utime(gz, ns=(done.st_atime_ns, done.st_mtime_ns), follow_symlinks=False)
-    changes.created_bytes += size
-    return size
-
-
-def _can_recreate(st: os.stat_result) -> bool:
-    """Whether a new file can get this one's owner and group: if not, its app
-    could not write the fresh log, which is worse than a full disk."""
-    euid = os.geteuid()
-    if euid == 0:
-        return True
-    return st.st_uid == euid and (st.st_gid == os.getegid() or st.st_gid in os.getgroups())
 
 
 # -- checks and benchmark ----------------------------------------------------------
@@ -774,7 +415,7 @@ def _check_sync(params: BaseModel, root: Path) -> tuple[bool, str]:
     if isinstance(params, NoPycacheParams):
         return _no_pycache(root)
     if isinstance(params, DirSizeAtMostParams):
-        files, size = _usage(root)
+        files, size = tree_usage(root)
         shown = f"{root} holds {human_size(size)} in {files} files"
         if size <= params.bytes:
             return True, f"{shown} <= {human_size(params.bytes)}"
@@ -788,9 +429,9 @@ def _check_sync(params: BaseModel, root: Path) -> tuple[bool, str]:
 
 def _no_pycache(root: Path) -> tuple[bool, str]:
     found, links = _pycaches(root)
-    left_alone = _left_alone(links, root)
+    left_alone = left_alone_note(links, root)
     if found:
-        names = _names([str(p.relative_to(root)) for p in found])
+        names = listed([str(p.relative_to(root)) for p in found])
         return False, f"{len(found)} {PYCACHE} left under {root}: {names}{left_alone}"
     return True, f"no {PYCACHE} directory under {root}{left_alone}"
 
@@ -811,15 +452,15 @@ def _disk_free_at_least(root: Path, percent: float) -> tuple[bool, str]:
 def _logs_at_most(root: Path, pattern: str, limit: int) -> tuple[bool, str]:
     """Every live log (not a numbered generation) at most `limit` bytes."""
     big: list[str] = []
-    for directory, _, filenames in _walk(root):
+    for directory, _, filenames in walk(root):
         for name in filenames:
-            if not fnmatchcase(name, pattern) or _generation_of(name, pattern) is not None:
+            if not fnmatchcase(name, pattern) or generation_of(name, pattern) is not None:
                 continue
-            st = _lstat(directory / name)
+            st = lstat_or_none(directory / name)
             if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit:
                 big.append(f"{(directory / name).relative_to(root)} ({human_size(st.st_size)})")
     if big:
-        return False, f"logs under {root} larger than {human_size(limit)}: {_names(big)}"
+        return False, f"logs under {root} larger than {human_size(limit)}: {listed(big)}"
     return True, f"every {pattern!r} log under {root} is at most {human_size(limit)}"
 
 
@@ -827,7 +468,7 @@ def _walk_latency(root: Path, repeat: int) -> float:
     rounds: list[float] = []
     for _ in range(repeat):
         started = time.perf_counter()
-        for _ in _walk(root):
+        for _ in walk(root):
             pass
         rounds.append(time.perf_counter() - started)
     return statistics.median(rounds)
@@ -836,107 +477,8 @@ def _walk_latency(root: Path, repeat: int) -> float:
 # -- file system helpers -----------------------------------------------------------
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """os.walk that never follows a symlink and raises on an unreadable
-    directory instead of silently skipping it. Prune by editing dirnames."""
-    for directory, dirnames, filenames in os.walk(root, followlinks=False, onerror=_unless_gone):
-        yield Path(directory), dirnames, filenames
-
-
-def _unless_gone(exc: OSError) -> None:
-    if not isinstance(exc, FileNotFoundError):  # gone since it was listed: nothing to do
-        raise exc
-
-
-def _usage(root: Path) -> tuple[int, int]:
-    """Regular files under root and their bytes, each inode once, links not followed."""
-    seen: set[tuple[int, int]] = set()
-    files = size = 0
-    for directory, _, filenames in _walk(root):
-        for name in filenames:
-            st = _lstat(directory / name)
-            if st is None or not stat.S_ISREG(st.st_mode) or (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            files += 1
-            size += st.st_size
-    return files, size
-
-
-def _move(src: Path, dst: Path) -> None:
-    """Move without ever replacing what is at dst; across file systems, copy
-    and fsync before removing src."""
-    for path in (src, dst):
-        _refuse_symlinked_parent(path)
-    if os.path.lexists(dst):
-        raise FileExistsError(errno.EEXIST, "GRACE will not replace it", str(dst))
-    try:
-        if stat.S_ISDIR(os.lstat(src).st_mode):
-            os.rename(src, dst)  # can only replace an empty directory made since the check
-        else:
-            os.link(src, dst, follow_symlinks=False)  # fails rather than replace dst
-            os.unlink(src)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        _copy_across(src, dst)
-        _remove(src)
-    _fsync_dir(src.parent)
-    _fsync_dir(dst.parent)
-
-
-def _copy_across(src: Path, dst: Path) -> None:
-    """A durable copy on another file system; a partial one is removed again,
-    leaving src the only copy."""
-    try:
-        _copy_tree(src, dst)
-    except BaseException:
-        if os.path.lexists(dst):
-            _remove(dst)
-        raise
-
-
-def _copy_tree(src: Path, dst: Path) -> None:
-    """Copy a file, symlink (as a link) or directory tree with owners, modes and times."""
-    st = os.lstat(src)
-    if stat.S_ISDIR(st.st_mode):
-        os.mkdir(dst, 0o700)
-        for entry in sorted(os.listdir(src)):
-            _copy_tree(src / entry, dst / entry)
-        _fsync_dir(dst)
-    elif stat.S_ISLNK(st.st_mode):
-        os.symlink(os.readlink(src), dst)
-    elif stat.S_ISREG(st.st_mode):
-        with open(src, "rb", opener=_nofollow) as fin, open(dst, "xb") as fout:
-            shutil.copyfileobj(fin, fout, _CHUNK)
-            fout.flush()
-            os.fsync(fout.fileno())
-    else:
-        raise OSError(errno.EPERM, "GRACE does not move special files", str(src))
-    if os.geteuid() == 0:
-        os.chown(dst, st.st_uid, st.st_gid, follow_symlinks=False)
-    if not stat.S_ISLNK(st.st_mode):  # Linux cannot chmod a symlink; its mode means nothing
-        os.chmod(dst, stat.S_IMODE(st.st_mode))
-    os.utime(dst, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
-
-
-def _remove(path: Path) -> None:
-    """Remove what was just copied elsewhere (or a partial copy); never follows links."""
-    if stat.S_ISDIR(os.lstat(path).st_mode):
-        shutil.rmtree(path)
-    else:
-        os.unlink(path)
-
-
-def _refuse_symlinked_parent(path: Path) -> None:
-    """Paths come from a walk; a directory swapped for a symlink since must not lead out."""
-    parent = str(path.parent)
-    if os.path.realpath(parent) != parent:
-        raise OSError(errno.ELOOP, "a directory on this path is now a symlink", parent)
-
-
 def _root_problem(root: Path) -> str | None:
-    st = _lstat(root)
+    st = lstat_or_none(root)
     if st is None:
         return f"{root} no longer exists"
     if stat.S_ISLNK(st.st_mode):
@@ -948,108 +490,10 @@ def _root_problem(root: Path) -> str | None:
     return None
 
 
-def _lstat(path: Path) -> os.stat_result | None:
-    try:
-        return os.lstat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _what(path: Path) -> str:
-    st = _lstat(path)
-    if st is None:
-        return "nothing"
-    if stat.S_ISLNK(st.st_mode):
-        return f"a symlink to {os.readlink(path)}"
-    if stat.S_ISDIR(st.st_mode):
-        return "a directory"
-    if stat.S_ISREG(st.st_mode):
-        return f"a file of {human_size(st.st_size)}"
-    return "a special file"
-
-
-def _nofollow(path: str, flags: int) -> int:
-    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _within(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _names(items: Sequence[str]) -> str:
-    shown = ", ".join(items[:_SHOWN])
-    more = len(items) - _SHOWN
-    return f"{shown} and {more} more" if more > 0 else shown
-
-
-def _left_alone(paths: Sequence[Path], root: Path, reasons: dict[Path, str] | None = None) -> str:
-    if not paths:
-        return ""
-    why = reasons or {}
-    named = [f"{p.relative_to(root)} ({why.get(p) or _what(p)})" for p in paths]
-    return f"; left alone: {_names(named)}"
 
 
 def _raise_if_transient(exc: OSError, what: str) -> None:
     if exc.errno in _TRANSIENT_ERRNOS:
         raise TransientError(f"{what}: {exc} (busy for now; worth retrying)") from exc
-
-
-# -- quarantine folders ------------------------------------------------------------
-
-
-def _reserve_folder(quarantine: Path, incident_id: int, at: datetime) -> Path:
-    """Claim a fresh folder atomically: two steps in one second never share one."""
-    base = f"incident-{incident_id}-{utc(at).strftime('%Y%m%dT%H%M%SZ')}"
-    for n in range(1000):
-        folder = quarantine / (base if n == 0 else f"{base}-{n}")
-        try:
-            folder.mkdir(mode=0o700)  # quarantined logs may hold secrets: owner only
-            return folder
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free quarantine folder name for {base} in {quarantine}")
-
-
-def _save(folder: Path, manifest: Manifest) -> None:
-    """Atomically and durably: a change is only made once its entry is on disk."""
-    partial = folder / f"{MANIFEST}.partial"
-    with open(partial, "w", encoding="utf-8") as out:
-        out.write(manifest.model_dump_json(indent=1))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(partial, folder / MANIFEST)
-    _fsync_dir(folder)
-
-
-def _load(folder: Path) -> Manifest:
-    return Manifest.model_validate_json((folder / MANIFEST).read_bytes())
-
-
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """One step or rollback at a time per folder: a rollback started after a
-    step's deadline waits for the step's worker thread to stop."""
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _purge_folder(folder: Path) -> None:
-    """The manifest goes last, so a purge cut short is retried next time."""
-    for child in folder.iterdir():
-        if child.name != MANIFEST:
-            _remove(child)
-    (folder / MANIFEST).unlink()
-    folder.rmdir()

@@ -24,7 +24,8 @@ from typing import Any, BinaryIO
 import pytest
 
 from engine.catalog import Catalog, builtin_dir, load_catalog
-from engine.executors.files import FilesExecutor, Manifest, RestoreError
+from engine.executors.files import FilesExecutor
+from engine.executors.quarantine import Manifest, RestoreError
 from engine.executors.registry import SPECS
 from engine.intake.alertmanager import parse_alertmanager
 from engine.models import (
