@@ -7,7 +7,6 @@ once its alerts are durable (one transaction for the whole request).
 from __future__ import annotations
 
 import hmac
-import uuid
 from collections.abc import Callable
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from engine.healer import Healer
 from engine.intake.alertmanager import parse_alertmanager
 from engine.intake.errors import MAX_BODY_BYTES, IntakeError
 from engine.intake.generic import parse_generic
+from engine.intake.limits import fresh_key
 from engine.models import Alert
 from engine.ports import Clock
 from engine.routing import router
@@ -67,7 +67,7 @@ def _handler(
             return _refuse(400, str(exc))
         if any(alert.channel is None for alert in alerts):
             return _refuse(503, "no channel to post in: set GRACE_DEFAULT_CHANNEL or routes")
-        intakes = await healer.receive(alerts, delivery_key=f"{source}:{uuid.uuid4()}")
+        intakes = await healer.receive(alerts, delivery_key=f"{source}:{fresh_key()}")
         metrics.alerts(source, len(alerts))
         incidents = sorted({i.incident.id for i in intakes if i.incident is not None})
         opened = sum(i.opened for i in intakes)

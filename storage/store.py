@@ -170,9 +170,9 @@ class SqliteStore:
         The delivery gets one `alerts.received` audit row that attests every
         alert it stored (see `storage.intake`).
         """
-        batch = tuple(alerts)
-        now = self._clock.now()
-        intakes = await self._write(lambda conn: intake.ingest(conn, batch, delivery_key, now))
+        delivery = intake.Delivery(tuple(alerts), delivery_key, self._clock.now())
+        # Deliveries queued together share one intake pass (see storage.intake).
+        intakes = await self.writer.run_merged(intake.ingest, delivery)
         for _ in range(sum(i.opened for i in intakes)):
             self._on_state(IncidentState.OPEN)
         return intakes

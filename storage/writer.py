@@ -9,6 +9,11 @@ everything queued to one dedicated thread, which runs it as one
 resumes when the transaction holding its write is durable, and a function
 that raises is rolled back to its savepoint alone: its batch-mates commit.
 
+Writes that many callers make alike (alert intake) can instead be queued
+with `run_merged`: those queued back to back then run as one call, in one
+savepoint, for the statements they have in common, and only if that call
+fails does each run again alone.
+
 The thread owns its stdlib `sqlite3` connection outright, so no other code
 can leave a transaction open on it, and functions run in submission order.
 """
@@ -17,9 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +34,10 @@ from typing import Any, TypeVar
 from storage.db import connect_sync
 
 T = TypeVar("T")
+Item = TypeVar("Item")
+
+Op = Callable[[sqlite3.Connection], Any]
+Merge = Callable[[sqlite3.Connection, Sequence[Item]], Sequence[T]]
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +59,11 @@ class WriterClosed(RuntimeError):
 
 @dataclass(slots=True)
 class _Queued:
-    op: Callable[[sqlite3.Connection], Any]
     future: asyncio.Future[Any]
+    merge: Merge[Any, Any] | None
+    """None for a `run` op, else the `run_merged` function that takes `item`."""
+    item: Any
+    """The op itself for `run`, the item for `run_merged`."""
 
 
 @dataclass(slots=True)
@@ -104,10 +117,26 @@ class GroupWriter:
         cancelled before its batch starts is skipped; after that, the write
         happens or not with its batch, as with any cancelled request.
         """
+        return await self._enqueue(None, op)
+
+    async def run_merged(self, merge: Merge[Item, T], item: Item) -> T:
+        """Queue `item` for `merge`; return its result once its transaction committed.
+
+        `merge(conn, items)` does for several items at once what one call
+        per item would do in order, and returns one result per item, in
+        order. Items queued back to back for the same `merge` (the same
+        function object) are merged into one call, in one savepoint; if it
+        raises, each of them runs again alone, `merge(conn, [item])` in its
+        own savepoint, so a bad item fails its own caller only, as with
+        `run`, whose rules `merge` follows too.
+        """
+        return await self._enqueue(merge, item)
+
+    async def _enqueue(self, merge: Merge[Any, Any] | None, item: Any) -> Any:
         if self._closing:
             raise WriterClosed("the group writer is closed")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(op, future))
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(future, merge, item))
         self._wake.set()
         return await future
 
@@ -140,9 +169,7 @@ class GroupWriter:
                 self.batches += 1
                 self.ops += len(batch)
                 try:
-                    results = await loop.run_in_executor(
-                        self._thread, self._transact, [q.op for q in batch]
-                    )
+                    results = await loop.run_in_executor(self._thread, self._transact, batch)
                 except asyncio.CancelledError:
                     self._abandon(batch)
                     raise
@@ -179,25 +206,60 @@ class GroupWriter:
             self._conn.close()
             self._conn = None
 
-    def _transact(self, ops: list[Callable[[sqlite3.Connection], Any]]) -> list[_Result]:
+    def _transact(self, batch: list[_Queued]) -> list[_Result]:
         """One transaction for the batch; per-op results, or every op failed."""
         conn = self._conn
         if conn is None:
             raise RuntimeError("the group writer has no connection")
         try:
             conn.execute("BEGIN IMMEDIATE")
-            results = [_savepointed(conn, op) for op in ops]
+            results = _run_all(conn, batch)
             conn.execute("COMMIT")
         except Exception as exc:
             _rollback_quietly(conn)
-            return [_Result(False, _batch_failed(exc)) for _ in ops]
+            return [_Result(False, _batch_failed(exc)) for _ in batch]
         except BaseException:
             _rollback_quietly(conn)
             raise
         return results
 
 
-def _savepointed(conn: sqlite3.Connection, op: Callable[[sqlite3.Connection], Any]) -> _Result:
+def _run_all(conn: sqlite3.Connection, batch: list[_Queued]) -> list[_Result]:
+    """Each op in its savepoint, in order; each run of merged items as one call."""
+    results: list[_Result] = []
+    for merge, run in itertools.groupby(batch, key=lambda queued: queued.merge):
+        if merge is None:
+            results += [_savepointed(conn, queued.item) for queued in run]
+        else:
+            results += _merged(conn, merge, [queued.item for queued in run])
+    return results
+
+
+def _merged(conn: sqlite3.Connection, merge: Merge[Any, Any], items: list[Any]) -> list[_Result]:
+    """All items in one call; if it fails, each alone, so only the bad ones fail."""
+    if len(items) > 1:
+        together = _savepointed(conn, _merged_op(merge, items))
+        if together.ok:
+            return [_Result(True, value) for value in together.value]
+        log.debug("a merged write failed, so its %d items run one by one", len(items))
+    results = []
+    for item in items:
+        alone = _savepointed(conn, _merged_op(merge, [item]))
+        results.append(_Result(True, alone.value[0]) if alone.ok else alone)
+    return results
+
+
+def _merged_op(merge: Merge[Any, Any], items: list[Any]) -> Op:
+    def op(conn: sqlite3.Connection) -> Sequence[Any]:
+        values = merge(conn, items)
+        if len(values) != len(items):
+            raise RuntimeError(f"a merged write gave {len(values)} results for {len(items)} items")
+        return values
+
+    return op
+
+
+def _savepointed(conn: sqlite3.Connection, op: Op) -> _Result:
     """Run one op; undo only its own writes if it raises.
 
     Some errors (a full disk, an interrupt) make SQLite roll back the whole

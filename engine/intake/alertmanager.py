@@ -22,7 +22,6 @@ once, straight from the bytes, and nothing is serialised again per alert.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -35,6 +34,7 @@ from engine.intake.limits import (
     cap_labels,
     cap_text,
     capped_link,
+    fresh_key,
     summary_text,
 )
 from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
@@ -87,7 +87,7 @@ def parse_alertmanager(
     """The alerts of one webhook notification, capped; IntakeError when it does not fit.
 
     Webhook alerts are counted, not de-duplicated by content: each gets a fresh
-    source_key (one uuid4 per request plus the alert's index), so a repeated
+    source_key (one fresh key per request plus the alert's index), so a repeated
     notification is stored as new alerts that join the same incident.
     """
     try:
@@ -97,7 +97,7 @@ def parse_alertmanager(
     _check_sent(payload)
     group = alertmanager_group(payload.receiver, payload.groupKey)
     fallback_link = capped_link(payload.externalURL)
-    batch = uuid.uuid4().hex  # one random draw per request; the index makes each key unique
+    batch = fresh_key()  # one per request; the index makes each alert's key unique
     return [
         _alert(item, index, f"{batch}-{index}", group, fallback_link, received_at, channel_for)
         for index, item in enumerate(payload.alerts)

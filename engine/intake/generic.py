@@ -11,7 +11,6 @@ sources cut untrusted values the same way.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
@@ -37,6 +36,7 @@ from engine.intake.limits import (
     cap_labels,
     cap_text,
     capped_link,
+    fresh_key,
     summary_text,
 )
 from engine.models import Alert, AlertStatus
@@ -120,7 +120,7 @@ def parse_generic(
     """The alerts in one generic webhook body, capped; IntakeError when it does not fit.
 
     An alert with an `id` gets source_key "id:<id>", so a retried request is
-    stored once; without one every received alert is a new one (uuid4).
+    stored once; without one every received alert is a new one (a fresh key).
     """
     try:
         payload = _BODY.validate_json(body)
@@ -140,7 +140,7 @@ def _alert(item: GenericAlert, received_at: datetime, channel_for: ChannelFor) -
     text = item.text if item.text is not None else summary_text(item.annotations)
     return Alert(
         source="generic",
-        source_key=f"id:{cap_identity(item.id)}" if item.id else uuid.uuid4().hex,
+        source_key=f"id:{cap_identity(item.id)}" if item.id else fresh_key(),
         name=cap_text(item.name, MAX_NAME),
         status=item.status,
         severity=None if severity is None else cap_text(severity, MAX_VALUE),

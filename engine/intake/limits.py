@@ -1,4 +1,4 @@
-"""Caps on untrusted alert input, shared by every source.
+"""Caps on untrusted alert input, and fresh keys for what arrives, shared by every source.
 
 An alert is attacker-controlled text; these bounds keep one hostile or broken
 integration from bloating the database or a Slack card.
@@ -7,6 +7,9 @@ integration from bloating the database or a Slack card.
 from __future__ import annotations
 
 import functools
+import itertools
+import os
+import uuid
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -38,12 +41,14 @@ def cap_labels(pairs: dict[str, str]) -> dict[str, str]:
     """cap_pairs, without rebuilding the dict in the usual case where nothing is too long.
 
     Only for dicts the caller owns (fresh from validation): the same object is returned.
+    A plain loop, not all() over a generator: this runs twice per alert in a storm.
     """
-    if len(pairs) <= MAX_LABELS and all(
-        len(key) <= MAX_KEY and len(value) <= MAX_VALUE for key, value in pairs.items()
-    ):
-        return pairs
-    return cap_pairs(pairs)
+    if len(pairs) > MAX_LABELS:
+        return cap_pairs(pairs)
+    for key, value in pairs.items():
+        if len(key) > MAX_KEY or len(value) > MAX_VALUE:
+            return cap_pairs(pairs)
+    return pairs
 
 
 def cap_identity(value: str) -> str:
@@ -71,7 +76,34 @@ def capped_link(url: str | None) -> str | None:
 
 
 def summary_text(annotations: dict[str, str]) -> str:
-    """What a person reads first: the summary, then the description (uncut; cap after)."""
-    return "\n".join(
-        value for key in ("summary", "description") if (value := annotations.get(key, ""))
-    )
+    """What a person reads first: the summary, then the description (uncut; cap after).
+
+    Spelt out rather than a join over a generator, which costs five times as much.
+    """
+    summary = annotations.get("summary", "")
+    description = annotations.get("description", "")
+    if summary and description:
+        return f"{summary}\n{description}"
+    return summary or description
+
+
+class _Keys:
+    """Keys unique across processes and restarts: a random prefix drawn once per
+    process (again in a forked child) and a counter. A uuid4 per key would cost
+    a getrandom syscall per request, or per alert, on the intake's hottest path."""
+
+    def __init__(self) -> None:
+        self._draw()
+        os.register_at_fork(after_in_child=self._draw)
+
+    def _draw(self) -> None:
+        self._prefix = uuid.uuid4().hex
+        self._counter = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._counter)}"
+
+
+fresh_key = _Keys().next
+"""A key no other call returns, in this process or any other: for delivery
+keys and the source_key of alerts that bring no identity of their own."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +129,66 @@ async def test_a_failing_op_is_rolled_back_alone(writer: GroupWriter, db_path: P
     assert results[0] == "a" and results[2] == "c"
     assert isinstance(results[1], ValueError) and str(results[1]) == "b failed"
     assert _rows(db_path) == ["a", "c"]
+
+
+class Merge:
+    """A merged write that inserts every item and records each call's items;
+    an item named "bad" makes the whole call fail, after its inserts."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, conn: sqlite3.Connection, items: Sequence[str]) -> list[str]:
+        self.calls.append(list(items))
+        conn.executemany("INSERT INTO item (name) VALUES (?)", [(item,) for item in items])
+        if "bad" in items:
+            raise ValueError("bad item")
+        return [item.upper() for item in items]
+
+
+async def test_merged_items_queued_back_to_back_run_as_one_call(
+    writer: GroupWriter, db_path: Path
+) -> None:
+    merge = Merge()
+    results = await _in_one_batch(
+        writer,
+        writer.run_merged(merge, "a"),
+        writer.run_merged(merge, "b"),
+        writer.run(_insert("op")),
+        writer.run_merged(merge, "c"),
+        writer.run_merged(merge, "d"),
+        writer.run_merged(merge, "e"),
+    )
+    assert results == ["A", "B", "op", "C", "D", "E"], "each caller gets its own result"
+    assert merge.calls == [["a", "b"], ["c", "d", "e"]], "a plain op between splits the runs"
+    assert _rows(db_path) == ["a", "b", "op", "c", "d", "e"], "submission order is kept"
+    assert writer.ops == 1 + 1 + 6  # the schema, the gate, then one per caller
+
+
+async def test_a_bad_merged_item_fails_alone(writer: GroupWriter, db_path: Path) -> None:
+    """The failed call is rolled back, then each item runs alone: only the bad one fails."""
+    merge = Merge()
+    results = await _in_one_batch(
+        writer,
+        writer.run_merged(merge, "a"),
+        writer.run_merged(merge, "bad"),
+        writer.run_merged(merge, "c"),
+    )
+    assert results[0] == "A" and results[2] == "C"
+    assert isinstance(results[1], ValueError) and str(results[1]) == "bad item"
+    assert merge.calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert _rows(db_path) == ["a", "c"]
+
+
+async def test_a_merge_must_answer_every_item(writer: GroupWriter, db_path: Path) -> None:
+    def short(conn: sqlite3.Connection, items: Sequence[str]) -> list[str]:
+        conn.executemany("INSERT INTO item (name) VALUES (?)", [(item,) for item in items])
+        return []
+
+    results = await _in_one_batch(writer, writer.run_merged(short, "a"))
+    assert isinstance(results[0], RuntimeError)
+    assert "gave 0 results for 1 items" in str(results[0])
+    assert _rows(db_path) == [], "its writes were rolled back"
 
 
 async def test_a_failed_commit_fails_the_whole_batch(writer: GroupWriter, db_path: Path) -> None:
