@@ -66,6 +66,7 @@ STATE_LABEL = {
     S.ROLLED_BACK: ":leftwards_arrow_with_hook: Rolled back",
     S.SAFE_HOLD: ":octagonal_sign: Safe hold",
     S.INTERRUPTED: ":warning: Interrupted",
+    S.CLEARED: ":ballot_box_with_check: Cleared by a person",
 }
 
 

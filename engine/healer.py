@@ -344,20 +344,33 @@ class Healer:
         return stopped
 
     async def clear_target(self, user: str, name: str) -> str:
-        """A person vouches for a held target, admins only: GRACE may act on it again."""
+        """A person vouches for a target, admins only: its holds are lifted and the
+        safe-hold or interrupted incidents on it end `cleared`, which releases
+        their alert groups, so the next alert opens an incident GRACE may heal."""
         if user not in self.admins:
             await self.store.audit(user, "clear.refused", detail={"target": name})
             return "Only GRACE's admins may clear a target in safe hold."
         lifted = await self.store.clear_holds(name, actor=user)
-        if not lifted:
+        stuck = [
+            incident
+            for incident in await self.store.incidents_in([S.SAFE_HOLD, S.INTERRUPTED])
+            if incident.plan is not None and incident.plan.target.name == name
+        ]
+        if not lifted and not stuck:
             held = ", ".join(f"`{h.target.name}`" for h in await self.store.holds()) or "none"
             return f"`{name}` is not in safe hold. Held targets: {held}."
-        for hold in lifted:
-            incident = await self.store.get_incident(hold.incident_id)
-            if incident is not None:
-                await self.narrator.tell(incident, HoldCleared(user=user, target=name))
-        incidents = ", ".join(f"#{h.incident_id}" for h in lifted)
-        return f"`{name}` is cleared (held by incident {incidents}); GRACE may act on it again."
+        closed: list[int] = []
+        for incident in stuck:
+            moved = await self.store.transition(
+                incident.id, incident.state, S.CLEARED, actor=user, reason=f"cleared by {user}"
+            )
+            if moved is not None:
+                closed.append(moved.id)
+                await self.narrator.tell(moved, HoldCleared(user=user, target=name))
+                await self.narrator.show(moved)
+        ended = sorted({h.incident_id for h in lifted} | set(closed))
+        incidents = ", ".join(f"#{n}" for n in ended)
+        return f"`{name}` is cleared (incident {incidents}); GRACE may act on it again."
 
     async def readiness(self) -> Readiness:
         return Readiness(

@@ -34,6 +34,7 @@ class IncidentState(StrEnum):
     ROLLED_BACK = "rolled_back"
     SAFE_HOLD = "safe_hold"
     INTERRUPTED = "interrupted"
+    CLEARED = "cleared"
 
     @property
     def holds_group(self) -> bool:
@@ -56,13 +57,14 @@ TRANSITIONS: dict[IncidentState, frozenset[IncidentState]] = {
     _S.EXPIRED: frozenset(),
     _S.AUTO_RESOLVED: frozenset(),
     _S.ROLLED_BACK: frozenset(),
-    _S.SAFE_HOLD: frozenset(),
-    _S.INTERRUPTED: frozenset(),
+    _S.SAFE_HOLD: frozenset({_S.CLEARED}),
+    _S.INTERRUPTED: frozenset({_S.CLEARED}),
+    _S.CLEARED: frozenset(),
 }
 
 
 RELEASING_STATES = frozenset(
-    {_S.RESOLVED, _S.AUTO_RESOLVED, _S.REJECTED, _S.EXPIRED, _S.ROLLED_BACK}
+    {_S.RESOLVED, _S.AUTO_RESOLVED, _S.REJECTED, _S.EXPIRED, _S.ROLLED_BACK, _S.CLEARED}
 )
 
 

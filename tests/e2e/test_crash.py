@@ -259,6 +259,7 @@ async def test_a_crash_between_snapshot_and_verification_is_interrupted_not_reru
             [cleared] = await slack.wait_for(lambda: slack.ephemerals(LEAD))
             assert "is cleared" in cleared.text
             assert await grace.store.holds() == []
+            assert (await grace.store.get_incident(incident.id)).state is S.CLEARED
 
             # Cleared: the same request now heals, with the reader gone.
             await slack.slash_command(

@@ -141,6 +141,10 @@ async def test_a_failed_restore_holds_the_target_until_an_admin_clears_it(world)
     assert await w.store.holds() == []
     assert isinstance(w.notifier.thread[held.id][-1], HoldCleared)
     assert any(row[1] == "target.cleared" for row in w.store.audit_rows)
+    # The held incident ended `cleared`, so its alert group opens a new incident again.
+    assert w.store.incidents[held.id].state is S.CLEARED
+    fresh = await w.open(w.alert(thing="db1"))
+    assert fresh.id != held.id and fresh.state is S.AWAITING_APPROVAL
     healed = await w.healer.request_heal("fix-thing", "db1", user="U0ONCALL", channel="C0")
     assert not isinstance(healed, str)
     assert (await approve(w, healed)).state is S.RESOLVED
@@ -196,6 +200,11 @@ async def test_start_up_marks_cut_short_runs_interrupted_and_holds_their_targets
     # Only the target that may have been touched is held; nothing is re-run.
     assert [h.target.name for h in await w.store.holds()] == ["db1"]
     assert w.executor.runs == 0
+
+    # An admin's clear ends the untouched one too, though nothing held its target.
+    answer = await w.healer.clear_target("U0LEAD", "db9")
+    assert "is cleared" in answer and f"#{waiting.id}" in answer
+    assert w.store.incidents[waiting.id].state is S.CLEARED
 
 
 async def test_a_check_that_waits_to_settle_gets_that_long_beyond_the_call_deadline(world):

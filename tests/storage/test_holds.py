@@ -100,3 +100,18 @@ async def test_a_person_clears_a_hold_and_it_is_audited(
         ("U0LEAD", second.id),
     ]
     assert (await store.verify_audit()).ok
+
+
+async def test_a_cleared_incident_releases_its_alert_group(
+    store: SqliteStore, make_alert: Callable[..., Alert], plan: Plan
+) -> None:
+    group = {"labels": {"instance": "db-1", "mountpoint": "/var/lib/app"}}
+    held = await run_to(store, make_alert(**group), plan, "d-1", S.EXECUTING, S.SAFE_HOLD)
+    [joined] = await store.ingest_alerts([make_alert(**group)], "d-2")
+    assert joined.incident is not None and joined.incident.id == held.id and not joined.opened
+
+    cleared = await store.transition(held.id, S.SAFE_HOLD, S.CLEARED, actor="U0LEAD")
+
+    assert cleared is not None and cleared.state is S.CLEARED
+    [fresh] = await store.ingest_alerts([make_alert(**group)], "d-3")
+    assert fresh.opened and fresh.incident is not None and fresh.incident.id != held.id
