@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.catalog import Catalog, builtin_dir, load_catalog
+from engine.executors.registry import SPECS
 from engine.executors.sqlite import SqliteExecutor
 from engine.models import Snapshot, Target
 
@@ -25,6 +28,16 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.current
+
+
+def builtin_catalog(tmp_path: Path, executor: str) -> Catalog:
+    """One executor's built-in patterns and playbooks alone (`engine/builtin/*/EXECUTOR.yml`),
+    so its tests name exactly the ids and tiers that executor ships."""
+    folder = tmp_path / "builtin"
+    for kind in ("patterns", "playbooks"):
+        (folder / kind).mkdir(parents=True)
+        shutil.copyfile(builtin_dir() / kind / f"{executor}.yml", folder / kind / f"{executor}.yml")
+    return load_catalog([folder], {executor: SPECS[executor]}, builtins=False)
 
 
 def step_snapshot(target: Target, location: str = "") -> Snapshot:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.catalog import Catalog, load_catalog
-from engine.executors.aws import NO_CREDENTIALS, NO_REGION, SPEC, AwsExecutor
+from engine.catalog import Catalog
+from engine.executors.aws import NO_CREDENTIALS, NO_REGION, AwsExecutor
 from engine.intake.generic import parse_generic
 from engine.intake.slack import parse_slack_message
 from engine.models import (
@@ -33,7 +32,7 @@ from engine.models import (
 )
 from engine.planning import make_plan
 from engine.ports import Executor, TargetRefused, TransientError
-from tests.engine.executors.conftest import FixedClock, step_snapshot
+from tests.engine.executors.conftest import FixedClock, builtin_catalog, step_snapshot
 from tests.engine.executors.moto_server import (
     REGION,
     Relay,
@@ -45,8 +44,6 @@ from tests.engine.executors.moto_server import (
     start_moto,
 )
 
-ROOT = Path(__file__).resolve().parents[3]
-BUILTIN = ROOT / "engine" / "builtin"
 ALLOWLIST = ["asg:web-*", "ec2:i-*", "rds:orders-*"]
 POLL_S = 0.02
 WAIT_S = 5.0
@@ -805,12 +802,7 @@ INSTANCE_ALARM_ID = "i-0a1b2c3d4e5f60718"
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """The aws built-ins alone: other executors' built-ins need their own specs."""
-    folder = tmp_path / "builtin"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copyfile(BUILTIN / kind / "aws.yml", folder / kind / "aws.yml")
-    return load_catalog([folder], {"aws": SPEC}, builtins=False)
+    return builtin_catalog(tmp_path, "aws")
 
 
 def chatbot_alarm(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,9 +16,8 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog
 from engine.executors.containers import (
-    SPEC,
     DockerError,
     DockerExecutor,
     allowlisted,
@@ -56,10 +54,8 @@ from tests.docker_engine import (  # noqa: F401 - fixtures are found by name
     unique,
     write_compose_file,
 )
-from tests.engine.executors.conftest import FixedClock, step_snapshot
+from tests.engine.executors.conftest import FixedClock, builtin_catalog, step_snapshot
 
-ROOT = Path(__file__).resolve().parents[3]
-BUILTIN = ROOT / "engine" / "builtin"
 WAIT_S = 3.0
 ALLOW = ["container:web-*", "compose:shop*/*"]
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
@@ -556,12 +552,7 @@ async def test_a_scale_cut_off_by_its_deadline_kills_compose_and_is_retried_late
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """The docker built-ins alone: other executors' built-ins need their own specs."""
-    folder = tmp_path / "builtin"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copyfile(BUILTIN / kind / "docker.yml", folder / kind / "docker.yml")
-    return load_catalog([folder], {"docker": SPEC}, builtins=False)
+    return builtin_catalog(tmp_path, "docker")
 
 
 def alertmanager(labels: dict[str, str], annotations: dict[str, str]) -> Alert:

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from engine.catalog import Catalog, builtin_dir, load_catalog
+from engine.catalog import Catalog, load_catalog
 from engine.executors.files import FilesExecutor
 from engine.executors.quarantine import Manifest, RestoreError
 from engine.executors.registry import SPECS
@@ -39,7 +39,7 @@ from engine.models import (
 )
 from engine.planning import make_plan
 from engine.ports import Executor, TargetRefused, TransientError
-from tests.engine.executors.conftest import FixedClock, step_snapshot
+from tests.engine.executors.conftest import FixedClock, builtin_catalog, step_snapshot
 
 MIB = 1024 * 1024
 DAY = 86400
@@ -792,16 +792,11 @@ async def test_purge_keeps_the_folders_of_held_incidents(
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """The files built-ins alone: other executors' built-ins need their own specs."""
-    folder = tmp_path / "catalog"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copy(builtin_dir() / kind / "files.yml", folder / kind / "files.yml")
-    return load_catalog([folder], {"files": FilesExecutor.spec}, builtins=False)
+    return builtin_catalog(tmp_path, "files")
 
 
 def test_the_files_builtins_load_beside_every_other_builtin() -> None:
-    catalog = load_catalog([], {**SPECS, FilesExecutor.name: FilesExecutor.spec})
+    catalog = load_catalog([], SPECS)
     treating = {p: catalog.playbook_for(p) for p in ("disk_filling_with_logs", "stale_bytecode")}
     assert {p: b.id for p, b in treating.items() if b} == {
         "disk_filling_with_logs": "files-rotate-logs",

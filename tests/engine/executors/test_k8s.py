@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -18,10 +17,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog
 from engine.executors.common import name_matches
 from engine.executors.k8s import (
-    SPEC,
     ConfigSource,
     KubernetesExecutor,
     KubernetesRefused,
@@ -41,7 +39,7 @@ from engine.models import (
 )
 from engine.planning import make_plan
 from engine.ports import Executor, TargetRefused, TransientError
-from tests.engine.executors.conftest import FixedClock, step_snapshot
+from tests.engine.executors.conftest import FixedClock, builtin_catalog, step_snapshot
 from tests.k8s_cluster import (
     NAMESPACE,
     RESTARTED_AT,
@@ -58,8 +56,6 @@ from tests.k8s_cluster import (
 
 __all__ = ["cluster", "controller", "kubeconfig"]  # fixtures, used by name
 
-ROOT = Path(__file__).resolve().parents[3]
-BUILTIN = ROOT / "engine" / "builtin"
 ALLOWLIST = ["deployment:shop/*"]
 CART = Target(executor="kubernetes", name="deployment:shop/cart")
 CHECKOUT = Target(executor="kubernetes", name="deployment:shop/checkout")
@@ -801,12 +797,7 @@ async def test_rejects_unknown_names_and_foreign_targets(executor: KubernetesExe
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """Only this executor's built-ins: the other executors' YAML is not ours to load."""
-    folder = tmp_path / "builtin"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copy(BUILTIN / kind / "kubernetes.yml", folder / kind)
-    return load_catalog([folder], {"kubernetes": SPEC}, builtins=False)
+    return builtin_catalog(tmp_path, "kubernetes")
 
 
 def kube_state_metrics_alert(name: str, labels: dict[str, str], description: str) -> Alert:

@@ -21,8 +21,8 @@ import yaml
 from aiohttp import web
 from pydantic import ValidationError
 
-from engine.catalog import Catalog, load_catalog
-from engine.executors.service import SPEC, ServiceConfig, ServiceError, ServiceExecutor
+from engine.catalog import Catalog
+from engine.executors.service import ServiceConfig, ServiceError, ServiceExecutor
 from engine.intake.alertmanager import AlertmanagerAlert, AlertmanagerPayload, parse_alertmanager
 from engine.models import (
     Alert,
@@ -39,9 +39,8 @@ from engine.models import (
 )
 from engine.planning import make_plan
 from engine.ports import Executor, TargetRefused, TransientError
-from tests.engine.executors.conftest import FixedClock, step_snapshot
+from tests.engine.executors.conftest import FixedClock, builtin_catalog, step_snapshot
 
-REPO = Path(__file__).parents[3]
 WEB = Target(executor="service", name="web")
 LEVEL = "@@LEVEL@@"
 
@@ -1020,12 +1019,7 @@ async def test_refuses_a_target_of_another_executor(rig: Rig) -> None:
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """Only this executor's built-ins: the other executors' YAML is not ours to load."""
-    folder = tmp_path / "builtin"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copy(REPO / "engine/builtin" / kind / "service.yml", folder / kind)
-    return load_catalog([folder], {"service": SPEC}, builtins=False)
+    return builtin_catalog(tmp_path, "service")
 
 
 def alertmanager_alert(name: str, **labels: str) -> Alert:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from engine.catalog import Catalog, load_catalog
+from engine.catalog import Catalog
 from engine.executors.holders import open_holders
-from engine.executors.sqlite import SPEC, SqliteExecutor, vacuum_space_problem
+from engine.executors.sqlite import SqliteExecutor, vacuum_space_problem
 from engine.intake.alertmanager import parse_alertmanager
 from engine.intake.generic import parse_generic
 from engine.intake.slack import parse_slack_message
@@ -43,6 +43,7 @@ from tests.engine.executors.conftest import (
     FRAGMENTED_ROWS,
     BloatedDb,
     FixedClock,
+    builtin_catalog,
     fill,
     fingerprint,
     page_counts,
@@ -1168,12 +1169,7 @@ NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 @pytest.fixture
 def catalog(tmp_path: Path) -> Catalog:
-    """The sqlite built-ins alone: other executors' built-ins need their own specs."""
-    folder = tmp_path / "builtin"
-    for kind in ("patterns", "playbooks"):
-        (folder / kind).mkdir(parents=True)
-        shutil.copyfile(BUILTIN / kind / "sqlite.yml", folder / kind / "sqlite.yml")
-    return load_catalog([folder], {"sqlite": SPEC}, builtins=False)
+    return builtin_catalog(tmp_path, "sqlite")
 
 
 def alertmanager(labels: dict[str, str], annotations: dict[str, str]) -> Alert:
