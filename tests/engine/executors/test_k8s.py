@@ -18,7 +18,6 @@ import pytest
 from pydantic import ValidationError
 
 from engine.catalog import Catalog
-from engine.executors.common import name_matches
 from engine.executors.k8s import (
     ConfigSource,
     KubernetesExecutor,
@@ -111,24 +110,6 @@ def test_satisfies_the_executor_port(executor: KubernetesExecutor) -> None:
 
 def test_resolves_an_allowlisted_deployment(executor: KubernetesExecutor) -> None:
     assert executor.resolve_target("deployment:shop/cart", ALLOWLIST) == CART
-
-
-@pytest.mark.parametrize(
-    ("value", "pattern", "matches"),
-    [
-        ("deployment:shop/cart", "deployment:shop/*", True),
-        ("deployment:shop/cart", "deployment:*/cart", True),
-        ("deployment:shop/cart", "*:shop/cart", True),
-        ("deployment:shop/a/b", "deployment:shop/*", False),
-        ("deployment:shop/cart", "deployment:*", False),
-        ("deployment:shop/cart", "*", False),
-        ("pod:shop/cart", "deployment:shop/*", False),
-        ("deployment:shopping/cart", "deployment:shop/*", False),
-        ("deployment:shop/cart", "deployment:shop/cart", True),
-    ],
-)
-def test_star_stops_at_colons_and_slashes(value: str, pattern: str, matches: bool) -> None:
-    assert name_matches(value, pattern) is matches
 
 
 @pytest.mark.parametrize(
