@@ -10,6 +10,7 @@ platform (rate limit and concurrency bound per executor).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,10 +104,10 @@ class Resilience:
         # purgatory reads time.time(); `wall` must be the same clock, so open
         # breakers report the time purgatory will really let a call through.
         self._wall = wall
-        self._factories: dict[str, AsyncCircuitBreakerFactory] = {}
-        self._limiters: dict[str, AsyncLimiter] = {}
-        self._slots: dict[str, asyncio.Semaphore] = {}
-        self._trials: dict[str, asyncio.Lock] = {}
+        self._guards: dict[str, _Guards] = {}
+        self._trials: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
         self._circuits: dict[str, str] = {}  # circuit -> executor, for status
 
     def policy(self, executor: str) -> Policy:
@@ -148,9 +149,9 @@ class Resilience:
         return await self._guarded(target, retried, on_change)
 
     async def _attempt(self, target: Target, fn: Callable[[], Awaitable[T]], deadline: float) -> T:
-        executor = target.executor
-        await self._limiter(executor).acquire()
-        async with self._slot(executor):
+        guards = self._guards_of(target.executor)
+        await guards.limiter.acquire()
+        async with guards.slots:
             return await _within(deadline, fn, target)
 
     async def _guarded(
@@ -158,11 +159,11 @@ class Resilience:
     ) -> T:
         name = circuit_of(target)
         policy = self.policy(target.executor)
-        brk = await self._factory(target.executor).get_breaker(name)
+        brk = await self._guards_of(target.executor).breakers.get_breaker(name)
         self._circuits[name] = target.executor
         context = brk.context
         was_open = context.state != "closed"
-        trial = self._trials.setdefault(name, asyncio.Lock())
+        trial = self._trials[name]
         if was_open and self._cooling(context.opened_at, policy):
             raise CircuitOpen(name, self._retry_at(context.opened_at, policy))
         if was_open and trial.locked():
@@ -190,7 +191,7 @@ class Resilience:
         """Each open breaker's circuit and when it lets a trial call through."""
         found: dict[str, datetime] = {}
         for name, executor in self._circuits.items():
-            context = (await self._factory(executor).get_breaker(name)).context
+            context = (await self._guards_of(executor).breakers.get_breaker(name)).context
             if context.state != "closed":
                 found[name] = self._retry_at(context.opened_at, self.policy(executor))
         return found
@@ -202,31 +203,33 @@ class Resilience:
         start = opened_at if opened_at is not None else self._wall()
         return datetime.fromtimestamp(start + policy.breaker_cooldown_s, UTC)
 
-    def _factory(self, executor: str) -> AsyncCircuitBreakerFactory:
-        factory = self._factories.get(executor)
-        if factory is None:
-            policy = self.policy(executor)
-            factory = self._factories[executor] = AsyncCircuitBreakerFactory(
+    def _guards_of(self, executor: str) -> _Guards:
+        guards = self._guards.get(executor)
+        if guards is None:
+            guards = self._guards[executor] = _Guards.for_policy(self.policy(executor))
+        return guards
+
+
+@dataclass(frozen=True)
+class _Guards:
+    """What one executor's calls share: its targets' breakers, its rate and its slots."""
+
+    breakers: AsyncCircuitBreakerFactory
+    limiter: AsyncLimiter
+    slots: asyncio.Semaphore
+
+    @classmethod
+    def for_policy(cls, policy: Policy) -> _Guards:
+        # A bucket of one second's calls (at least one call): short bursts
+        # pass, a flood is spread out.
+        rate = policy.rate_per_s
+        return cls(
+            breakers=AsyncCircuitBreakerFactory(
                 default_threshold=policy.breaker_failures, default_ttl=policy.breaker_cooldown_s
-            )
-        return factory
-
-    def _limiter(self, executor: str) -> AsyncLimiter:
-        limiter = self._limiters.get(executor)
-        if limiter is None:
-            policy = self.policy(executor)
-            # A bucket of one second's calls (at least one call): short bursts
-            # pass, a flood is spread out.
-            rate = policy.rate_per_s
-            limiter = AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate)
-            self._limiters[executor] = limiter
-        return limiter
-
-    def _slot(self, executor: str) -> asyncio.Semaphore:
-        slot = self._slots.get(executor)
-        if slot is None:
-            slot = self._slots[executor] = asyncio.Semaphore(self.policy(executor).concurrency)
-        return slot
+            ),
+            limiter=AsyncLimiter(rate, 1.0) if rate >= 1 else AsyncLimiter(1, 1 / rate),
+            slots=asyncio.Semaphore(policy.concurrency),
+        )
 
 
 async def _within(deadline: float, fn: Callable[[], Awaitable[T]], target: Target) -> T:
