@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, main
+from bot.cli import EXIT_CONFIG, freeze_startup_heap, main
 
 ROOT = Path(__file__).parents[2]
 
@@ -251,3 +252,15 @@ def test_audit_export_writes_json_lines_since_a_time(tmp_path, capsys):
     assert [json.loads(line)["action"] for line in out.read_text().splitlines()] == ["late"]
     assert main(["audit", "export", "--since", "yesterday"]) == EXIT_CONFIG
     assert "--since 'yesterday': not an ISO date" in capsys.readouterr().err
+
+
+def test_the_startup_heap_is_frozen_out_of_collections():
+    # What `grace run` built to start outlives every request; no collection should walk it.
+    built_at_start = ["settings", "catalog"]
+    try:
+        freeze_startup_heap()
+        assert gc.get_freeze_count() > 0
+        assert not any(obj is built_at_start for obj in gc.get_objects())
+    finally:
+        gc.unfreeze()
+    assert any(obj is built_at_start for obj in gc.get_objects())
