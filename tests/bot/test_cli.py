@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, freeze_startup_heap, main
+from bot.cli import EXIT_CONFIG, event_loop_factory, freeze_startup_heap, main
 
 ROOT = Path(__file__).parents[2]
 
@@ -264,3 +264,15 @@ def test_the_startup_heap_is_frozen_out_of_collections():
     finally:
         gc.unfreeze()
     assert any(obj is built_at_start for obj in gc.get_objects())
+
+
+def test_grace_run_serves_on_uvloop():
+    import uvloop
+
+    factory = event_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
