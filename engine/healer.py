@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.approval import ApprovalPolicy
-from engine.availability import Readiness, survey
+from engine.availability import Availabilities, Readiness, survey
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution, hold_refusal
 from engine.models import (
@@ -76,6 +76,7 @@ class Healer:
         self.executors = executors
         self.allowlists = allowlists
         self.clock = clock
+        self.availabilities = Availabilities(clock)
         self.narrator = Narrator(notifier)
         self.resilience = resilience or Resilience()
         self.execution = Execution(store, self.narrator, executors, clock, self.resilience)
@@ -211,7 +212,7 @@ class Healer:
 
     async def _propose(self, alert: Alert) -> Proposal:
         """A plan for the alert, refused when its target is held."""
-        proposal = await propose(alert, self.catalog, self.executors, self.allowlists)
+        proposal = await self._plan(alert)
         hold = await self.store.target_hold(proposal.plan.target)
         if hold is not None:
             raise Refused(hold_refusal(hold.target.name, hold.incident_id))
@@ -223,10 +224,15 @@ class Healer:
         if isinstance(alert, str):
             return alert
         try:
-            proposal = await propose(alert, self.catalog, self.executors, self.allowlists)
+            proposal = await self._plan(alert)
         except Refused as refusal:
             return str(refusal)
         return dry_run(proposal.plan, self.executors)
+
+    async def _plan(self, alert: Alert) -> Proposal:
+        return await propose(
+            alert, self.catalog, self.executors, self.allowlists, self.availabilities.of
+        )
 
     async def dry_run(self, incident_id: int) -> DryRun | str:
         """What approving this incident's plan would do, touching nothing."""

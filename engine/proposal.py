@@ -6,13 +6,13 @@ three refuse the same things with the same words.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.catalog import Catalog, PlaybookSpec
-from engine.models import Alert, Diagnosis, Plan
+from engine.models import Alert, Availability, Diagnosis, Plan
 from engine.planning import make_plan
 from engine.ports import Executor, TargetRefused
 
@@ -49,15 +49,16 @@ async def propose(
     catalog: Catalog,
     executors: Mapping[str, Executor],
     allowlists: Mapping[str, Sequence[str]],
+    availability: Callable[[Executor], Awaitable[Availability]],
 ) -> Proposal:
     """Raises Refused; nothing is touched either way."""
     diagnosis, playbook = _diagnose(alert, catalog)
     executor = executors.get(playbook.target.executor)
     if executor is None:
         raise Refused(f"The `{playbook.target.executor}` executor is not configured.")
-    availability = await executor.available()
-    if not availability.ok:
-        raise Refused(f"The `{executor.name}` executor cannot act here: {availability.reason}")
+    answer = await availability(executor)
+    if not answer.ok:
+        raise Refused(f"The `{executor.name}` executor cannot act here: {answer.reason}")
     try:
         plan = make_plan(playbook, alert, executor, allowlists.get(executor.name, ()))
     except TargetRefused as refusal:

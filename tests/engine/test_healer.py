@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from engine.models import AlertStatus, Decision, IncidentState, Pause
+from engine.models import AlertStatus, Availability, Decision, IncidentState, Pause
 from engine.story import Learned, NeedsHuman, RestoreFailed, RolledBack
 
 S = IncidentState
@@ -227,6 +227,44 @@ async def test_target_outside_allowlist_is_refused_and_nothing_runs(world):
     assert w.executor.runs == 0
     event = w.notifier.thread[incident.id][0]
     assert isinstance(event, NeedsHuman) and "not in the fake allowlist" in event.reason
+
+
+async def test_an_executor_whose_check_fails_gets_its_incident_to_a_human(world):
+    w = world(tier=1)
+
+    async def broken() -> Availability:
+        raise ConnectionError("socket gone")
+
+    w.executor.available = broken
+    incident = await w.open(w.alert())
+
+    assert incident.state is S.NEEDS_HUMAN
+    assert w.executor.runs == 0
+    event = w.notifier.thread[incident.id][0]
+    assert isinstance(event, NeedsHuman)
+    assert event.reason == (
+        "The `fake` executor cannot act here: its check failed: ConnectionError: socket gone"
+    )
+
+
+async def test_a_storm_of_new_incidents_asks_the_executor_once(world):
+    w = world()
+    checks = 0
+
+    async def counted() -> Availability:
+        nonlocal checks
+        checks += 1
+        return Availability(ok=True)
+
+    w.executor.available = counted
+    # Seven groups, so seven incidents to plan; things outside the allowlist are
+    # refused after the executor was asked, so they ask too.
+    alerts = [w.alert(thing=f"db{n}") for n in range(1, 8)]
+    intakes = await w.healer.receive(alerts, "storm")
+    await w.healer.drain()
+
+    assert sum(i.opened for i in intakes) == 7
+    assert checks == 1
 
 
 async def test_unrecognised_alert_needs_a_human(world):
