@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -15,6 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from engine.models import Availability, Target
+from engine.ports import TargetRefused
 
 
 class Params(BaseModel):
@@ -38,6 +39,19 @@ def lookup(
         known = ", ".join(sorted(table))
         raise ValueError(f"unknown {executor} {kind} {name!r}; known: {known}")
     return model
+
+
+def real_path(executor: str, value: str, allowlist: Sequence[str], none_allowlisted: str) -> str:
+    """The realpath of an untrusted absolute path, for the caller to match against
+    its allowlist; refused before any lookup when it cannot be one."""
+    shown = repr(value)
+    if not allowlist:
+        raise TargetRefused(f"{executor} target {shown} refused: {none_allowlisted}")
+    if "\0" in value:
+        raise TargetRefused(f"{executor} target {shown} refused: the path contains a NUL byte")
+    if not os.path.isabs(value):
+        raise TargetRefused(f"{executor} target {shown} refused: not an absolute path")
+    return os.path.realpath(value)
 
 
 def glob_matches(real: str, pattern: str) -> bool:

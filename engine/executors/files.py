@@ -36,6 +36,7 @@ from engine.executors.common import (
     lookup,
     own,
     private_dir_usable,
+    real_path,
     utc,
 )
 from engine.executors.logrotate import FileGlob, RotateLogsParams, generation_of, rotate_logs
@@ -131,14 +132,8 @@ class FilesExecutor:
         Every ancestor of the realpath is matched against the root globs, never
         a string prefix, so `/var/log/app2` is not under `/var/log/app`.
         """
+        real = real_path(EXECUTOR_NAME, value, allowlist, "no directories are allowlisted")
         shown = repr(value)
-        if not allowlist:
-            raise TargetRefused(f"files target {shown} refused: no directories are allowlisted")
-        if "\0" in value:
-            raise TargetRefused(f"files target {shown} refused: the path contains a NUL byte")
-        if not os.path.isabs(value):
-            raise TargetRefused(f"files target {shown} refused: not an absolute path")
-        real = os.path.realpath(value)
         chain = [real, *map(str, PurePosixPath(real).parents)]
         if not any(glob_matches(path, root) for path in chain for root in allowlist):
             raise TargetRefused(

@@ -38,6 +38,7 @@ from engine.executors.common import (
     lookup,
     own,
     private_dir_usable,
+    real_path,
     shorten,
     utc,
 )
@@ -160,14 +161,8 @@ class SqliteExecutor:
         The realpath is what gets matched and what the Target names, so a
         symlink or `..` in an alert label cannot lead outside the allowlist.
         """
+        real = real_path(EXECUTOR_NAME, value, allowlist, "no sqlite targets are allowlisted")
         shown = repr(value)
-        if not allowlist:
-            raise TargetRefused(f"sqlite target {shown} refused: no sqlite targets are allowlisted")
-        if "\0" in value:
-            raise TargetRefused(f"sqlite target {shown} refused: the path contains a NUL byte")
-        if not os.path.isabs(value):
-            raise TargetRefused(f"sqlite target {shown} refused: not an absolute path")
-        real = os.path.realpath(value)
         if not any(glob_matches(real, pattern) for pattern in allowlist):
             raise TargetRefused(
                 f"sqlite target {shown} (resolves to {real!r}) is not in the sqlite allowlist"
