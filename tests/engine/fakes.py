@@ -41,11 +41,15 @@ from engine.story import StoryEvent
 
 
 class FixedClock:
-    def __init__(self) -> None:
+    """Time the test moves: by `step` at every reading (so stored events keep their
+    order), and by `current += ...` when the test says so."""
+
+    def __init__(self, step: timedelta = timedelta(milliseconds=1)) -> None:
         self.current = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+        self.step = step
 
     def now(self) -> datetime:
-        self.current += timedelta(milliseconds=1)
+        self.current += self.step
         return self.current
 
 

@@ -7,7 +7,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,18 +16,18 @@ from engine.catalog import Catalog, builtin_dir, load_catalog
 from engine.executors.registry import SPECS
 from engine.executors.sqlite import SqliteExecutor
 from engine.models import Snapshot, Target
+from tests.engine import fakes
 
 BATCHES = 10
 ROWS_PER_BATCH = 2_000
 MIN_WAL_BYTES = 3 * 1024 * 1024
 
 
-class FixedClock:
-    def __init__(self) -> None:
-        self.current = datetime(2026, 11, 24, 3, 0, 0, tzinfo=UTC)
+class FixedClock(fakes.FixedClock):
+    """Stands still unless a test moves it: executor tests compare times they stored."""
 
-    def now(self) -> datetime:
-        return self.current
+    def __init__(self) -> None:
+        super().__init__(step=timedelta(0))
 
 
 def builtin_catalog(tmp_path: Path, executor: str) -> Catalog:
