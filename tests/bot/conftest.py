@@ -1,4 +1,4 @@
-"""Fixtures for a running DevSlack stand-in (see bot/devslack.py)."""
+"""Fixtures for a running DevSlack stand-in (see bot/devslack/)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,5 @@
-"""DevSlack: a local stand-in for the Slack Web API and for Slack's deliveries to an app.
-
-It is a real aiohttp server on loopback. The bot talks to it with the real
-``slack_sdk.AsyncWebClient(base_url=devslack.api_url)``, and it delivers events and
-interactions to the app's ``/slack/events`` URL signed exactly as Slack signs them.
-It refuses what Slack refuses (auth, block limits, unknown channels and messages,
-stale triggers, opt-in rate limits) so that what works here works against Slack.
-"""
+"""DevSlack itself: Slack's Web API served on loopback, Slack's signed deliveries to
+the app, and what a test needs to watch both (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -13,10 +7,8 @@ import asyncio
 import contextlib
 import copy
 import hmac
-import html
 import json
 import math
-import re
 import secrets
 import time
 import urllib.parse
@@ -29,30 +21,13 @@ import aiohttp
 from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from bot.devslack.blockkit import block_errors, view_errors, with_ids
+from bot.devslack.render import Reader
+
 T = TypeVar("T")
 
 TRIGGER_TTL = 3.0  # seconds: Slack expires trigger_ids quickly
-MAX_MESSAGE_BLOCKS = 50
-MAX_VIEW_BLOCKS = 100
 MAX_TEXT = 40_000
-RULE = "─" * 40
-
-_ALL_BLOCK_TYPES = {
-    "section",
-    "header",
-    "divider",
-    "context",
-    "actions",
-    "image",
-    "input",
-    "rich_text",
-    "markdown",
-    "video",
-    "file",
-    "table",
-    "context_actions",
-}
-_LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")
 
 
 @dataclass
@@ -145,119 +120,6 @@ class SlackError(Exception):
         self.headers = dict(headers or {})
 
 
-# ---------------------------------------------------------------- Block Kit validation
-
-
-def _too_long(errs: list[str], value: Any, limit: int, pointer: str) -> None:
-    if isinstance(value, str) and len(value) > limit:
-        errs.append(f"must be less than {limit + 1} characters [json-pointer:{pointer}]")
-
-
-def _text_obj(
-    errs: list[str], obj: Any, limit: int, pointer: str, plain_only: bool = False
-) -> None:
-    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
-    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-        errs.append(f"must be a text object [json-pointer:{pointer}]")
-    elif obj.get("type") not in kinds:
-        errs.append(f"must be one of {', '.join(kinds)} [json-pointer:{pointer}/type]")
-    elif not obj["text"]:
-        errs.append(f"must be more than 0 characters [json-pointer:{pointer}/text]")
-    else:
-        _too_long(errs, obj["text"], limit, f"{pointer}/text")
-
-
-def _element(errs: list[str], el: Any, pointer: str) -> None:
-    if not isinstance(el, dict) or "type" not in el:
-        errs.append(f"missing required field: type [json-pointer:{pointer}]")
-        return
-    _too_long(errs, el.get("action_id"), 255, f"{pointer}/action_id")
-    if el["type"] == "button":
-        _text_obj(errs, el.get("text"), 75, f"{pointer}/text", plain_only=True)
-        _too_long(errs, el.get("value"), 2000, f"{pointer}/value")
-        _too_long(errs, el.get("url"), 3000, f"{pointer}/url")
-        if el.get("style") not in (None, "primary", "danger"):
-            errs.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
-
-
-def _block(errs: list[str], b: dict[str, Any], p: str) -> None:
-    kind = b["type"]
-    if kind == "section":
-        if "text" not in b and "fields" not in b:
-            errs.append(f"must provide either text or fields [json-pointer:{p}]")
-        if "text" in b:
-            _text_obj(errs, b["text"], 3000, f"{p}/text")
-        fields = b.get("fields", [])
-        if len(fields) > 10:
-            errs.append(f"must contain no more than 10 items [json-pointer:{p}/fields]")
-        for i, f in enumerate(fields):
-            _text_obj(errs, f, 2000, f"{p}/fields/{i}")
-        if "accessory" in b:
-            _element(errs, b["accessory"], f"{p}/accessory")
-    elif kind == "header":
-        _text_obj(errs, b.get("text"), 150, f"{p}/text", plain_only=True)
-    elif kind in ("context", "actions"):
-        limit = 10 if kind == "context" else 25
-        elements = b.get("elements") or []
-        if not elements or len(elements) > limit:
-            errs.append(f"must contain between 1 and {limit} items [json-pointer:{p}/elements]")
-        ids: set[str] = set()
-        for i, el in enumerate(elements):
-            if kind == "context":
-                if not (isinstance(el, dict) and el.get("type") == "image"):
-                    _text_obj(errs, el, 3000, f"{p}/elements/{i}")
-                continue
-            _element(errs, el, f"{p}/elements/{i}")
-            aid = el.get("action_id") if isinstance(el, dict) else None
-            if aid is not None:
-                if aid in ids:
-                    errs.append(f"duplicate action_id [json-pointer:{p}/elements/{i}/action_id]")
-                ids.add(aid)
-    elif kind == "image":
-        _too_long(errs, b.get("image_url"), 3000, f"{p}/image_url")
-        _too_long(errs, b.get("alt_text"), 2000, f"{p}/alt_text")
-    elif kind == "input":
-        _text_obj(errs, b.get("label"), 2000, f"{p}/label", plain_only=True)
-        _element(errs, b.get("element"), f"{p}/element")
-
-
-def block_errors(
-    blocks: Any, pointer: str = "/blocks", max_blocks: int = MAX_MESSAGE_BLOCKS
-) -> list[str]:
-    """Slack's complaints about a block list, each ending in a json-pointer."""
-    if not isinstance(blocks, list):
-        return [f"must be an array [json-pointer:{pointer}]"]
-    errs: list[str] = []
-    if len(blocks) > max_blocks:
-        errs.append(f"no more than {max_blocks} items allowed [json-pointer:{pointer}]")
-    seen: set[str] = set()
-    for i, b in enumerate(blocks):
-        p = f"{pointer}/{i}"
-        if not isinstance(b, dict) or b.get("type") not in _ALL_BLOCK_TYPES:
-            errs.append(f"unsupported block type [json-pointer:{p}/type]")
-            continue
-        bid = b.get("block_id")
-        if bid is not None:
-            _too_long(errs, bid, 255, f"{p}/block_id")
-            if bid in seen:
-                errs.append(f"duplicate block_id [json-pointer:{p}/block_id]")
-            seen.add(bid)
-        _block(errs, b, p)
-    return errs
-
-
-def _with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Fill in block_id and action_id where missing, as Slack does when it stores blocks."""
-    out = copy.deepcopy(blocks)
-    for b in out:
-        b.setdefault("block_id", secrets.token_urlsafe(3))
-        elements = b.get("elements", []) if b["type"] == "actions" else []
-        for el in [*elements, b.get("accessory"), b.get("element")]:
-            if isinstance(el, dict) and el.get("type") != "image":
-                el.setdefault("action_id", secrets.token_urlsafe(3))
-    return out
-
-
 # ---------------------------------------------------------------- the stand-in
 
 
@@ -310,6 +172,7 @@ class DevSlack:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._base = ""
+        self._reader = Reader(self.users, self.channels)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -531,10 +394,10 @@ class DevSlack:
         if text is not None:
             out["text"] = str(text)
         if blocks is not None:
-            out["blocks"] = _with_ids(blocks)
+            out["blocks"] = with_ids(blocks)
         if attachments is not None:
             out["attachments"] = [
-                {**a, "blocks": _with_ids(a["blocks"])} if "blocks" in a else dict(a)
+                {**a, "blocks": with_ids(a["blocks"])} if "blocks" in a else dict(a)
                 for a in attachments
             ]
         return out
@@ -651,13 +514,7 @@ class DevSlack:
             raise SlackError(
                 "invalid_arguments", response_metadata={"messages": ["[ERROR] invalid `view` type"]}
             )
-        errs = block_errors(view.get("blocks"), "/view/blocks", MAX_VIEW_BLOCKS)
-        if view["type"] == "modal":
-            for key in ("title", "submit", "close"):
-                if key in view or key == "title":
-                    _text_obj(errs, view.get(key), 24, f"/view/{key}", plain_only=True)
-        _too_long(errs, view.get("private_metadata"), 3000, "/view/private_metadata")
-        _too_long(errs, view.get("callback_id"), 255, "/view/callback_id")
+        errs = view_errors(view)
         if errs:
             raise SlackError(
                 "invalid_arguments", response_metadata={"messages": [f"[ERROR] {e}" for e in errs]}
@@ -677,7 +534,7 @@ class DevSlack:
             "clear_on_close": False,
             "notify_on_close": False,
             **copy.deepcopy(view),
-            "blocks": _with_ids(view["blocks"]),
+            "blocks": with_ids(view["blocks"]),
         }
 
     def _views_open(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -1047,109 +904,17 @@ class DevSlack:
             }
         )
 
-    # ------------------------------------------------------------ rendering
-
-    def _plain(self, text: str) -> str:
-        """mrkdwn as a reader sees it: mentions and links resolved, entities unescaped."""
-
-        def link(m: re.Match[str]) -> str:
-            target, label = m.group(1), m.group(2)
-            if target.startswith("@"):
-                return "@" + (label or self.users.get(target[1:], target[1:]))
-            if target.startswith("#"):
-                return "#" + (label or self.channels.get(target[1:], target[1:]))
-            if target.startswith("!"):
-                return "@" + (label or target[1:].split("^")[0])
-            return label or target
-
-        return html.unescape(_LINK.sub(link, text))
-
-    def _text(self, obj: Any) -> str:
-        return self._plain(obj.get("text", "")) if isinstance(obj, dict) else ""
-
-    def _element_label(self, el: Mapping[str, Any]) -> str:
-        if el.get("type") == "button":
-            return f"[{self._text(el.get('text'))}]"
-        return f"[{self._text(el.get('placeholder')) or el.get('type', '?')} ▾]"
-
-    def _render_block(self, b: Mapping[str, Any]) -> list[str]:
-        kind = b.get("type")
-        if kind in ("header", "markdown"):
-            return [self._text(b.get("text")) if kind == "header" else self._plain(b["text"])]
-        if kind == "section":
-            lines = self._text(b.get("text")).splitlines() if "text" in b else []
-            lines += [line for f in b.get("fields", []) for line in self._text(f).splitlines()]
-            if isinstance(b.get("accessory"), dict) and b["accessory"].get("type") != "image":
-                lines.append(self._element_label(b["accessory"]))
-            return lines
-        if kind == "context":
-            return [
-                " · ".join(self._text(e) for e in b.get("elements", []) if e.get("type") != "image")
-            ]
-        if kind == "divider":
-            return [RULE]
-        if kind == "actions":
-            return [" ".join(self._element_label(e) for e in b.get("elements", []))]
-        if kind == "image":
-            return [f"[image: {b.get('alt_text', '')}]"]
-        if kind == "input":
-            return [f"{self._text(b.get('label'))}: [________]"]
-        if kind == "rich_text":
-            return "".join(_rich_text(b)).splitlines()
-        return [f"[{kind}]"]
+    # ------------------------------------------------------------ reading
 
     def render_message(self, message: Message) -> str:
         """Block Kit as a person reads it; ``text`` only when there is nothing richer."""
-        lines = [line for b in message.blocks for line in self._render_block(b)]
-        if not message.blocks:
-            lines = self._plain(message.text).splitlines()
-        for att in message.attachments:
-            body = [self._plain(att[k]) for k in ("pretext", "title", "text") if att.get(k)]
-            body += [f"{f.get('title', '')}: {f.get('value', '')}" for f in att.get("fields", [])]
-            body += [line for b in att.get("blocks", []) for line in self._render_block(b)]
-            lines += [
-                "▌ " + line
-                for text in (body or [att.get("fallback", "")])
-                for line in text.splitlines()
-            ]
-        return "\n".join(lines)
-
-    def _author(self, m: Message) -> str:
-        if m.username:
-            return m.username
-        name = self.users.get(m.user or "", m.user or m.bot_id or "?")
-        return f"{name} (bot)" if m.bot_id else name
-
-    def _render_entry(self, m: Message, indent: str) -> list[str]:
-        head = f"{indent}[{m.ts}] {self._author(m)}"
-        if not m.edits:
-            return [head, *_indent(self.render_message(m), indent + "  ")]
-        deeper = indent + "    "
-        first = _indent(self.render_message(m.edits[0]), deeper)
-        return [
-            f"{head} (edited {len(m.edits)}x)",
-            f"{indent}  first posted version:",
-            *first,
-            f"{indent}  final version:",
-            *_indent(self.render_message(m), deeper),
-        ]
+        return self._reader.message(message)
 
     def transcript(self, channel: str) -> str:
         """The channel as a reader scrolls it: each message, its edits, its thread below it."""
-        lines = [f"#{self.channels.get(channel, channel)}"]
-        for m in self.messages(channel):
-            lines += [RULE, *self._render_entry(m, "")]
-            replies = self.thread(channel, m.ts)
-            if replies:
-                count = f"{len(replies)} repl{'y' if len(replies) == 1 else 'ies'}"
-                lines.append(f"  thread ({count}):")
-                for r in replies:
-                    lines += self._render_entry(r, "    ")
-        return "\n".join(lines)
-
-
-def _indent(text: str, prefix: str) -> list[str]:
-    return [prefix + line for line in (text.splitlines() or [""])]
+        return self._reader.transcript(
+            channel, self.messages(channel), lambda ts: self.thread(channel, ts)
+        )
 
 
 def _buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -1165,13 +930,3 @@ def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[s
     return next(
         ((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id), None
     )
-
-
-def _rich_text(node: Any) -> list[str]:
-    if isinstance(node, dict):
-        if node.get("type") == "text":
-            return [node.get("text", "")]
-        if node.get("type") == "link":
-            return [node.get("text") or node.get("url", "")]
-        return [t for child in node.get("elements", []) for t in _rich_text(child)]
-    return []

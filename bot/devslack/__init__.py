@@ -1,0 +1,27 @@
+"""DevSlack: a local stand-in for the Slack Web API and for Slack's deliveries to an app.
+
+It is a real aiohttp server on loopback. The bot talks to it with the real
+``slack_sdk.AsyncWebClient(base_url=devslack.api_url)``, and it delivers events and
+interactions to the app's ``/slack/events`` URL signed exactly as Slack signs them.
+It refuses what Slack refuses (auth, block limits, unknown channels and messages,
+stale triggers, opt-in rate limits) so that what works here works against Slack.
+
+The stand-in itself is `stand_in`; `blockkit` holds Slack's Block Kit limits and
+`render` shows messages as a person reads them.
+"""
+
+from bot.devslack.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, block_errors
+from bot.devslack.render import RULE
+from bot.devslack.stand_in import ApiCall, Delivery, DevSlack, Message, SlackError
+
+__all__ = [
+    "MAX_MESSAGE_BLOCKS",
+    "MAX_VIEW_BLOCKS",
+    "RULE",
+    "ApiCall",
+    "Delivery",
+    "DevSlack",
+    "Message",
+    "SlackError",
+    "block_errors",
+]
