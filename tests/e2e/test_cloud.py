@@ -5,13 +5,12 @@ says when a platform is not configured here."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from engine.models import IncidentState
-from tests.engine.executors.moto_server import REGION, World, reset, start_moto
+from tests.engine.executors.moto_server import REGION, World, moto_url_fixture, reset  # noqa: F401
 
 S = IncidentState
 GROUP = "web-prod"
@@ -35,15 +34,6 @@ def cpu_alarm(group: str) -> str:
             ]
         }
     )
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server, url = start_moto()
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import asyncio
 import logging
 import socket
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs
 
 import aiohttp
 import boto3
+import pytest
 from aiohttp import web
 from botocore.client import BaseClient
 from moto.server import ThreadedMotoServer
@@ -41,6 +43,17 @@ def start_moto() -> tuple[ThreadedMotoServer, str]:
     server.start()
     host, port = server.get_host_and_port()
     return server, f"http://{host}:{port}"
+
+
+@pytest.fixture(scope="module", name="moto_url")
+def moto_url_fixture() -> Iterator[str]:
+    """A moto server for one test module, stopped after it. Import this
+    function (`# noqa: F401`); it is registered as `moto_url`."""
+    server, url = start_moto()
+    try:
+        yield url
+    finally:
+        server.stop()
 
 
 def reset(url: str) -> None:

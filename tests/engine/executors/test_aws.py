@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,9 +39,9 @@ from tests.engine.executors.moto_server import (
     World,
     closed_port_url,
     ec2_error,
+    moto_url_fixture,  # noqa: F401
     query_error,
     reset,
-    start_moto,
 )
 
 ALLOWLIST = ["asg:web-*", "ec2:i-*", "rds:orders-*"]
@@ -51,15 +51,6 @@ MISSING_ID = "i-0123456789abcdef0"
 # What a load balancer or proxy in front of an endpoint answers instead of AWS's XML.
 BAD_GATEWAY = b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n</html>\r\n"
 UNAVAILABLE_PAGE = b"<!doctype html>\n<title>503 Service Unavailable</title>\n<p>Try again later.\n"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server, url = start_moto()
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)
