@@ -8,14 +8,12 @@ handler waits on a reader in a third process.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
 import sqlite3
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -26,6 +24,7 @@ from bot.demo import APPROVER, CHANNEL, bloat_wal
 from bot.devslack import DevSlack
 from bot.settings import load_settings
 from engine.models import IncidentState
+from tests.sqlite_processes import reader_in_other_process
 
 S = IncidentState
 LEAD = "U0LEAD"
@@ -45,35 +44,6 @@ playbooks:
     checks:
       - check: integrity_ok
 """
-READER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN")
-conn.execute("SELECT count(*) FROM events").fetchone()
-print("reading", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-"""
-
-
-@contextlib.contextmanager
-def reader(db: Path) -> Iterator[subprocess.Popen[str]]:
-    """A third process holding a read transaction: TRUNCATE must wait for it."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", READER, str(db)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stdin is not None
-    try:
-        assert proc.stdout.readline().strip() == "reading"
-        yield proc
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write("\n")
-            proc.stdin.close()
-        proc.wait(timeout=30)
 
 
 def rows(db: Path) -> tuple[int, int]:
@@ -208,7 +178,7 @@ async def test_a_crash_between_snapshot_and_verification_is_interrupted_not_reru
     env = environment(tmp_path, slack, app_db.parent)
     grace_db = Path(env["GRACE_DB"])
     try:
-        with reader(app_db):
+        with reader_in_other_process(app_db, "events"):
             before = rows(app_db)
             await kill_mid_heal(env, tmp_path, app_db, grace_db)
         [location] = snapshot_rows(grace_db)

@@ -11,7 +11,6 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,20 +49,10 @@ from tests.engine.executors.conftest import (
     step_snapshot,
     wal_size,
 )
+from tests.sqlite_processes import other_process, python, reader_in_other_process
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILTIN = ROOT / "engine" / "builtin"
-
-READER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN")
-conn.execute("SELECT count(*) FROM items").fetchone()
-print("reading", flush=True)
-sys.stdin.readline()
-conn.execute("COMMIT")
-conn.close()
-"""
 
 
 # Holds the write lock with a row no one else sees yet; commits when told to.
@@ -110,32 +99,6 @@ print("idle", flush=True)
 sys.stdin.readline()
 conn.close()
 """
-
-
-@contextlib.contextmanager
-def other_process(args: list[str], ready: str, **popen: Any) -> Iterator[subprocess.Popen[str]]:
-    """A child process, waited on until it prints `ready` (not a sleep); told
-    to finish through a line on its stdin, unless the test killed it."""
-    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, **popen)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        assert proc.stdout.readline().strip() == ready
-        yield proc
-    finally:
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write("\n")
-            proc.stdin.close()
-        returncode = proc.wait(timeout=30)
-        assert returncode in (0, -9), returncode
-
-
-def python(script: str, *args: object) -> list[str]:
-    return [sys.executable, "-c", script, *map(str, args)]
-
-
-def reader_in_other_process(db: Path) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
-    """Another process holding an open read transaction on `db` until it ends."""
-    return other_process(python(READER, db), "reading")
 
 
 def live_writer(db: Path) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
@@ -239,7 +202,7 @@ async def test_truncate_checkpoint_empties_wal_and_keeps_every_row(
 async def test_checkpoint_blocked_by_a_reader_is_retried_later_naming_the_reader(
     executor: SqliteExecutor, bloated_db: BloatedDb
 ) -> None:
-    with reader_in_other_process(bloated_db.path) as reader:
+    with reader_in_other_process(bloated_db.path, "items") as reader:
         # Commits after the reader's snapshot: frames it still needs the WAL for.
         bloated_db.insert(500)
         expected = fingerprint(bloated_db.path)
@@ -273,7 +236,7 @@ async def test_checkpoint_blocked_by_a_reader_is_retried_later_naming_the_reader
 async def test_passive_checkpoint_that_leaves_frames_is_not_success(
     executor: SqliteExecutor, bloated_db: BloatedDb
 ) -> None:
-    with reader_in_other_process(bloated_db.path) as reader:
+    with reader_in_other_process(bloated_db.path, "items") as reader:
         bloated_db.insert(500)
         with pytest.raises(TransientError) as blocked:
             await executor.run(
@@ -784,7 +747,7 @@ print(json.dumps({"pids": [h.pid for h in holders.found], "hidden": holders.hidd
 def test_open_holders_names_other_processes_but_not_this_one(bloated_db: BloatedDb) -> None:
     # This process holds it open too (bloated_db.holder): its own connections are no stale lock.
     assert open_holders(bloated_db.path).found == ()
-    with reader_in_other_process(bloated_db.path) as reader:
+    with reader_in_other_process(bloated_db.path, "items") as reader:
         holders = open_holders(bloated_db.path)
         assert [h.pid for h in holders.found] == [reader.pid]
         assert holders.found[0].command.startswith(f"{sys.executable} -c ")
@@ -957,7 +920,7 @@ async def test_recover_lock_waits_for_a_live_writer_and_kills_nothing(
 async def test_recover_lock_blocked_by_a_reader_is_retried_later(
     executor: SqliteExecutor, bloated_db: BloatedDb
 ) -> None:
-    with reader_in_other_process(bloated_db.path) as reader:
+    with reader_in_other_process(bloated_db.path, "items") as reader:
         bloated_db.insert(500)  # frames the reader's snapshot keeps in the WAL
         expected = fingerprint(bloated_db.path)
         with pytest.raises(TransientError) as blocked:
