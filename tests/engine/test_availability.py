@@ -107,6 +107,4 @@ async def test_a_hanging_or_broken_check_is_an_answer_not_a_failure() -> None:
     broke = await availabilities.of(Broken(name="boom"))
 
     assert hung == Availability(ok=False, reason="did not say within 0.05 s whether it can act")
-    assert broke == Availability(
-        ok=False, reason="its check failed: ConnectionError: socket gone"
-    )
+    assert broke == Availability(ok=False, reason="its check failed: ConnectionError: socket gone")
