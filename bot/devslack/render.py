@@ -5,10 +5,9 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from bot.devslack.stand_in import Message
+from bot.devslack.message import Message
 
 RULE = "─" * 40
 _LINK = re.compile(r"<([^<>|]*)(?:\|([^<>]*))?>")

@@ -14,7 +14,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
@@ -22,6 +22,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from bot.devslack.blockkit import block_errors, view_errors, with_ids
+from bot.devslack.message import Message
 from bot.devslack.render import Reader
 
 T = TypeVar("T")
@@ -57,56 +58,6 @@ class Delivery:
             return json.loads(self.request_body)
         form = dict(urllib.parse.parse_qsl(self.request_body, keep_blank_values=True))
         return json.loads(form["payload"]) if "payload" in form else form
-
-
-@dataclass
-class Message:
-    """A message as Slack stores it; ``edits`` holds the earlier versions, oldest first."""
-
-    channel: str
-    ts: str
-    text: str = ""
-    blocks: list[dict[str, Any]] = field(default_factory=list)
-    attachments: list[dict[str, Any]] = field(default_factory=list)
-    user: str | None = None
-    bot_id: str | None = None
-    username: str | None = None
-    subtype: str | None = None
-    thread_ts: str | None = None
-    recipient: str | None = None  # ephemeral messages: who saw it
-    reply_count: int = 0
-    edited_ts: str | None = None
-    edits: list[Message] = field(default_factory=list)
-
-    def to_slack(self, team_id: str) -> dict[str, Any]:
-        """The message object as Slack returns it in API answers and payloads."""
-        out: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text, "team": team_id}
-        for key in ("user", "bot_id", "username", "subtype", "thread_ts"):
-            if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
-        if self.blocks:
-            out["blocks"] = copy.deepcopy(self.blocks)
-        if self.attachments:
-            out["attachments"] = copy.deepcopy(self.attachments)
-        if self.reply_count:
-            out.update(thread_ts=self.ts, reply_count=self.reply_count)
-        if self.edits:
-            out["edited"] = {"user": self.user, "ts": self.edited_ts}
-        return out
-
-    def _snapshot(self) -> Message:
-        return Message(
-            self.channel,
-            self.ts,
-            self.text,
-            copy.deepcopy(self.blocks),
-            copy.deepcopy(self.attachments),
-            self.user,
-            self.bot_id,
-            self.username,
-            self.subtype,
-            self.thread_ts,
-        )
 
 
 class SlackError(Exception):
