@@ -18,12 +18,13 @@ from engine.models import (
     IncidentState,
     Outcome,
     Plan,
+    PlannedCheck,
     Snapshot,
     StepResult,
     Verification,
 )
 from engine.narration import Narrator
-from engine.ports import Clock, Executor, Store, TargetRefused, TransientError
+from engine.ports import Clock, Executor, Store, TargetRefused, TransientError, WaitingParams
 from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resilience
 from engine.story import (
     BreakerChanged,
@@ -223,8 +224,7 @@ class Execution:
             await self._call(
                 incident,
                 lambda c=c: executor.check(c, plan.target),
-                # A check that waits for the target to settle gets that long on top.
-                deadline_s=policy.deadline_s + float(c.params.get("within_s", 0)),
+                deadline_s=policy.deadline_s + _waits_s(executor, c),
             )
             for c in plan.checks
         ]
@@ -310,6 +310,13 @@ def hold_refusal(target: str, incident_id: int) -> str:
         f"`{target}` is in safe hold since incident #{incident_id}: GRACE will not touch it "
         f"until a person checks it and runs `/grace clear {target}`."
     )
+
+
+def _waits_s(executor: Executor, check: PlannedCheck) -> float:
+    """How long a check waits for the target to settle, which its call gets on
+    top of the deadline: read through its model, so a default counts too."""
+    params = executor.spec.checks[check.check].model_validate(check.params)
+    return params.within_s if isinstance(params, WaitingParams) else 0.0
 
 
 def _failure_text(exc: Exception) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine.models import (
     Alert,
@@ -160,6 +160,21 @@ class TransientError(Exception):
     """A failure worth trying again: a lock held elsewhere, a refused connection,
     a 503. Executors raise it (from the original error) so the resilience layer
     retries these and nothing else: a wrong parameter fails at once."""
+
+
+class Params(BaseModel):
+    """Strict and closed: a playbook with a typo or a string where a number
+    belongs fails when it is loaded, not halfway through a heal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class WaitingParams(Params):
+    """A check that waits up to `within_s` for its target to settle. The engine
+    reads it from this model, so a default the playbook leaves alone still
+    extends the check's call deadline."""
+
+    within_s: float = Field(default=0, ge=0, le=600)
 
 
 @dataclass(frozen=True)

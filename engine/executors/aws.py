@@ -43,7 +43,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "aws"
 
@@ -138,7 +138,7 @@ class RdsRebootParams(Params):
     force_failover: bool = False
 
 
-class _Within(Params):
+class _Within(WaitingParams):
     KIND: ClassVar[str]
     within_s: float = Field(default=0, ge=0, le=3600, description="keep polling this long")
 

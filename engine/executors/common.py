@@ -12,17 +12,13 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
 from engine.models import Availability, Target
+
+# Re-exported for the executors: it lives in ports so the engine can read WaitingParams.
+from engine.ports import Params as Params
 from engine.ports import TargetRefused
-
-
-class Params(BaseModel):
-    """Strict and closed: a playbook with a typo or a string where a number
-    belongs fails when it is loaded, not halfway through a heal."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def own(executor: str, target: Target) -> None:

@@ -49,7 +49,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "docker"
 CONTAINER = "container"
@@ -112,11 +112,11 @@ class ScaleParams(Params):
         return self
 
 
-class HealthyParams(Params):
+class HealthyParams(WaitingParams):
     within_s: float = Field(default=30, ge=0, le=600)
 
 
-class RunningParams(Params):
+class RunningParams(WaitingParams):
     within_s: float = Field(default=30, ge=0, le=600)
 
 

@@ -42,7 +42,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "kubernetes"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
@@ -81,7 +81,7 @@ class ScaleParams(Params):
         return self
 
 
-class RolloutCompleteParams(Params):
+class RolloutCompleteParams(WaitingParams):
     within_s: float = Field(default=300.0, gt=0, le=3600)
 
 

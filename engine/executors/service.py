@@ -47,7 +47,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "service"
 
@@ -124,13 +124,12 @@ class ReloadParams(Params):
     pass
 
 
-class HttpHealthyParams(Params):
+class HttpHealthyParams(WaitingParams):
     status: int = Field(default=200, ge=100, le=599)
-    within_s: float = Field(default=0, ge=0, le=600)
 
 
-class TcpOpenParams(Params):
-    within_s: float = Field(default=0, ge=0, le=600)
+class TcpOpenParams(WaitingParams):
+    pass
 
 
 class LogLevelIsParams(Params):

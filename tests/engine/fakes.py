@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine.models import (
     Alert,
@@ -36,7 +36,7 @@ from engine.models import (
     can_transition,
     holds_target,
 )
-from engine.ports import ExecutorSpec, TargetRefused, TransientError
+from engine.ports import ExecutorSpec, TargetRefused, TransientError, WaitingParams
 from engine.story import StoryEvent
 
 
@@ -307,6 +307,12 @@ class _NoParams(BaseModel):
     pass
 
 
+class _SettlesParams(WaitingParams):
+    """A check whose own wait, left to its default, outlasts a short call deadline."""
+
+    within_s: float = Field(default=1, ge=0, le=600)
+
+
 @dataclass
 class FakeExecutor:
     """A target that is a dict in memory; its snapshot is a copy of it."""
@@ -329,7 +335,9 @@ class FakeExecutor:
     snapshots_taken: int = 0
     spec: ExecutorSpec = field(
         default_factory=lambda: ExecutorSpec(
-            actions={"fix": _NoParams}, checks={"fixed": _NoParams}, benchmarks={"speed": _NoParams}
+            actions={"fix": _NoParams},
+            checks={"fixed": WaitingParams, "settles": _SettlesParams},
+            benchmarks={"speed": _NoParams},
         )
     )
 

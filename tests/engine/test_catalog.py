@@ -6,6 +6,7 @@ import pytest
 
 from engine.catalog import CatalogError, TargetSpec, load_catalog
 from engine.executors.registry import SPECS as BUILTIN_SPECS
+from engine.ports import WaitingParams
 from tests.engine.conftest import PLAYBOOK
 from tests.engine.fakes import FakeExecutor
 
@@ -33,6 +34,19 @@ def test_builtins_load_with_the_shipped_executors():
     catalog = load_catalog([], BUILTIN_SPECS)
     playbook = catalog.playbook_for("sqlite_wal_too_large")
     assert playbook is not None and playbook.id == "sqlite-wal-checkpoint" and playbook.tier == 2
+
+
+def test_every_shipped_check_that_waits_tells_the_engine_through_waiting_params():
+    """The engine gives a check's call its `within_s` only when the model is a WaitingParams."""
+    waiting = [
+        (executor, check, model)
+        for executor, spec in BUILTIN_SPECS.items()
+        for check, model in spec.checks.items()
+        if "within_s" in model.model_fields
+    ]
+    assert waiting  # the shipped executors do have such checks
+    for executor, check, model in waiting:
+        assert issubclass(model, WaitingParams), f"{executor} check {check}"
 
 
 def test_a_misspelt_field_names_file_line_and_field(tmp_path):

@@ -224,3 +224,16 @@ async def test_a_check_that_waits_to_settle_gets_that_long_beyond_the_call_deadl
     again = await w.open(w.alert(thing="db9"))
     cut = await approve(w, again)
     assert cut.state is S.ROLLED_BACK and "gave no answer within 0.05 s" in cut.reason
+
+
+async def test_a_check_left_to_its_default_wait_gives_its_own_answer_not_a_deadline_cut(world):
+    w = world(policy=FAST.model_copy(update={"deadline_s": 0.05}))
+    w.executor.check_takes_s = 0.2
+    incident = await w.open(w.alert())
+    # `settles` waits 1 s by default: the playbook does not say so.
+    plan = incident.plan.model_copy(update={"checks": (PlannedCheck(check="settles"),)})
+    w.store.incidents[incident.id] = incident.model_copy(update={"plan": plan})
+
+    final = await approve(w, w.store.incidents[incident.id])
+
+    assert final.state is S.RESOLVED, final.reason
