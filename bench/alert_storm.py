@@ -169,7 +169,9 @@ class Bodies:
                     status=status,
                     labels=labels_of(k, name),
                     annotations={"summary": f"storm alert {k}"},
-                    startsAt=self.starts,
+                    # Each alert has its own start, kept through every repeat, as
+                    # Alertmanager sends them.
+                    startsAt=self.starts + dt.timedelta(milliseconds=k),
                     endsAt=self.starts if status == "resolved" else ZERO_TIME,
                     generatorURL=f"http://{HOST}:9090/graph?g0.expr=storm{k}",
                     fingerprint=fingerprint_of(labels_of(k, name)),

@@ -82,7 +82,13 @@ def holds_target(current: IncidentState, new: IncidentState) -> bool:
 
 def canonical_json(value: Any) -> str:
     """One byte-exact rendering of a value, so hashes of equal plans are equal."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _canonical_encode(value)
+
+
+# json.dumps with these options would build an encoder per call: one is enough.
+_canonical_encode = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False
+).encode
 
 
 def sha256_hex(text: str) -> str:

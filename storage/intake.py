@@ -46,7 +46,7 @@ from typing import Any
 
 import aiosqlite
 
-from engine.models import Alert, AlertStatus, Incident, IncidentState, Intake
+from engine.models import Alert, AlertStatus, Incident, IncidentState, Intake, canonical_json
 from storage import audit as audit_log
 from storage.db import parse_time, time_text
 from storage.rows import ACTIVE, INCIDENT_SELECT, INSERT_ALERT, incident_from_row
@@ -71,8 +71,6 @@ _FIRING_TEXT, _RESOLVED_TEXT = AlertStatus.FIRING.value, AlertStatus.RESOLVED.va
 _OPEN = IncidentState.OPEN.value
 _NOTHING = Intake(incident=None)
 
-# engine.models.canonical_json, without building an encoder per call.
-_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 _COUNTED = frozenset({"alert_count", "firing_count", "first_seen", "last_seen", "updated_at"})
 """The incident columns intake changes; `_model` replaces just these."""
@@ -84,6 +82,10 @@ _ENCODED: dict[tuple[tuple[str, str], ...], str] = {}
 """Canonical JSON of recent label and annotation sets (see `_pairs_json`)."""
 _ENCODED_MAX, _ENCODED_MAX_CHARS = 8192, 512
 """At most this many sets of at most this much JSON each: a few MB whatever is sent."""
+
+_TIME_TEXTS: dict[datetime, str] = {}
+"""Stored text of recent instants (see `_time_text`)."""
+_TIME_TEXTS_MAX = 8192
 
 _IN_CHUNK = 256
 """Most values in one `IN (...)` list, or pairs in one VALUES list: below SQLite's
@@ -209,7 +211,7 @@ async def verify_alert_digests(conn: aiosqlite.Connection) -> DigestReport:
 
 
 def _digest(items: list[list[str]]) -> str:
-    return hashlib.sha256(_canonical(items).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(items).encode()).hexdigest()
 
 
 @dataclass(slots=True)
@@ -293,7 +295,6 @@ class _Pass:
         """Every group of the pass: its active incident, or None."""
         self._opened: list[_Group] = []
         self._next_incident_id: int | None = None
-        self._times: dict[datetime, str] = {}
         self._rows: list[tuple[Any, ...]] = []
 
     def store(self, deliveries: Sequence[Delivery]) -> list[list[Intake]]:
@@ -391,7 +392,7 @@ class _Pass:
         """A new incident for the alert's group; its row is inserted in `_write`."""
         if self._next_incident_id is None:
             self._next_incident_id = self._max_id("incidents") + 1
-        seen_text = self._time(alert.received_at)
+        seen_text = _time_text(alert.received_at)
         group = _Group(
             incident_id=self._next_incident_id,
             alert_count=0,
@@ -431,11 +432,11 @@ class _Pass:
     def _count(self, w: _Work, next_id: int) -> int:
         """Count the delivery's alerts into their incidents and build their rows,
         ids from `next_id` on; returns the next free id."""
-        times, rows = self._times, self._rows
+        rows = self._rows
         w.first_id = next_id
         for index, alert, group, opened in w.placed:
             status = _STATUS_TEXT[alert.status]
-            seen_text = times.get(alert.received_at) or self._time(alert.received_at)
+            seen_text = _time_text(alert.received_at)
             incident_id = None
             if group is not None:
                 incident_id = group.incident_id
@@ -454,8 +455,8 @@ class _Pass:
                     _pairs_json(alert.labels),
                     _pairs_json(alert.annotations),
                     alert.text,
-                    None if alert.starts_at is None else self._time(alert.starts_at),
-                    None if alert.ends_at is None else self._time(alert.ends_at),
+                    None if alert.starts_at is None else _time_text(alert.starts_at),
+                    None if alert.ends_at is None else _time_text(alert.ends_at),
                     alert.link,
                     alert.fingerprint,
                     alert.group,
@@ -618,13 +619,6 @@ class _Pass:
             },
         )
 
-    def _time(self, value: datetime) -> str:
-        # A pass's alerts usually share a few received_at values: render each once.
-        text = self._times.get(value)
-        if text is None:
-            text = self._times[value] = time_text(value)
-        return text
-
 
 def _from_row(row: Mapping[str, Any], key: tuple[Any, ...], counted: dict[str, Any]) -> Incident:
     """`incident_from_row(row, **counted)`, reusing the model of an earlier pass when
@@ -676,6 +670,17 @@ def _count(group: _Group, fingerprint: str, firing: bool, seen_text: str) -> boo
     return not firing and group.firing_count == 0
 
 
+def _time_text(value: datetime) -> str:
+    """`time_text`, each instant rendered once: an alert keeps its startsAt
+    through every repeat, and a pass's alerts share a few received_at values."""
+    text = _TIME_TEXTS.get(value)
+    if text is None:
+        if len(_TIME_TEXTS) >= _TIME_TEXTS_MAX:
+            _TIME_TEXTS.clear()
+        text = _TIME_TEXTS[value] = time_text(value)
+    return text
+
+
 def _pairs_json(pairs: dict[str, str]) -> str:
     """Canonical JSON of an alert's labels or annotations, each set encoded once.
 
@@ -686,7 +691,7 @@ def _pairs_json(pairs: dict[str, str]) -> str:
     key = tuple(pairs.items())
     text = _ENCODED.get(key)
     if text is None:
-        text = _canonical(pairs)
+        text = canonical_json(pairs)
         if len(text) <= _ENCODED_MAX_CHARS:
             if len(_ENCODED) >= _ENCODED_MAX:
                 _ENCODED.clear()
