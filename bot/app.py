@@ -27,7 +27,7 @@ from engine.executors.k8s import KubernetesExecutor
 from engine.executors.service import ServiceExecutor
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
-from engine.ports import Clock, Closeable, Executor
+from engine.ports import Clock, Closeable, Executor, Quarantining, Store
 from engine.resilience import Resilience
 from storage.store import SqliteStore
 
@@ -54,14 +54,14 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
     }
 
 
-def chores(executors: dict[str, Executor], store: SqliteStore) -> list[Chore]:
+def chores(executors: dict[str, Executor], store: Store) -> list[Chore]:
     """Housekeeping the scheduler runs now and then."""
 
     async def purge_quarantine() -> None:
         # What a held incident moved away stays until a person has looked.
         keep = {hold.incident_id for hold in await store.holds()}
         for executor in executors.values():
-            if isinstance(executor, FilesExecutor):
+            if isinstance(executor, Quarantining):
                 await executor.purge_quarantine(keep)
 
     return [purge_quarantine]

@@ -7,9 +7,10 @@ the engine with in-memory fakes of all of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -218,3 +219,11 @@ class Closeable(Protocol):
     """An executor holding a client open (an API connection pool) closes it at shutdown."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class Quarantining(Protocol):
+    """An executor that moves what it deletes into a quarantine purges the old
+    part now and then; the folders of the incidents in `keep` stay."""
+
+    async def purge_quarantine(self, keep: Collection[int] = ()) -> list[Path]: ...
