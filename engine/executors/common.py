@@ -12,13 +12,19 @@ from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from engine.models import Availability, Target
 
 # Re-exported for the executors: it lives in ports so the engine can read WaitingParams.
 from engine.ports import Params as Params
 from engine.ports import TargetRefused
+
+
+class RepeatParams(Params):
+    """How many timed repeats a latency benchmark takes."""
+
+    repeat: int = Field(default=5, ge=1, le=100)
 
 
 def own(executor: str, target: Target) -> None:

@@ -31,6 +31,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from engine.executors.common import (
     Params,
+    RepeatParams,
     glob_matches,
     human_size,
     lookup,
@@ -95,10 +96,6 @@ class LogsAtMostParams(Params):
     pattern: FileGlob = "*.log"
 
 
-class WalkLatencyParams(Params):
-    repeat: int = Field(default=5, ge=1, le=100)
-
-
 SPEC = ExecutorSpec(
     actions={"clear_pycache": ClearPycacheParams, "rotate_logs": RotateLogsParams},
     checks={
@@ -107,7 +104,7 @@ SPEC = ExecutorSpec(
         "disk_free_at_least": DiskFreeAtLeastParams,
         "logs_at_most": LogsAtMostParams,
     },
-    benchmarks={"walk_latency": WalkLatencyParams},
+    benchmarks={"walk_latency": RepeatParams},
 )
 
 
@@ -356,7 +353,7 @@ class FilesExecutor:
         own(EXECUTOR_NAME, target)
         model = lookup(EXECUTOR_NAME, self.spec.benchmarks, "benchmark", benchmark.benchmark)
         params = model.model_validate(benchmark.params)
-        if not isinstance(params, WalkLatencyParams):  # pragma: no cover - one benchmark
+        if not isinstance(params, RepeatParams):  # pragma: no cover - one benchmark
             raise ValueError(f"files benchmark {benchmark.benchmark!r} has no implementation")
         try:
             return await asyncio.to_thread(_walk_latency, Path(target.name), params.repeat)

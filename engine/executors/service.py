@@ -28,7 +28,15 @@ from typing import Any, Literal
 import aiohttp
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.executors.common import Params, lookup, own, private_dir_usable, shorten, utc
+from engine.executors.common import (
+    Params,
+    RepeatParams,
+    lookup,
+    own,
+    private_dir_usable,
+    shorten,
+    utc,
+)
 from engine.executors.config_edit import (
     ServiceError,
     copy_config,
@@ -137,10 +145,6 @@ class LogLevelIsParams(Params):
     via: Via = "auto"
 
 
-class HealthLatencyParams(Params):
-    repeat: int = Field(default=5, ge=1, le=100)
-
-
 SPEC = ExecutorSpec(
     actions={"set_log_level": SetLogLevelParams, "reload": ReloadParams},
     checks={
@@ -148,7 +152,7 @@ SPEC = ExecutorSpec(
         "tcp_open": TcpOpenParams,
         "log_level_is": LogLevelIsParams,
     },
-    benchmarks={"health_latency": HealthLatencyParams},
+    benchmarks={"health_latency": RepeatParams},
 )
 
 
@@ -464,7 +468,7 @@ class ServiceExecutor:
         config = self._config(target)
         model = lookup(EXECUTOR_NAME, self.spec.benchmarks, "benchmark", benchmark.benchmark)
         params = model.model_validate(benchmark.params)
-        if not isinstance(params, HealthLatencyParams):  # pragma: no cover - one benchmark
+        if not isinstance(params, RepeatParams):  # pragma: no cover - one benchmark
             raise ValueError(f"service benchmark {benchmark.benchmark!r} has no implementation")
         rounds = [await self._health_latency(target.name, config) for _ in range(params.repeat)]
         return statistics.median(rounds)
