@@ -32,7 +32,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.parsers import ResponseParserError
 from pydantic import Field, model_validator
 
-from engine.executors.common import Params, lookup, name_matches, own, shorten, utc
+from engine.executors.common import lookup, name_matches, own, shorten, utc
 from engine.models import (
     Availability,
     CheckResult,
@@ -43,7 +43,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
+from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "aws"
 

@@ -15,10 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from engine.models import Availability, Target
-
-# Re-exported for the executors: it lives in ports so the engine can read WaitingParams.
-from engine.ports import Params as Params
-from engine.ports import TargetRefused
+from engine.ports import Params, TargetRefused
 
 
 class RepeatParams(Params):

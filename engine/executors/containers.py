@@ -38,7 +38,7 @@ import yaml
 from docker.errors import APIError, DockerException, NotFound
 from pydantic import Field, model_validator
 
-from engine.executors.common import Params, lookup, name_matches, own, shorten
+from engine.executors.common import lookup, name_matches, own, shorten
 from engine.models import (
     Availability,
     CheckResult,
@@ -49,7 +49,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
+from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "docker"
 CONTAINER = "container"

@@ -30,7 +30,6 @@ from pathlib import Path, PurePosixPath
 from pydantic import BaseModel, Field, ValidationError
 
 from engine.executors.common import (
-    Params,
     RepeatParams,
     glob_matches,
     human_size,
@@ -64,7 +63,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError
 
 EXECUTOR_NAME = "files"
 PYCACHE = "__pycache__"

@@ -31,7 +31,7 @@ from kubernetes.aio import client, config
 from kubernetes.aio.client import ApiClient, ApiException, V1Deployment
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.executors.common import Params, lookup, name_matches, own, shorten, utc
+from engine.executors.common import lookup, name_matches, own, shorten, utc
 from engine.models import (
     Availability,
     CheckResult,
@@ -42,7 +42,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
+from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError, WaitingParams
 
 EXECUTOR_NAME = "kubernetes"
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from engine.executors.common import Params, human_size
+from engine.executors.common import human_size
 from engine.executors.quarantine import Recorder
 from engine.executors.tree import (
     CHUNK,
@@ -27,6 +27,7 @@ from engine.executors.tree import (
     walk,
     what_is,
 )
+from engine.ports import Params
 
 # Numbered generations only (app.log.3, app.log.3.gz); dated ones are left alone.
 _GENERATION = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]{0,5})(?P<gz>\.gz)?$")

@@ -32,7 +32,6 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from engine.executors.common import (
-    Params,
     glob_matches,
     human_size,
     lookup,
@@ -53,7 +52,7 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError
+from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError
 
 EXECUTOR_NAME = "sqlite"
 
