@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from pydantic import ValidationError
+
 from engine.models import (
     BenchmarkResult,
     Incident,
@@ -314,8 +316,19 @@ def hold_refusal(target: str, incident_id: int) -> str:
 
 def _waits_s(executor: Executor, check: PlannedCheck) -> float:
     """How long a check waits for the target to settle, which its call gets on
-    top of the deadline: read through its model, so a default counts too."""
-    params = executor.spec.checks[check.check].model_validate(check.params)
+    top of the deadline: read through its model, so a default counts too.
+
+    A check its executor does not know, or params its model refuses (a plan
+    stored before an upgrade), wait nothing here: the check's own call then
+    fails with the executor's reason, recorded like any other failure.
+    """
+    model = executor.spec.checks.get(check.check)
+    if model is None:
+        return 0.0
+    try:
+        params = model.model_validate(check.params)
+    except ValidationError:
+        return 0.0
     return params.within_s if isinstance(params, WaitingParams) else 0.0
 
 

@@ -3,6 +3,8 @@ persistent ones, failed restores and crashes mid-run."""
 
 from __future__ import annotations
 
+import pytest
+
 from engine.models import IncidentState, PlannedCheck, Snapshot, TargetHold
 from engine.ports import TransientError
 from engine.story import (
@@ -237,3 +239,28 @@ async def test_a_check_left_to_its_default_wait_gives_its_own_answer_not_a_deadl
     final = await approve(w, w.store.incidents[incident.id])
 
     assert final.state is S.RESOLVED, final.reason
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        PlannedCheck(check="settles", params={"within_s": "soon"}),
+        PlannedCheck(check="not_in_the_spec"),
+    ],
+    ids=["params-the-model-refuses", "unknown-check"],
+)
+async def test_a_check_the_spec_cannot_read_still_runs_and_its_answer_decides(world, check):
+    # A plan stored before an upgrade may carry either; the check's own call
+    # is where its executor says what is wrong, not a crash before it.
+    w = world()
+    incident = await w.open(w.alert())
+    plan = incident.plan.model_copy(update={"checks": (check,)})
+    w.store.incidents[incident.id] = incident.model_copy(update={"plan": plan})
+    w.executor.check_ok = False
+
+    final = await approve(w, w.store.incidents[incident.id])
+
+    assert final.state is S.ROLLED_BACK, final.reason
+    [(incident_id, verification)] = w.store.verification_rows
+    assert incident_id == incident.id
+    assert [c.check for c in verification.checks] == [check.check]
