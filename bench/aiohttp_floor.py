@@ -6,7 +6,11 @@ client as the alert storm (bench/_load.py). Whatever GRACE does per request
 (validation, storage, audit) comes on top of this, so it bounds what
 `bench/alert_storm.py` can show for one alert per request.
 
-    .venv/bin/python bench/aiohttp_floor.py [--requests 20000] [--rounds 2]
+With `--servers 2` the same handler also runs in two processes accepting from
+one listening socket: the most a webhook front spread over both cores could
+take, beside the client, on this machine.
+
+    .venv/bin/python bench/aiohttp_floor.py [--requests 20000] [--rounds 2] [--servers 1 2]
 
 A benchmark, not a test: it prints numbers and exits 0.
 """
@@ -44,14 +48,18 @@ def _serve(sock: socket.socket, loop_name: str) -> None:
     web.run_app(app, sock=sock, access_log=None, print=None)
 
 
-def _measure(loop_name: str, requests: int) -> tuple[float, float]:
+def _measure(loop_name: str, requests: int, servers: int) -> tuple[float, float]:
     """(requests/s, p99 ms) of one storm of `requests` no-op POSTs."""
     sock = socket.socket()
     sock.bind((HOST, 0))
-    sock.listen(128)  # the client may connect before the server process accepts
+    sock.listen(128)  # the client may connect before the server processes accept
     port = sock.getsockname()[1]
-    server = mp.get_context("spawn").Process(target=_serve, args=(sock, loop_name), daemon=True)
-    server.start()
+    spawn = mp.get_context("spawn")
+    processes = [
+        spawn.Process(target=_serve, args=(sock, loop_name), daemon=True) for _ in range(servers)
+    ]
+    for process in processes:
+        process.start()
     try:
         request = request_bytes(
             HOST, port, "/alerts/alertmanager", BODY, {"Content-Type": "application/json"}
@@ -63,8 +71,9 @@ def _measure(loop_name: str, requests: int) -> tuple[float, float]:
         load.go()
         result = load.wait_result()
     finally:
-        server.terminate()
-        server.join(timeout=5)
+        for process in processes:
+            process.terminate()
+            process.join(timeout=5)
         sock.close()
     ok = [s for s in result.samples if s.status == 200]
     rate = len(ok) / (result.last_done - result.first_sent)
@@ -75,14 +84,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--servers", type=int, nargs="+", default=[1], help="server processes")
     args = parser.parse_args(argv)
     for round_ in range(1, args.rounds + 1):
-        for loop_name in ("asyncio", "uvloop"):
-            rate, p99 = _measure(loop_name, args.requests)
-            print(
-                f"round {round_}  {loop_name:8s} {rate:8,.0f} requests/s  "
-                f"{1e6 / rate:5.1f} µs each  p99 {p99:.2f} ms"
-            )
+        for servers in args.servers:
+            for loop_name in ("asyncio", "uvloop"):
+                rate, p99 = _measure(loop_name, args.requests, servers)
+                print(
+                    f"round {round_}  {servers} x {loop_name:8s} {rate:8,.0f} requests/s  "
+                    f"{1e6 / rate:5.1f} µs each  p99 {p99:.2f} ms"
+                )
     return 0
 
 
