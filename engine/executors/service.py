@@ -29,7 +29,6 @@ import aiohttp
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.executors.common import (
-    Params,
     RepeatParams,
     lookup,
     own,
@@ -55,7 +54,14 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, TargetRefused, TransientError, WaitingParams
+from engine.ports import (
+    Clock,
+    ExecutorSpec,
+    Params,
+    TargetRefused,
+    TransientError,
+    WaitingParams,
+)
 
 EXECUTOR_NAME = "service"
 
