@@ -36,6 +36,7 @@ id range that its audit row can name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import sqlite3
@@ -82,10 +83,6 @@ _ENCODED: dict[tuple[tuple[str, str], ...], str] = {}
 """Canonical JSON of recent label and annotation sets (see `_pairs_json`)."""
 _ENCODED_MAX, _ENCODED_MAX_CHARS = 8192, 512
 """At most this many sets of at most this much JSON each: a few MB whatever is sent."""
-
-_TIME_TEXTS: dict[datetime, str] = {}
-"""Stored text of recent instants (see `_time_text`)."""
-_TIME_TEXTS_MAX = 8192
 
 _IN_CHUNK = 256
 """Most values in one `IN (...)` list, or pairs in one VALUES list: below SQLite's
@@ -670,15 +667,9 @@ def _count(group: _Group, fingerprint: str, firing: bool, seen_text: str) -> boo
     return not firing and group.firing_count == 0
 
 
-def _time_text(value: datetime) -> str:
-    """`time_text`, each instant rendered once: an alert keeps its startsAt
-    through every repeat, and a pass's alerts share a few received_at values."""
-    text = _TIME_TEXTS.get(value)
-    if text is None:
-        if len(_TIME_TEXTS) >= _TIME_TEXTS_MAX:
-            _TIME_TEXTS.clear()
-        text = _TIME_TEXTS[value] = time_text(value)
-    return text
+# `time_text`, each instant rendered once: an alert keeps its startsAt through
+# every repeat, and a pass's alerts share a few received_at values.
+_time_text = functools.lru_cache(maxsize=8192)(time_text)
 
 
 def _pairs_json(pairs: dict[str, str]) -> str:
