@@ -1,4 +1,5 @@
-"""The floor under every webhook: how fast aiohttp answers a POST that does nothing.
+"""The floors under every webhook: how fast aiohttp answers a POST that does nothing,
+and GRACE's own handler with nothing, or only rows, stored behind it.
 
 A handler that reads the body and answers `{"ok": true}` is served in a
 spawned process, on asyncio's loop and then on uvloop, and driven by the same
@@ -15,10 +16,10 @@ With `--handler webhook` the server is GRACE's own `POST /alerts/alertmanager`
 answer) in front of a healer that stores nothing, fed the alert storm's
 bodies, one alert per request or `--batch` of them: what GRACE's request
 path costs before a single alert is stored, the ceiling of alert_storm.py.
-`--handler rows` puts behind it the least any durable intake must do: each
-alert as one row of the real `alerts` table, through the real group writer
-(merged passes, one `executemany`), in a fresh database; no dedupe, no
-incident, no audit row.
+`--handler rows` puts behind it the least a durable intake of one row per
+alert can do: each alert as intake's own row of the real `alerts` table,
+through the real group writer (merged passes, one `executemany`), in a
+fresh database; no dedupe, no incident, no audit row.
 
     .venv/bin/python bench/aiohttp_floor.py [--requests 20000] [--rounds 2] [--servers 1 2]
         [--handler noop|webhook|rows] [--batch 1]
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # for --handler webhook
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # GRACE, for --handler webhook|rows
 
 from _load import Load, percentile, request_bytes
 
