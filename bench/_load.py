@@ -288,8 +288,16 @@ class Load:
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(
                 target=_worker,
-                args=(child, host, port, warm_shares[i], storm_shares[i], conns, self._go,
-                      time_limit),
+                args=(
+                    child,
+                    host,
+                    port,
+                    warm_shares[i],
+                    storm_shares[i],
+                    conns,
+                    self._go,
+                    time_limit,
+                ),
                 daemon=True,
             )
             proc.start()

@@ -113,11 +113,15 @@ class Mode:
 
     def describe(self) -> str:
         if self.name == "single":
-            return (f"one alert per request, each its own group: {self.alerts:,} requests, "
-                    f"{self.expected_incidents} incidents expected")
+            return (
+                f"one alert per request, each its own group: {self.alerts:,} requests, "
+                f"{self.expected_incidents} incidents expected"
+            )
         requests = self.alerts // self.batch
-        return (f"{self.batch} alerts of one group per request (group by alertname): "
-                f"{requests:,} requests, {self.expected_incidents} incidents expected")
+        return (
+            f"{self.batch} alerts of one group per request (group by alertname): "
+            f"{requests:,} requests, {self.expected_incidents} incidents expected"
+        )
 
 
 def labels_of(k: int, name: str = STORM) -> dict[str, str]:
@@ -268,8 +272,11 @@ class Run:
         return len(self.load.samples) / self.duration if self.load else float("nan")
 
     def latency_ms(self, p: float) -> float:
-        return percentile([s.latency for s in self.load.samples], p) * 1000 if self.load else float(
-            "nan")
+        return (
+            percentile([s.latency for s in self.load.samples], p) * 1000
+            if self.load
+            else float("nan")
+        )
 
 
 def proc_cpu_s(pid: int) -> float:
@@ -335,10 +342,13 @@ async def run_load(
     """Warm up, let the server settle, then the measured storm. Returns the
     load result and the server's CPU seconds during the storm."""
     load = Load(
-        HOST, port,
+        HOST,
+        port,
         [request_bytes(HOST, port, path, b, headers) for b in warm],
         [request_bytes(HOST, port, path, b, headers) for b in storm],
-        procs=args.procs, conns=args.conns, time_limit=args.time_limit,
+        procs=args.procs,
+        conns=args.conns,
+        time_limit=args.time_limit,
     )
     try:
         warm_errors = await asyncio.to_thread(load.wait_ready)
@@ -351,9 +361,20 @@ async def run_load(
             with profile_to.with_suffix(".log").open("wb") as spy_log:
                 gil = ["--gil"] if args.py_spy_gil else []
                 spy = await asyncio.create_subprocess_exec(
-                    args.py_spy, "record", "-p", str(server_pid), "-r", "250", "-f", "raw",
-                    "-o", str(profile_to), "--nonblocking", *gil,
-                    stdout=spy_log, stderr=spy_log,
+                    args.py_spy,
+                    "record",
+                    "-p",
+                    str(server_pid),
+                    "-r",
+                    "250",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(profile_to),
+                    "--nonblocking",
+                    *gil,
+                    stdout=spy_log,
+                    stderr=spy_log,
                 )
             await asyncio.sleep(1.0)  # let py-spy attach before the storm starts
         cpu_before = proc_cpu_s(server_pid)
@@ -390,8 +411,11 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
     token, secret = f"xoxb-bench-{secrets.token_hex(8)}", secrets.token_hex(16)
     hook_token = secrets.token_hex(16)
     slack = DevSlack(
-        token=token, signing_secret=secret, channels={CHANNEL: "alerts"},
-        post_rate_per_channel=SLACK_RATE, post_burst=SLACK_BURST,
+        token=token,
+        signing_secret=secret,
+        channels={CHANNEL: "alerts"},
+        post_rate_per_channel=SLACK_RATE,
+        post_burst=SLACK_BURST,
     )
     await slack.start()
     workdir = Path(tempfile.mkdtemp(prefix=f"grace-storm-{mode.name}-"))
@@ -412,12 +436,20 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
     out_log, err_log = workdir / "stdout.log", workdir / "stderr.log"
     with out_log.open("wb") as out, err_log.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            str(ROOT / ".venv" / "bin" / "python"), "-m", "bot", "run",
-            cwd=ROOT, env=env, stdout=out, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+            str(ROOT / ".venv" / "bin" / "python"),
+            "-m",
+            "bot",
+            "run",
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=asyncio.subprocess.DEVNULL,
         )
     session = aiohttp.ClientSession()
     exited = asyncio.create_task(proc.wait())
     try:
+
         def started() -> str | None:
             match = re.search(r"GRACE is running on (http://\S+)", out_log.read_text())
             return match.group(1) if match else ("exited" if exited.done() else None)
@@ -434,22 +466,30 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
                 return parse_metrics(await response.text())
 
         def writes_since(start: int) -> list[Any]:
-            return [c for c in slack.calls[start:]
-                    if c.method.startswith("chat.") and c.response.get("ok")]
+            return [
+                c
+                for c in slack.calls[start:]
+                if c.method.startswith("chat.") and c.response.get("ok")
+            ]
 
         async def settle() -> None:
             """Warm-up writes delivered, and Slack's bucket full again."""
+
             async def quiet() -> bool:
                 m = await metrics()
                 last = max((c.at for c in writes_since(0)), default=0.0)
-                return (m.get("grace_outbox_pending", 1) == 0
-                        and time.monotonic() - last > SLACK_BURST / SLACK_RATE + 0.5)
+                return (
+                    m.get("grace_outbox_pending", 1) == 0
+                    and time.monotonic() - last > SLACK_BURST / SLACK_RATE + 0.5
+                )
+
             if not await wait_until(quiet, within=60, step=0.25):
                 run.notes.append("warm-up writes still pending after 60 s")
 
         warm_n = max(400 if mode.name == "single" else 20, 2 * args.procs * args.conns)
         warm, storm, sizes = plan_requests(
-            mode, lambda ks, name: bodies.grace(mode, ks, name), warm_n)
+            mode, lambda ks, name: bodies.grace(mode, ks, name), warm_n
+        )
         headers = {"Authorization": f"Bearer {hook_token}", "Content-Type": "application/json"}
         before = None
 
@@ -460,22 +500,39 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
 
         profile = (args.profile_dir / f"grace-{mode.name}.txt") if args.profile_dir else None
         run.load, run.server_cpu_s = await run_load(
-            port, "/alerts/alertmanager", headers, warm, storm, args,
-            settle_and_snapshot, proc.pid, profile)
+            port,
+            "/alerts/alertmanager",
+            headers,
+            warm,
+            storm,
+            args,
+            settle_and_snapshot,
+            proc.pid,
+            profile,
+        )
         if profile is not None:
             run.notes.append(f"py-spy samples (collapsed stacks): {profile}")
         assert before is not None
         metrics_before, calls_start = before
         run.requests_sent = len(storm) - run.load.unsent
-        run.alerts_sent = sum(sizes) - sum(sizes[-run.load.unsent:]) if run.load.unsent else sum(
-            sizes)
+        run.alerts_sent = (
+            sum(sizes) - sum(sizes[-run.load.unsent :]) if run.load.unsent else sum(sizes)
+        )
         first = run.load.first_sent
 
         # The first card, then a few seconds of Slack traffic to see its pace.
         def first_card() -> Any:
-            return next((c for c in slack.calls[calls_start:]
-                         if c.method == "chat.postMessage" and c.response.get("ok")
-                         and not c.args.get("thread_ts") and c.at >= first), None)
+            return next(
+                (
+                    c
+                    for c in slack.calls[calls_start:]
+                    if c.method == "chat.postMessage"
+                    and c.response.get("ok")
+                    and not c.args.get("thread_ts")
+                    and c.at >= first
+                ),
+                None,
+            )
 
         await wait_until(first_card, within=max(0.0, first + 10 - time.monotonic()))
         observe_until = max(run.load.last_done + 3.0, first + args.observe)
@@ -489,21 +546,25 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
         per_channel: dict[str, list[float]] = defaultdict(list)
         for call in writes:
             per_channel[str(call.response.get("channel") or call.args.get("channel"))].append(
-                call.at)
+                call.at
+            )
         run.max_writes_1s = max((max_in_window(t) for t in per_channel.values()), default=0)
         run.writes_per_s = len(writes) / (observe_until - first)
-        refusals = [c for c in slack.calls[calls_start:]
-                    if c.response.get("error") == "ratelimited"]
+        refusals = [
+            c for c in slack.calls[calls_start:] if c.response.get("error") == "ratelimited"
+        ]
         run.ratelimited = len(refusals)
         for refusal in refusals[:3]:
             before_it = [f"+{c.at - first:.3f}" for c in writes if c.at < refusal.at][-3:]
             run.notes.append(
                 f"429 on {refusal.method} at +{refusal.at - first:.3f} s; "
-                f"the 3 writes before it answered at {', '.join(before_it)} s")
+                f"the 3 writes before it answered at {', '.join(before_it)} s"
+            )
         run.notes.append(
             f"Slack: {len(writes)} writes in {observe_until - first:.1f} s "
             f"({', '.join(f'{m} {n}' for m, n in _count(c.method for c in writes).items())}),"
-            f" answered at {', '.join(f'+{c.at - first:.3f}' for c in writes[:12])} s")
+            f" answered at {', '.join(f'+{c.at - first:.3f}' for c in writes[:12])} s"
+        )
 
         # Accounting: the answers, the metric, the database.
         metrics_after = await metrics()
@@ -516,8 +577,11 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
         metric = metrics_after.get(key, 0) - metrics_before.get(key, 0)
         failed = len(run.load.samples) - len(run.ok_samples)
         pending = metrics_after.get("grace_outbox_pending")
-        run.notes.append(f"outbox pending after the storm: {pending:.0f}" if pending is not None
-                         else "no grace_outbox_pending metric")
+        run.notes.append(
+            f"outbox pending after the storm: {pending:.0f}"
+            if pending is not None
+            else "no grace_outbox_pending metric"
+        )
         await stop_process(proc)
         db_alerts, db_sum, db_incidents = _grace_db(workdir / "grace.db", run)
         run.incidents = db_incidents if db_incidents is not None else opened
@@ -530,7 +594,8 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
             f" {db_incidents} StormAlert incidents",
         ]
         run.accounted = (
-            failed == 0 and run.load.unsent == 0
+            failed == 0
+            and run.load.unsent == 0
             and run.alerts_sent == received == metric == db_sum == db_alerts == mode.alerts
         )
         if opened != db_incidents:
@@ -557,10 +622,13 @@ def _grace_db(path: Path, run: Run) -> tuple[int | None, int | None, int | None]
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             (alerts,) = conn.execute(
-                "SELECT count(*) FROM alerts WHERE name LIKE ?", (f"{STORM}%",)).fetchone()
+                "SELECT count(*) FROM alerts WHERE name LIKE ?", (f"{STORM}%",)
+            ).fetchone()
             total, incidents = conn.execute(
                 "SELECT coalesce(sum(alert_count), 0), count(*) FROM incidents"
-                " WHERE alert_name LIKE ?", (f"{STORM}%",)).fetchone()
+                " WHERE alert_name LIKE ?",
+                (f"{STORM}%",),
+            ).fetchone()
         finally:
             conn.close()
         return alerts, total, incidents
@@ -587,8 +655,9 @@ def alertmanager_binary() -> str | None:
     return None
 
 
-async def run_alertmanager(mode: Mode, bodies: Bodies, args: argparse.Namespace,
-                           binary: str) -> Run:
+async def run_alertmanager(
+    mode: Mode, bodies: Bodies, args: argparse.Namespace, binary: str
+) -> Run:
     run = Run("Alertmanager", mode)
     notifications: list[tuple[float, list[str]]] = []
     group_keys: set[str] = set()
@@ -596,8 +665,10 @@ async def run_alertmanager(mode: Mode, bodies: Bodies, args: argparse.Namespace,
     async def receive(request: web.Request) -> web.Response:
         at = time.monotonic()
         payload = await request.json()
-        items = [a["labels"].get("alertname", "") + "/" + a["labels"].get("instance", "")
-                 for a in payload["alerts"]]
+        items = [
+            a["labels"].get("alertname", "") + "/" + a["labels"].get("instance", "")
+            for a in payload["alerts"]
+        ]
         notifications.append((at, items))
         if any(i.startswith(STORM) for i in items):
             group_keys.add(payload.get("groupKey", ""))
@@ -629,14 +700,20 @@ async def run_alertmanager(mode: Mode, bodies: Bodies, args: argparse.Namespace,
     err_log = workdir / "alertmanager.log"
     with err_log.open("wb") as err:
         proc = await asyncio.create_subprocess_exec(
-            binary, f"--config.file={workdir / 'alertmanager.yml'}",
-            f"--storage.path={workdir / 'data'}", f"--web.listen-address={HOST}:{port}",
-            "--cluster.listen-address=", "--log.level=warn",
-            stdout=err, stderr=err, stdin=asyncio.subprocess.DEVNULL,
+            binary,
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address={HOST}:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+            stdout=err,
+            stderr=err,
+            stdin=asyncio.subprocess.DEVNULL,
         )
     session = aiohttp.ClientSession()
     base = f"http://{HOST}:{port}"
     try:
+
         async def ready() -> bool:
             if proc.returncode is not None:
                 return True
@@ -656,32 +733,54 @@ async def run_alertmanager(mode: Mode, bodies: Bodies, args: argparse.Namespace,
             await asyncio.sleep(AM_GROUP_WAIT_S + 0.5)  # the warm-up's notification goes out
 
         run.load, run.server_cpu_s = await run_load(
-            port, "/api/v2/alerts", {"Content-Type": "application/json"}, warm, storm, args,
-            settle, proc.pid)
+            port,
+            "/api/v2/alerts",
+            {"Content-Type": "application/json"},
+            warm,
+            storm,
+            args,
+            settle,
+            proc.pid,
+        )
         run.requests_sent = len(storm) - run.load.unsent
-        run.alerts_sent = sum(sizes) - sum(sizes[-run.load.unsent:]) if run.load.unsent else sum(
-            sizes)
+        run.alerts_sent = (
+            sum(sizes) - sum(sizes[-run.load.unsent :]) if run.load.unsent else sum(sizes)
+        )
         first = run.load.first_sent
         storm_instances = {
             f"{labels_of(k)['alertname']}/host-{k}" for k in range(mode.fingerprints)
         }
 
         def notified() -> set[str]:
-            return {i for at, items in notifications if at >= first for i in items
-                    if i.startswith(STORM)}
+            return {
+                i
+                for at, items in notifications
+                if at >= first
+                for i in items
+                if i.startswith(STORM)
+            }
 
-        await wait_until(lambda: notified() >= storm_instances,
-                         within=max(0.0, run.load.last_done + AM_GROUP_WAIT_S + 10
-                                     - time.monotonic()), step=0.1)
-        firsts = [at for at, items in notifications
-                  if at >= first and any(i.startswith(STORM) for i in items)]
+        await wait_until(
+            lambda: notified() >= storm_instances,
+            within=max(0.0, run.load.last_done + AM_GROUP_WAIT_S + 10 - time.monotonic()),
+            step=0.1,
+        )
+        firsts = [
+            at
+            for at, items in notifications
+            if at >= first and any(i.startswith(STORM) for i in items)
+        ]
         run.first_event_ms = (min(firsts) - first) * 1000 if firsts else None
         async with session.get(f"{base}/api/v2/alerts") as response:
-            held = [a for a in await response.json()
-                    if a["labels"].get("alertname", "").startswith(STORM)]
+            held = [
+                a
+                for a in await response.json()
+                if a["labels"].get("alertname", "").startswith(STORM)
+            ]
         failed = len(run.load.samples) - len(run.ok_samples)
-        storm_notes = [n for n in notifications if n[0] >= first
-                       and any(i.startswith(STORM) for i in n[1])]
+        storm_notes = [
+            n for n in notifications if n[0] >= first and any(i.startswith(STORM) for i in n[1])
+        ]
         run.incidents = len(group_keys)
         run.checks = [
             f"sent {run.alerts_sent:,} alerts in {run.requests_sent:,} requests"
@@ -690,10 +789,14 @@ async def run_alertmanager(mode: Mode, bodies: Bodies, args: argparse.Namespace,
             f"{len(storm_notes)} webhook notifications of {len(group_keys)} groups"
             f" covering {len(notified())} fingerprints",
         ]
-        run.accounted = (failed == 0 and run.load.unsent == 0 and run.alerts_sent == mode.alerts
-                         and len(held) == mode.fingerprints
-                         and notified() >= storm_instances
-                         and len(group_keys) == mode.expected_incidents)
+        run.accounted = (
+            failed == 0
+            and run.load.unsent == 0
+            and run.alerts_sent == mode.alerts
+            and len(held) == mode.fingerprints
+            and notified() >= storm_instances
+            and len(group_keys) == mode.expected_incidents
+        )
         if run.load.errors:
             run.notes.append(f"client errors: {run.load.errors[:3]}")
         return run
@@ -715,24 +818,51 @@ def _fmt(value: float | None, spec: str, none: str = "-") -> str:
 
 
 def table(runs: Sequence[Run]) -> str:
-    head = ["system", "mode", "alerts/s", "req/s", "p50 ms", "p99 ms", "first ms",
-            "incidents", "Slack max/1s", "429s", "server CPU", "client CPU", "accounted"]
+    head = [
+        "system",
+        "mode",
+        "alerts/s",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "first ms",
+        "incidents",
+        "Slack max/1s",
+        "429s",
+        "server CPU",
+        "client CPU",
+        "accounted",
+    ]
     rows = [head]
     for r in runs:
         if r.error or not r.load:
             rows.append([r.system, r.mode.name, "ERROR"] + [""] * (len(head) - 3))
             continue
-        rows.append([
-            r.system, r.mode.name, _fmt(r.alerts_per_s, ",.0f"), _fmt(r.requests_per_s, ",.0f"),
-            _fmt(r.latency_ms(50), ".2f"), _fmt(r.latency_ms(99), ".2f"),
-            _fmt(r.first_event_ms, ",.0f", "none"), _fmt(r.incidents, "d"),
-            _fmt(r.max_writes_1s, "d"), _fmt(r.ratelimited, "d"),
-            f"{r.server_cpu_s / r.duration:.0%}", f"{r.load.cpu_s / r.duration:.0%}",
-            "yes" if r.accounted else "NO",
-        ])
+        rows.append(
+            [
+                r.system,
+                r.mode.name,
+                _fmt(r.alerts_per_s, ",.0f"),
+                _fmt(r.requests_per_s, ",.0f"),
+                _fmt(r.latency_ms(50), ".2f"),
+                _fmt(r.latency_ms(99), ".2f"),
+                _fmt(r.first_event_ms, ",.0f", "none"),
+                _fmt(r.incidents, "d"),
+                _fmt(r.max_writes_1s, "d"),
+                _fmt(r.ratelimited, "d"),
+                f"{r.server_cpu_s / r.duration:.0%}",
+                f"{r.load.cpu_s / r.duration:.0%}",
+                "yes" if r.accounted else "NO",
+            ]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths, strict=True))) for row in rows]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i < 2 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -751,36 +881,62 @@ def verdicts(runs: Sequence[Run], against: bool) -> list[tuple[str, bool | None,
             mine = g.alerts_per_s if mode == "batched" else g.requests_per_s
             theirs = a.alerts_per_s if mode == "batched" else a.requests_per_s
             ratio = mine / theirs
-            out.append((f"{mode}: {rate} >= {MIN_RATIO}x Alertmanager's", ratio >= MIN_RATIO,
-                        f"{mine:,.0f} / {theirs:,.0f} = {ratio:.2f}x"))
+            out.append(
+                (
+                    f"{mode}: {rate} >= {MIN_RATIO}x Alertmanager's",
+                    ratio >= MIN_RATIO,
+                    f"{mine:,.0f} / {theirs:,.0f} = {ratio:.2f}x",
+                )
+            )
         else:
             why = "run with --against-alertmanager" if not against else "Alertmanager failed"
             out.append((f"{mode}: {rate} >= {MIN_RATIO}x Alertmanager's", None, why))
         p99 = g.latency_ms(99)
         out.append((f"{mode}: p99 < {MAX_P99_MS:g} ms", p99 < MAX_P99_MS, f"{p99:.1f} ms"))
         first = g.first_event_ms
-        out.append((f"{mode}: first card < {MAX_FIRST_CARD_MS:g} ms",
-                    first is not None and first < MAX_FIRST_CARD_MS,
-                    f"{first:,.0f} ms" if first is not None else "no card"))
-        writes_ok = (g.max_writes_1s is not None and g.max_writes_1s <= SLACK_BURST
-                     and g.ratelimited == 0)
-        out.append((f"{mode}: Slack writes <= limit ({SLACK_RATE:g}/s, burst {SLACK_BURST})",
-                    writes_ok, f"max {g.max_writes_1s} in 1 s, {g.ratelimited} x 429"))
+        out.append(
+            (
+                f"{mode}: first card < {MAX_FIRST_CARD_MS:g} ms",
+                first is not None and first < MAX_FIRST_CARD_MS,
+                f"{first:,.0f} ms" if first is not None else "no card",
+            )
+        )
+        writes_ok = (
+            g.max_writes_1s is not None and g.max_writes_1s <= SLACK_BURST and g.ratelimited == 0
+        )
+        out.append(
+            (
+                f"{mode}: Slack writes <= limit ({SLACK_RATE:g}/s, burst {SLACK_BURST})",
+                writes_ok,
+                f"max {g.max_writes_1s} in 1 s, {g.ratelimited} x 429",
+            )
+        )
         out.append((f"{mode}: nothing lost", g.accounted, "; ".join(g.checks)))
-        out.append((f"{mode}: incidents opened == {g.mode.expected_incidents}",
-                    g.incidents == g.mode.expected_incidents, f"{g.incidents} opened"))
+        out.append(
+            (
+                f"{mode}: incidents opened == {g.mode.expected_incidents}",
+                g.incidents == g.mode.expected_incidents,
+                f"{g.incidents} opened",
+            )
+        )
     return out
 
 
 def report(runs: Sequence[Run], args: argparse.Namespace) -> str:
     lines = [table(runs), ""]
-    lines.append("first ms: GRACE = first alert sent -> its card in Slack; Alertmanager = "
-                 f"-> its first webhook notification (group_wait {AM_GROUP_WAIT_S:g}s)")
-    lines.append("Slack max/1s: most successful chat.* writes to one channel in any 1 s window; "
-                 "429s: rate-limit refusals the Slack stand-in gave")
-    lines.append("server CPU / client CPU: CPU time during the storm / its wall time "
-                 "(100% = one core; this machine has "
-                 f"{os.cpu_count()})")
+    lines.append(
+        "first ms: GRACE = first alert sent -> its card in Slack; Alertmanager = "
+        f"-> its first webhook notification (group_wait {AM_GROUP_WAIT_S:g}s)"
+    )
+    lines.append(
+        "Slack max/1s: most successful chat.* writes to one channel in any 1 s window; "
+        "429s: rate-limit refusals the Slack stand-in gave"
+    )
+    lines.append(
+        "server CPU / client CPU: CPU time during the storm / its wall time "
+        "(100% = one core; this machine has "
+        f"{os.cpu_count()})"
+    )
     for r in runs:
         lines.append(f"\n{r.system} {r.mode.name}: {r.mode.describe()}")
         if r.error:
@@ -797,7 +953,8 @@ def report(runs: Sequence[Run], args: argparse.Namespace) -> str:
                 lines.append(
                     f"  {mode:8} alerts/s {g.alerts_per_s / a.alerts_per_s:.2f}x  "
                     f"requests/s {g.requests_per_s / a.requests_per_s:.2f}x  "
-                    f"p99 {g.latency_ms(99):.1f} ms vs {a.latency_ms(99):.1f} ms")
+                    f"p99 {g.latency_ms(99):.1f} ms vs {a.latency_ms(99):.1f} ms"
+                )
     lines.append("\nTargets:")
     failed = False
     for name, ok, detail in verdicts(runs, args.against_alertmanager):
@@ -818,13 +975,17 @@ async def amain(args: argparse.Namespace) -> int:
     if args.against_alertmanager:
         binary = alertmanager_binary()
         if binary is None:
-            print("Alertmanager is not installed. Install Debian's package, then run again:\n"
-                  "  apt-get update && apt-get install -y prometheus-alertmanager")
+            print(
+                "Alertmanager is not installed. Install Debian's package, then run again:\n"
+                "  apt-get update && apt-get install -y prometheus-alertmanager"
+            )
             return 0
-    print(f"alert storm: {args.fingerprints * args.repeats:,} alerts over "
-          f"{args.fingerprints} fingerprints; client: {args.procs} processes x "
-          f"{args.conns} keep-alive connections; {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}")
+    print(
+        f"alert storm: {args.fingerprints * args.repeats:,} alerts over "
+        f"{args.fingerprints} fingerprints; client: {args.procs} processes x "
+        f"{args.conns} keep-alive connections; {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}"
+    )
     runs: list[Run] = []
     for mode in modes:
         print(f"\n[{mode.name}] {mode.describe()}")
@@ -877,12 +1038,16 @@ def combine(trials: list[Run]) -> Run:
     out.first_event_ms = sorted(firsts)[(len(firsts) - 1) // 2]
     if out.first_event_ms == float("inf"):
         out.first_event_ms = None
-    out.notes.insert(0, (
-        f"{len(done)} runs; rates and latencies of the median run by alerts/s, "
-        f"first ms the median of the runs: alerts/s "
-        f"{spread([r.alerts_per_s for r in done], ',.0f')}; p99 ms "
-        f"{spread([r.latency_ms(99) for r in done], '.1f')}; first ms "
-        f"{spread(firsts, ',.0f')}"))
+    out.notes.insert(
+        0,
+        (
+            f"{len(done)} runs; rates and latencies of the median run by alerts/s, "
+            f"first ms the median of the runs: alerts/s "
+            f"{spread([r.alerts_per_s for r in done], ',.0f')}; p99 ms "
+            f"{spread([r.latency_ms(99) for r in done], '.1f')}; first ms "
+            f"{spread(firsts, ',.0f')}"
+        ),
+    )
     for r in trials:
         if r is not median:
             out.notes += [f"(another run) {n}" for n in r.notes if n.startswith(("429", "client"))]
@@ -893,36 +1058,62 @@ def _progress(run: Run) -> None:
     if run.error or not run.load:
         print(f"    ERROR: {run.error}")
     else:
-        print(f"    {run.alerts_per_s:,.0f} alerts/s, {run.requests_per_s:,.0f} req/s, "
-              f"p99 {run.latency_ms(99):.1f} ms", flush=True)
+        print(
+            f"    {run.alerts_per_s:,.0f} alerts/s, {run.requests_per_s:,.0f} req/s, "
+            f"p99 {run.latency_ms(99):.1f} ms",
+            flush=True,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--against-alertmanager", action="store_true",
-                        help="also send the same storm to a local Alertmanager and compare")
-    parser.add_argument("--modes", nargs="+", choices=["single", "batched"],
-                        default=["single", "batched"])
-    parser.add_argument("--runs", type=int, default=3,
-                        help="runs per system and mode (fresh servers each); the median is shown")
+    parser.add_argument(
+        "--against-alertmanager",
+        action="store_true",
+        help="also send the same storm to a local Alertmanager and compare",
+    )
+    parser.add_argument(
+        "--modes", nargs="+", choices=["single", "batched"], default=["single", "batched"]
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=3,
+        help="runs per system and mode (fresh servers each); the median is shown",
+    )
     parser.add_argument("--fingerprints", type=int, default=500)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--batch", type=int, default=100, help="alerts per batched request")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
-    parser.add_argument("--conns", type=int, default=8,
-                        help="keep-alive connections per client process")
-    parser.add_argument("--time-limit", type=float, default=120.0,
-                        help="seconds the storm may take before the client gives up")
-    parser.add_argument("--observe", type=float, default=10.0,
-                        help="seconds of Slack traffic to watch from the first alert on")
-    parser.add_argument("--py-spy", metavar="PATH",
-                        help="py-spy binary: profile GRACE during each storm")
-    parser.add_argument("--py-spy-gil", action="store_true",
-                        help="sample only the thread holding the GIL (where Python time goes)")
-    parser.add_argument("--profile-dir", type=Path, default=None,
-                        help="where --py-spy writes its collapsed stacks")
-    parser.add_argument("--no-grace", action="store_true",
-                        help="Alertmanager alone (with --against-alertmanager)")
+    parser.add_argument(
+        "--conns", type=int, default=8, help="keep-alive connections per client process"
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=120.0,
+        help="seconds the storm may take before the client gives up",
+    )
+    parser.add_argument(
+        "--observe",
+        type=float,
+        default=10.0,
+        help="seconds of Slack traffic to watch from the first alert on",
+    )
+    parser.add_argument(
+        "--py-spy", metavar="PATH", help="py-spy binary: profile GRACE during each storm"
+    )
+    parser.add_argument(
+        "--py-spy-gil",
+        action="store_true",
+        help="sample only the thread holding the GIL (where Python time goes)",
+    )
+    parser.add_argument(
+        "--profile-dir", type=Path, default=None, help="where --py-spy writes its collapsed stacks"
+    )
+    parser.add_argument(
+        "--no-grace", action="store_true", help="Alertmanager alone (with --against-alertmanager)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
     if args.fingerprints % ALERTNAMES or (args.fingerprints // ALERTNAMES) % args.batch:
