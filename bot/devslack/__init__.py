@@ -6,15 +6,17 @@ interactions to the app's ``/slack/events`` URL signed exactly as Slack signs th
 It refuses what Slack refuses (auth, block limits, unknown channels and messages,
 stale triggers, opt-in rate limits) so that what works here works against Slack.
 
-The stand-in itself is `stand_in`; `message` is a message as it stores one,
-`blockkit` holds Slack's Block Kit limits and `render` shows messages as a
-person reads them.
+`web_api` serves the Web API and keeps what it stores; `workspace` holds
+DevSlack, which adds the people whose requests reach the app. `message` is a
+message as it stores one, `blockkit` holds Slack's Block Kit limits and
+`render` shows messages as a person reads them.
 """
 
 from bot.devslack.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, block_errors
 from bot.devslack.message import Message
 from bot.devslack.render import RULE
-from bot.devslack.stand_in import ApiCall, Delivery, DevSlack, SlackError
+from bot.devslack.web_api import ApiCall, SlackError
+from bot.devslack.workspace import Delivery, DevSlack
 
 __all__ = [
     "MAX_MESSAGE_BLOCKS",

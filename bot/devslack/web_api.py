@@ -1,5 +1,5 @@
-"""DevSlack itself: Slack's Web API served on loopback, Slack's signed deliveries to
-the app, and what a test needs to watch both (see the package's docstring)."""
+"""Slack's Web API served on loopback: the calls the bot makes, what they store, and
+what a test needs to watch it (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,11 @@ import json
 import math
 import secrets
 import time
-import urllib.parse
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import aiohttp
 from aiohttp import web
-from slack_sdk.signature import SignatureVerifier
 
 from bot.devslack.blockkit import block_errors, view_errors, with_ids
 from bot.devslack.message import Message
@@ -41,25 +37,6 @@ class ApiCall:
     at: float = 0.0  # the stand-in's clock when it answered, to measure write rates
 
 
-@dataclass
-class Delivery:
-    """One Slack -> app HTTP request and the app's answer."""
-
-    status: int
-    body: str
-    headers: dict[str, str]
-    request_body: str
-    request_headers: dict[str, str]
-    elapsed: float = 0.0  # seconds until the app answered; Slack gives up after 3
-
-    def payload(self) -> dict[str, Any]:
-        """The delivered document: the JSON event, the ``payload`` form field, or the form."""
-        if self.request_body.startswith("{"):
-            return json.loads(self.request_body)
-        form = dict(urllib.parse.parse_qsl(self.request_body, keep_blank_values=True))
-        return json.loads(form["payload"]) if "payload" in form else form
-
-
 class SlackError(Exception):
     """A Web API refusal: ``{"ok": false, "error": code, **extra}``."""
 
@@ -71,11 +48,8 @@ class SlackError(Exception):
         self.headers = dict(headers or {})
 
 
-# ---------------------------------------------------------------- the stand-in
-
-
-class DevSlack:
-    """Slack Web API + Events/Interactivity delivery, in process, for demos and tests."""
+class WebApi:
+    """Slack Web API in process, for demos and tests; DevSlack adds the people who use it."""
 
     def __init__(
         self,
@@ -95,6 +69,7 @@ class DevSlack:
         post_burst: int = 3,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # the whole workspace is configured here, the secrets DevSlack signs deliveries with too
         self.token, self.signing_secret = token, signing_secret
         self.channels = dict(channels)
         self.users = {bot_user_id: "grace", **(users or {})}
@@ -103,7 +78,6 @@ class DevSlack:
         self.bot_id, self.app_id = bot_id, app_id
         self.verification_token, self.team_domain = verification_token, team_domain
         self.post_rate, self.post_burst, self._clock = post_rate_per_channel, post_burst, clock
-        self.request_url: str | None = None
         self.calls: list[ApiCall] = []
         self.views: list[dict[str, Any]] = []
         self.homes: dict[str, dict[str, Any]] = {}  # user id -> published App Home view
@@ -121,7 +95,6 @@ class DevSlack:
         self._seq = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
         self._base = ""
         self._reader = Reader(self.users, self.channels)
 
@@ -136,24 +109,17 @@ class DevSlack:
         await web.TCPSite(self._runner, host, port).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self._base = f"http://{bound_host}:{bound_port}"
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self) -> None:
-        if self._session is not None:
-            await self._session.close()
         if self._runner is not None:
             await self._runner.cleanup()
-        self._session = self._runner = None
+        self._runner = None
 
     @property
     def api_url(self) -> str:
         if not self._base:
             raise RuntimeError("DevSlack is not started")
         return f"{self._base}/api/"
-
-    def connect(self, request_url: str) -> None:
-        """Tell the stand-in where the app receives Slack's requests (its /slack/events)."""
-        self.request_url = request_url
 
     # ------------------------------------------------------------ reading state
 
@@ -221,13 +187,6 @@ class DevSlack:
         self._failures.setdefault(method, []).extend(
             SlackError(error, status, headers) for _ in range(times)
         )
-
-    def issue_trigger_id(self) -> str:
-        """A trigger_id as Slack hands out with an interaction; valid for 3 s, once."""
-        self._seq += 1
-        trigger = f"{self._seq}.{int(time.time())}.{secrets.token_hex(16)}"
-        self._triggers[trigger] = (self._clock(), False)
-        return trigger
 
     # ------------------------------------------------------------ Web API
 
@@ -625,236 +584,6 @@ class DevSlack:
                 )
             )
 
-    # ------------------------------------------------------------ Slack -> app deliveries
-
-    async def signed_post(
-        self,
-        body: str,
-        content_type: str,
-        *,
-        timestamp: int | None = None,
-        secret: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Delivery:
-        """POST ``body`` to the app signed with Slack's v0 scheme (tests may pass a bad one)."""
-        if self.request_url is None or self._session is None:
-            raise RuntimeError("DevSlack.start() and connect(request_url) come first")
-        ts = str(int(time.time()) if timestamp is None else timestamp)
-        signature = SignatureVerifier(secret or self.signing_secret).generate_signature(
-            timestamp=ts, body=body
-        )
-        sent = {
-            "Content-Type": content_type,
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or "",
-            **(headers or {}),
-        }
-        started = time.monotonic()
-        async with self._session.post(self.request_url, data=body.encode(), headers=sent) as resp:
-            text = await resp.text()
-            delivery = Delivery(
-                resp.status, text, dict(resp.headers), body, sent, time.monotonic() - started
-            )
-        await self._notify()
-        return delivery
-
-    async def redeliver(self, delivery: Delivery, retry_num: int = 1) -> Delivery:
-        """Send the same body again with a fresh signature and Slack's retry headers."""
-        headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return await self.signed_post(
-            delivery.request_body, delivery.request_headers["Content-Type"], headers=headers
-        )
-
-    async def deliver_event(self, event: Mapping[str, Any]) -> Delivery:
-        """Wrap any Events API event (app_home_opened, ...) in an event_callback and deliver it."""
-        now = time.time()
-        envelope = {
-            "token": self.verification_token,
-            "team_id": self.team_id,
-            "context_team_id": self.team_id,
-            "context_enterprise_id": None,
-            "api_app_id": self.app_id,
-            "event": dict(event),
-            "type": "event_callback",
-            "event_id": "Ev" + secrets.token_hex(5).upper(),
-            "event_time": int(now),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
-                    "user_id": self.bot_user_id,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-            "is_ext_shared_channel": False,
-            "event_context": "4-" + secrets.token_urlsafe(24),
-        }
-        return await self.signed_post(json.dumps(envelope), "application/json")
-
-    async def post_message_as(
-        self,
-        channel: str,
-        text: str = "",
-        *,
-        user: str | None = None,
-        bot_id: str | None = None,
-        username: str | None = None,
-        blocks: list[dict[str, Any]] | None = None,
-        attachments: list[dict[str, Any]] | None = None,
-        subtype: str | None = None,
-        thread_ts: str | None = None,
-    ) -> Delivery:
-        """A person or an integration posts in a channel: stored, then delivered as an event."""
-        if channel not in self.channels:
-            raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
-        if user is None and bot_id is None:
-            raise ValueError("post_message_as needs user= or bot_id=")
-        if thread_ts is not None and (channel, thread_ts) not in self._by_ts:
-            raise LookupError(f"no message {thread_ts} in {channel} to reply to")
-        if bot_id is not None and user is None and subtype is None:
-            subtype = "bot_message"  # integrations (webhooks) post without a user
-        msg = self._store(
-            Message(
-                channel,
-                self._next_ts(),
-                text,
-                list(blocks or []),
-                list(attachments or []),
-                user,
-                bot_id,
-                username,
-                subtype,
-                thread_ts,
-            )
-        )
-        event: dict[str, Any] = {"type": "message", **({"subtype": subtype} if subtype else {})}
-        if user is not None:
-            event["user"] = user
-        if bot_id is not None:
-            event["bot_id"] = bot_id
-        if username is not None:
-            event["username"] = username
-        event.update(
-            text=text,
-            ts=msg.ts,
-            channel=channel,
-            event_ts=msg.ts,
-            channel_type="channel",
-            team=self.team_id,
-        )
-        if user is not None and bot_id is None:
-            event["client_msg_id"] = str(uuid.uuid4())
-        if thread_ts:
-            event["thread_ts"] = thread_ts
-        if blocks:
-            event["blocks"] = blocks
-        if attachments:
-            event["attachments"] = attachments
-        return await self.deliver_event(event)
-
-    def _user_obj(self, user: str) -> dict[str, Any]:
-        name = self.users.get(user, user.lower())
-        return {"id": user, "username": name, "name": name, "team_id": self.team_id}
-
-    def _interaction(self, kind: str, user: str, **rest: Any) -> dict[str, Any]:
-        return {
-            "type": kind,
-            "user": self._user_obj(user),
-            "api_app_id": self.app_id,
-            "token": self.verification_token,
-            "trigger_id": self.issue_trigger_id(),
-            "team": {"id": self.team_id, "domain": self.team_domain},
-            "enterprise": None,
-            "is_enterprise_install": False,
-            **rest,
-        }
-
-    async def _post_form(self, fields: Mapping[str, str]) -> Delivery:
-        body = urllib.parse.urlencode(fields)
-        return await self.signed_post(body, "application/x-www-form-urlencoded")
-
-    async def click(self, channel: str, ts: str, action_id: str, *, user: str) -> Delivery:
-        """A person clicks a button on the message as it is now (stale cards cannot be clicked)."""
-        msg = self.message(channel, ts)
-        found = _find_button(msg.blocks, action_id)
-        if found is None:
-            present = [b[1].get("action_id") for b in _buttons(msg.blocks)]
-            raise LookupError(
-                f"message {ts} in {channel} has no button {action_id!r} "
-                f"(its buttons now: {present or 'none'})"
-            )
-        block_id, button = found
-        action = {"action_id": action_id, "block_id": block_id, "text": button["text"]}
-        action.update({k: button[k] for k in ("value", "style") if k in button})
-        action.update(type="button", action_ts=self._next_ts())
-        container = {
-            "type": "message",
-            "message_ts": ts,
-            "channel_id": channel,
-            "is_ephemeral": False,
-        }
-        if msg.thread_ts:
-            container["thread_ts"] = msg.thread_ts
-        payload = self._interaction(
-            "block_actions",
-            user,
-            container=container,
-            channel={"id": channel, "name": self.channels[channel]},
-            message=msg.to_slack(self.team_id),
-            state={"values": {}},
-            response_url=self._new_response_url(channel, user, ts),
-            actions=[action],
-        )
-        return await self._post_form({"payload": json.dumps(payload)})
-
-    async def submit_view(
-        self, view_id: str, *, user: str, values: Mapping[str, Mapping[str, Any]]
-    ) -> Delivery:
-        """A person submits an open modal; ``values`` is {block_id: {action_id: value}}."""
-        view = next((v for v in self.views if v["id"] == view_id), None)
-        if view is None:
-            raise LookupError(f"no open view {view_id!r}")
-        inputs = {
-            b["block_id"]: b.get("element", {}) for b in view["blocks"] if b.get("type") == "input"
-        }
-        state: dict[str, dict[str, Any]] = {}
-        for block_id, by_action in values.items():
-            for action_id, value in by_action.items():
-                element = inputs.get(block_id)
-                if element is None or element.get("action_id") != action_id:
-                    raise LookupError(f"view {view_id} has no input {block_id}/{action_id}")
-                entry = {"type": element["type"], "value": value}
-                state.setdefault(block_id, {})[action_id] = entry
-        submitted = {**copy.deepcopy(view), "state": {"values": state}}
-        payload = self._interaction("view_submission", user, view=submitted, response_urls=[])
-        return await self._post_form({"payload": json.dumps(payload)})
-
-    async def slash_command(
-        self, text: str, *, user: str, channel: str, command: str = "/grace"
-    ) -> Delivery:
-        """A person types a slash command: delivered form-encoded like Slack does."""
-        if channel not in self.channels:
-            raise LookupError(f"unknown channel {channel!r}; known: {sorted(self.channels)}")
-        return await self._post_form(
-            {
-                "token": self.verification_token,
-                "team_id": self.team_id,
-                "team_domain": self.team_domain,
-                "channel_id": channel,
-                "channel_name": self.channels.get(channel, channel),
-                "user_id": user,
-                "user_name": self.users.get(user, user.lower()),
-                "command": command,
-                "text": text,
-                "api_app_id": self.app_id,
-                "is_enterprise_install": "false",
-                "response_url": self._new_response_url(channel, user, None),
-                "trigger_id": self.issue_trigger_id(),
-            }
-        )
-
     # ------------------------------------------------------------ reading
 
     def render_message(self, message: Message) -> str:
@@ -866,18 +595,3 @@ class DevSlack:
         return self._reader.transcript(
             channel, self.messages(channel), lambda ts: self.thread(channel, ts)
         )
-
-
-def _buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
-    out = []
-    for b in blocks:
-        for el in [*b.get("elements", []), b.get("accessory")]:
-            if isinstance(el, dict) and el.get("type") == "button":
-                out.append((b.get("block_id", ""), el))
-    return out
-
-
-def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[str, Any] | None:
-    return next(
-        ((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id), None
-    )
