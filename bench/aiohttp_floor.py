@@ -127,7 +127,7 @@ def _bodies(handler: str, batch: int) -> list[bytes]:
         return [BODY]  # the same body each time: a no-op reads nothing in it
     import datetime as dt
 
-    from alert_storm import Bodies, Mode, storm_groups
+    from _storm_plan import Bodies, Mode, storm_groups
 
     mode = Mode("single" if batch == 1 else "batched", FINGERPRINTS, 1, batch)
     bodies = Bodies(dt.datetime.now(dt.UTC))
@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.batch != 1:
-        from alert_storm import ALERTNAMES
+        from _storm_plan import ALERTNAMES
 
         per_name = FINGERPRINTS // ALERTNAMES
         if args.handler == "noop" or per_name % args.batch:
