@@ -238,6 +238,7 @@ def _ratios(runs: Sequence[Run]) -> list[str]:
             lines.append(
                 f"  {mode:8} alerts/s {g.alerts_per_s / a.alerts_per_s:.2f}x  "
                 f"requests/s {g.requests_per_s / a.requests_per_s:.2f}x  "
-                f"p99 {g.latency_ms(99):.1f} ms vs {a.latency_ms(99):.1f} ms"
+                f"p99 {g.latency_ms(99):.1f} ms vs {a.latency_ms(99):.1f} ms  "
+                f"(per server CPU second: alerts {g.alerts_per_cpu_s / a.alerts_per_cpu_s:.2f}x)"
             )
     return lines

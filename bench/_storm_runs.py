@@ -56,6 +56,12 @@ class Run:
         return self.alerts_sent / self.duration if self.load else float("nan")
 
     @property
+    def alerts_per_cpu_s(self) -> float:
+        """Alerts per second of the server's own CPU: a rate that does not count
+        how many cores the server could spread over."""
+        return self.alerts_sent / self.server_cpu_s if self.server_cpu_s else float("nan")
+
+    @property
     def requests_per_s(self) -> float:
         return len(self.load.samples) / self.duration if self.load else float("nan")
 

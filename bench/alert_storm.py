@@ -11,7 +11,9 @@ alert to its card in Slack, incidents opened, the highest Slack write rate per
 channel (and any 429 the Slack stand-in gave), and checks that every alert is
 accounted for. With --against-alertmanager it sends the same storm, in the same
 run and with the same client, to a local Alertmanager and prints GRACE's rates
-as a ratio of it.
+as a ratio of it; beside it, for reading only, the ratio of alerts per second of
+each server's own CPU (Alertmanager spreads over both cores, GRACE's Python
+process takes one).
 
     .venv/bin/python bench/alert_storm.py [--against-alertmanager]
 
