@@ -81,15 +81,17 @@ class _Conn(asyncio.Protocol):
         self.transport = transport
 
     def start(self) -> None:
+        self._send_next()
+
+    def _send_next(self) -> bool:
+        """Send the next request; False (and finished) once every one was answered."""
         if self.index >= len(self.requests):
             self._finish("all answered")
-            return
-        self._send()
-
-    def _send(self) -> None:
+            return False
         assert self.transport is not None
         self.sent_at = time.monotonic()
         self.transport.write(self.requests[self.index])
+        return True
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -102,10 +104,8 @@ class _Conn(asyncio.Protocol):
             del self.buf[:used]
             self.out[self.index] = Sample(self.sent_at, now - self.sent_at, status, body)
             self.index += 1
-            if self.index >= len(self.requests):
-                self._finish("all answered")
+            if not self._send_next():
                 return
-            self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._finish(f"connection lost: {exc or 'closed by the server'}")
