@@ -18,6 +18,7 @@ from bot.outbox import OutboxWorker
 from bot.scheduler import Chore, Scheduler
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
+from bot.webhooks import build_sources
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
 from engine.executors.aws import AwsExecutor
@@ -27,6 +28,7 @@ from engine.executors.k8s import KubernetesExecutor
 from engine.executors.service import ServiceExecutor
 from engine.executors.sqlite import SqliteExecutor
 from engine.healer import Healer
+from engine.intake.sources import WebhookSource
 from engine.ports import Clock, Closeable, Executor, Quarantining, Store
 from engine.resilience import Resilience
 from storage.store import SqliteStore
@@ -92,6 +94,7 @@ class Grace:
     outbox: OutboxWorker
     metrics: Metrics
     scheduler: Scheduler
+    sources: dict[str, WebhookSource]
     runner: web.AppRunner | None = None
 
     @property
@@ -133,6 +136,8 @@ class Grace:
         for executor in self.healer.executors.values():
             if isinstance(executor, Closeable):
                 await executor.aclose()
+        for source in self.sources.values():
+            await source.aclose()
         await self.outbox.stop()
         await self.store.close()
 
@@ -189,9 +194,10 @@ def _assemble(
         signing_secret=secret.get_secret_value() if secret else None,
     )
     register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
-    web_app = make_web_app(bolt, store, healer, settings, metrics, clock)
+    sources = build_sources(settings)
+    web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources)
     scheduler = Scheduler(healer, settings.tick_seconds, chores(executors, store))
-    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler)
+    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources)
 
 
 __all__ = ["ConfigError", "Grace", "build"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
@@ -11,6 +13,7 @@ from bot.metrics import CONTENT_TYPE, Metrics
 from bot.settings import Settings
 from engine.healer import Healer
 from engine.intake.errors import MAX_BODY_BYTES
+from engine.intake.sources import WebhookSource
 from engine.ports import Clock
 from storage.store import SqliteStore
 
@@ -22,6 +25,7 @@ def make_web_app(
     settings: Settings,
     metrics: Metrics,
     clock: Clock,
+    sources: Mapping[str, WebhookSource],
 ) -> web.Application:
     async def slack_events(request: web.Request) -> web.Response:
         response = await bolt.async_dispatch(await to_bolt_request(request))
@@ -40,5 +44,5 @@ def make_web_app(
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
-    webhooks.add_routes(app, healer, settings, metrics, clock)
+    webhooks.add_routes(app, sources, healer, settings, metrics, clock)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -22,6 +22,7 @@ from pydantic_settings import (
 from engine.approval import ApprovalPolicy
 from engine.executors.registry import SPECS
 from engine.executors.service import ServiceConfig
+from engine.intake.sources import webhook_plugins
 from engine.resilience import Policy
 from engine.routing import Route
 
@@ -53,9 +54,14 @@ class Approvers(BaseModel):
 CommaList = Annotated[list[str], NoDecode]
 
 
-class Settings(BaseSettings):
+_CONFIG = SettingsConfigDict(extra="forbid", env_prefix="GRACE_", populate_by_name=True)
+
+
+class CoreSettings(BaseSettings):
+    """GRACE's own settings; `Settings` adds what each webhook source reads."""
+
     # Field names are the YAML keys; their variables are GRACE_<KEY>, except Slack's own.
-    model_config = SettingsConfigDict(extra="forbid", env_prefix="GRACE_", populate_by_name=True)
+    model_config = _CONFIG
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
@@ -150,6 +156,23 @@ class Settings(BaseSettings):
         missing = [_ENV_NAMES.get(n, n) for n in names if getattr(self, n) in (None, "", [])]
         if missing:
             raise ConfigError(f"{', '.join(missing)} must be set {why}.")
+
+
+def _with_source_settings(core: type[CoreSettings]) -> type[CoreSettings]:
+    """The settings class: GRACE's own fields and every webhook source's
+    (`sentry_client_secret`, `sns_topics`, …), so a source brings its settings
+    with it and a misspelt key is still refused."""
+    configs = {plugin.config for plugin in webhook_plugins().values()}
+    bases = sorted(configs, key=lambda model: f"{model.__module__}.{model.__qualname__}")
+    # The namespace's config comes last, so no source's model config loosens GRACE's.
+    namespace = {"__module__": __name__, "__doc__": core.__doc__, "model_config": _CONFIG}
+    return type("Settings", (core, *bases), namespace)
+
+
+if TYPE_CHECKING:
+    Settings = CoreSettings
+else:
+    Settings = _with_source_settings(CoreSettings)
 
 
 _ENV_NAMES = {

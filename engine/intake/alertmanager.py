@@ -1,4 +1,4 @@
-"""Alertmanager's webhook, version 4 (POST /alerts/alertmanager).
+"""Alertmanager's webhook (POST /alerts/alertmanager), and the alerts API beside it.
 
 https://prometheus.io/docs/alerting/latest/configuration/#webhook_config
 
@@ -13,8 +13,17 @@ firing and resolved, each time the group changes or repeats. So:
   from content): Alertmanager's repeats are real notifications, and content
   hashing would cost time on the hottest path for nothing the store needs.
 
-Unknown keys are ignored, not refused: Alertmanager's payload grows across
-releases and GRACE must not break on an upgrade.
+Every release since 0.15 is read: payload version "3" or "4", with or without
+`truncatedAlerts`, a `groupKey` that relays send as a number or not at all,
+and alerts without `status` (their end time says whether they resolved).
+Unknown keys are ignored, not refused: the payload grows across releases and
+GRACE must not break on an upgrade.
+
+vmalert, and Prometheus itself, post alerts to Alertmanager's API instead: a
+JSON array of alerts without status or group (`/api/v2/alerts`, which vmalert
+appends to its `-notifier.url`). The same route takes that array, and the
+route `/alerts/alertmanager/api/v2/alerts` is there for vmalert to find; each
+such alert is its own group.
 
 This is the hottest parser (alert storms arrive here), so the body is validated
 once, straight from the bytes, and nothing is serialised again per alert.
@@ -25,7 +34,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
 from engine.intake.limits import (
@@ -37,21 +46,27 @@ from engine.intake.limits import (
     fresh_key,
     summary_text,
 )
+from engine.intake.sources import bearer_plugin, register_webhook
 from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
 from engine.routing import ChannelFor, nowhere
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero time, which Alertmanager sends as endsAt of an alert that has not ended."""
 
-_REQUIRED = ("version", "groupKey", "status", "receiver")
+API_PATH = "/api/v2/alerts"
+"""What vmalert appends to its notifier URL: served under this source's route too."""
 
 
 class AlertmanagerAlert(BaseModel):
-    """One alert of a notification. Defaults exist so tests and benches can build them."""
+    """One alert of a notification. Defaults exist so tests and benches can build them.
+
+    Without `status` (Alertmanager's alerts API, older relays) it is firing
+    until its `endsAt` has passed.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    status: AlertStatus
+    status: AlertStatus | None = None
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
     startsAt: AwareDatetime | None = None
@@ -63,14 +78,14 @@ class AlertmanagerAlert(BaseModel):
 class AlertmanagerPayload(BaseModel):
     """The webhook body, field names as on the wire, so model_dump_json() is a valid payload.
 
-    Defaults make payloads easy to build in tests and benches; parse_alertmanager
-    still insists that the fields Alertmanager always sends were sent.
+    Only `alerts` is required: the rest is what every release sends, and a
+    relay that leaves some of it out still delivers real alerts.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    version: Literal["4"] = "4"
-    groupKey: str = ""
+    version: Literal["3", "4"] = "4"
+    groupKey: str | int | None = None
     truncatedAlerts: int = 0
     status: Literal["firing", "resolved"] = "firing"
     receiver: str = ""
@@ -81,26 +96,39 @@ class AlertmanagerPayload(BaseModel):
     alerts: Annotated[list[AlertmanagerAlert], Field(min_length=1, max_length=MAX_ALERTS)]
 
 
+class _ApiAlerts(RootModel[list[AlertmanagerAlert]]):
+    """The alerts API's body: a bare array of alerts, as vmalert and Prometheus post it."""
+
+    root: Annotated[list[AlertmanagerAlert], Field(min_length=1, max_length=MAX_ALERTS)]
+
+
 def parse_alertmanager(
     body: bytes, *, received_at: datetime, channel_for: ChannelFor = nowhere
 ) -> list[Alert]:
-    """The alerts of one webhook notification, capped; IntakeError when it does not fit.
+    """The alerts of one webhook notification (or alerts API array), capped;
+    IntakeError when it does not fit.
 
     Webhook alerts are counted, not de-duplicated by content: each gets a fresh
     source_key (one fresh key per request plus the alert's index), so a repeated
     notification is stored as new alerts that join the same incident.
     """
-    try:
-        payload = AlertmanagerPayload.model_validate_json(body)
-    except ValidationError as error:
-        raise _version_error(error) or intake_error(error) from None
-    _check_sent(payload)
-    group = alertmanager_group(payload.receiver, payload.groupKey)
-    fallback_link = capped_link(payload.externalURL)
     batch = fresh_key()  # one per request; the index makes each alert's key unique
+    if body.lstrip()[:1] == b"[":
+        try:
+            items = _ApiAlerts.model_validate_json(body).root
+        except ValidationError as error:
+            raise intake_error(error, root="alerts") from None
+        group, fallback_link = "", None
+    else:
+        try:
+            payload = AlertmanagerPayload.model_validate_json(body)
+        except ValidationError as error:
+            raise _version_error(error) or intake_error(error) from None
+        items = payload.alerts
+        group, fallback_link = _group_of(payload), capped_link(payload.externalURL)
     return [
         _alert(item, index, f"{batch}-{index}", group, fallback_link, received_at, channel_for)
-        for index, item in enumerate(payload.alerts)
+        for index, item in enumerate(items)
     ]
 
 
@@ -113,10 +141,15 @@ def alertmanager_group(receiver: str, group_key: str) -> str:
     return sha256_hex(canonical_json(["alertmanager", receiver, group_key]))[:16]
 
 
-def _check_sent(payload: AlertmanagerPayload) -> None:
-    for name in _REQUIRED:
-        if name not in payload.model_fields_set:
-            raise IntakeError(f"{name}: Field required")
+def _group_of(payload: AlertmanagerPayload) -> str:
+    """The group's key. Without a groupKey its group labels name it within the
+    receiver; with neither, nothing says which alerts belong together, so each
+    alert is its own group ("")."""
+    if isinstance(payload.groupKey, str | int) and not isinstance(payload.groupKey, bool):
+        return alertmanager_group(payload.receiver, str(payload.groupKey))
+    if payload.groupLabels:
+        return alertmanager_group(payload.receiver, canonical_json(payload.groupLabels))
+    return ""
 
 
 def _version_error(error: ValidationError) -> IntakeError | None:
@@ -132,7 +165,7 @@ def _unsupported(version: object) -> str:
     shown = repr(version) if isinstance(version, str | int | float | None) else "that"
     if len(shown) > 24:
         shown = shown[:24] + "…"
-    return f"version: webhook version {shown} is not supported; GRACE reads version '4'"
+    return f"version: webhook version {shown} is not supported; GRACE reads versions '3' and '4'"
 
 
 def _alert(
@@ -154,7 +187,7 @@ def _alert(
         "source": "alertmanager",
         "source_key": source_key,
         "name": cap_text(name, MAX_NAME),
-        "status": item.status,
+        "status": item.status or _status_by_end(item.endsAt, received_at),
         "severity": severity,
         "labels": labels,
         "annotations": cap_labels(item.annotations),
@@ -172,6 +205,21 @@ def _alert(
     return Alert.model_validate(fields)
 
 
+def _status_by_end(ends_at: datetime | None, received_at: datetime) -> AlertStatus:
+    ended = ends_at is not None and ends_at.year > 1 and ends_at <= received_at
+    return AlertStatus.RESOLVED if ended else AlertStatus.FIRING
+
+
 def _real_time(value: datetime | None) -> datetime | None:
     # Any instant in year 1 is Go's zero time, whatever offset it was written with.
     return None if value is None or value.year == 1 else value
+
+
+register_webhook(
+    bearer_plugin(
+        "alertmanager",
+        "Alertmanager's webhook (every release since 0.15), and the alerts API vmalert posts to",
+        parse_alertmanager,
+        subpaths=(API_PATH,),
+    )
+)

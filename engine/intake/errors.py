@@ -38,6 +38,7 @@ def intake_error(
     *,
     tags: Collection[str] = (),
     unknown_hint: Callable[[Sequence[str | int]], str] | None = None,
+    root: str | None = None,
 ) -> IntakeError:
     """One IntakeError for the first problem pydantic found.
 
@@ -45,7 +46,8 @@ def intake_error(
     a thousand times, and one precise line is what a person fixes first.
     `tags` are the union tags pydantic puts first in a location (plumbing, not
     fields), and `unknown_hint(location)` is appended to 'unknown field' errors
-    so a typo is easy to see.
+    so a typo is easy to see. `root` names a body that is a bare array, so its
+    items read as `alerts[3]` rather than `[3]`.
     """
     first: ErrorDetails = error.errors(include_url=False, include_input=False)[0]
     kind = first["type"]
@@ -53,6 +55,8 @@ def intake_error(
         return IntakeError(_cut(f"invalid JSON: {first.get('ctx', {}).get('error', first['msg'])}"))
     raw = first["loc"]
     loc = list(raw[1:] if raw and raw[0] in tags else raw)
+    if root is not None:
+        loc.insert(0, root)
     message = first["msg"]
     if kind == "value_error":  # our own validators: their words, without pydantic's prefix
         message = str(first.get("ctx", {}).get("error", message))

@@ -39,6 +39,7 @@ from engine.intake.limits import (
     fresh_key,
     summary_text,
 )
+from engine.intake.sources import bearer_plugin, register_webhook
 from engine.models import Alert, AlertStatus
 from engine.routing import ChannelFor, nowhere
 
@@ -155,3 +156,8 @@ def _alert(item: GenericAlert, received_at: datetime, channel_for: ChannelFor) -
         group=cap_identity(item.group) if item.group else "",
         received_at=received_at,
     )
+
+
+register_webhook(
+    bearer_plugin("generic", "GRACE's own JSON, for anything else (docs/alerts.md)", parse_generic)
+)

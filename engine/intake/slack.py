@@ -1,9 +1,10 @@
 """Messages in Slack alert channels become alerts, whoever posted them.
 
 Alertmanager, Grafana, Datadog, AWS Chatbot (CloudWatch) and Sentry each post
-their own layout; people type `[FIRING:1] Name key=value`. Each integration
-module recognises its own layout and returns None for anything else, so the
-parsers are tried in turn and the plain-text reading comes last. None means
+their own layout; people type `[FIRING:1] Name key=value`. Each layout is a
+module that registers itself (engine/intake/sources.py), recognises its own
+messages and returns None for anything else, so the layouts are tried in
+their order and the plain-text reading comes last. None means
 "not an alert": chatter in an alert channel is normal and is ignored quietly.
 
 Every alert made here has source "slack", source_key "<channel>/<ts>" (Slack's
@@ -15,35 +16,16 @@ issue from a Grafana rule of the same name.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from engine.intake import (
-    slack_alertmanager,
-    slack_cloudwatch,
-    slack_datadog,
-    slack_grafana,
-    slack_sentry,
-    slack_text,
-)
 from engine.intake.limits import MAX_KEY, MAX_NAME, MAX_VALUE, cap_pairs, cap_text, capped_link
 from engine.intake.slack_format import AlertParts, SlackMessage, read_message
+from engine.intake.sources import SlackLayout, slack_layouts
 from engine.models import Alert, canonical_json, sha256_hex
 
 logger = logging.getLogger(__name__)
-
-Parser = Callable[[SlackMessage], AlertParts | None]
-
-PARSERS: tuple[tuple[str, Parser], ...] = (
-    # Grafana before Alertmanager: both write `[FIRING:n] …` titles, and only
-    # Grafana's messages carry marks (footer, **Firing** sections) to tell them apart.
-    ("grafana", slack_grafana.parse),
-    ("alertmanager", slack_alertmanager.parse),
-    ("datadog", slack_datadog.parse),
-    ("cloudwatch", slack_cloudwatch.parse),
-    ("sentry", slack_sentry.parse),
-)
 
 # Plain messages, integrations' posts, broadcasts of thread replies and messages
 # with a file. Edits, deletions, joins, topic changes and the like are not alerts.
@@ -64,15 +46,15 @@ def parse_slack_message(
     if not _alert_subtype(event.get("subtype")):
         return None
     message = read_message(event)
-    for integration, parse in _parsers(message):
+    for layout in _layouts(message):
         try:
-            parts = parse(message)
+            parts = layout.parse(message)
         except Exception:
             # One broken parser must not blind GRACE to every other format.
-            logger.exception("the %s parser failed on a message in %s", integration, channel)
+            logger.exception("the %s parser failed on a message in %s", layout.name, channel)
             continue
         if parts is not None and parts.name.strip():
-            return _alert(parts, integration, message, event, channel, received_at)
+            return _alert(parts, layout.name, message, event, channel, received_at)
     return None
 
 
@@ -80,10 +62,10 @@ def _alert_subtype(subtype: object) -> bool:
     return subtype is None or (isinstance(subtype, str) and subtype in _ALERT_SUBTYPES)
 
 
-def _parsers(message: SlackMessage) -> Iterator[tuple[str, Parser]]:
-    yield from PARSERS
-    if not message.is_thread_reply:
-        yield "text", slack_text.parse
+def _layouts(message: SlackMessage) -> Iterator[SlackLayout]:
+    return (
+        layout for layout in slack_layouts() if layout.thread_replies or not message.is_thread_reply
+    )
 
 
 def _alert(

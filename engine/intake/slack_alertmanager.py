@@ -35,6 +35,7 @@ from engine.intake.slack_format import (
     split_status_title,
     subject_values,
 )
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 SEVERITIES = frozenset(
@@ -178,3 +179,6 @@ def _status_by_color(message: SlackMessage) -> AlertStatus:
 
 def _severity_word(values: list[str]) -> str | None:
     return next((value for value in values if value.casefold() in SEVERITIES), None)
+
+
+register_slack_layout(SlackLayout("alertmanager", parse, order=20))

@@ -34,6 +34,7 @@ import re
 from urllib.parse import unquote
 
 from engine.intake.slack_format import AlertParts, SlackMessage, color_kind, is_web_url
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 INSUFFICIENT_DATA_NAME = "CloudWatchInsufficientData"
@@ -198,3 +199,6 @@ def _link(message: SlackMessage, console: re.Match[str] | None) -> str | None:
     if console:
         return console.string
     return message.title_link if message.title_link and is_web_url(message.title_link) else None
+
+
+register_slack_layout(SlackLayout("cloudwatch", parse, order=40))

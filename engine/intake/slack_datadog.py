@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 
 from engine.intake.slack_format import AlertParts, SlackMessage, clean_title, is_web_url
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 _TRANSITION = (
@@ -111,3 +112,6 @@ def _status(transition: str) -> AlertStatus:
 
 def _web(url: str | None) -> str | None:
     return url if url and is_web_url(url) else None
+
+
+register_slack_layout(SlackLayout("datadog", parse, order=30))

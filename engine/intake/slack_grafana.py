@@ -30,6 +30,7 @@ from engine.intake.slack_format import (
     split_status_title,
     subject_values,
 )
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 _SECTION = re.compile(r"^[ \t]*\*{1,2}(Firing|Resolved)\*{1,2}[ \t]*$", re.M | re.IGNORECASE)
@@ -139,3 +140,8 @@ def _annotations(relevant: list[_Alert], first: _Alert) -> dict[str, str]:
     found["values"] = first.value
     found.update(first.urls)
     return {key: value for key, value in found.items() if value}
+
+
+# Grafana before Alertmanager: both write `[FIRING:n] …` titles, and only
+# Grafana's messages carry marks (footer, **Firing** sections) to tell them apart.
+register_slack_layout(SlackLayout("grafana", parse, order=10))

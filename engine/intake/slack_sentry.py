@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 from engine.intake.slack_format import AlertParts, SlackMessage, clean_title, parse_time
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 _ISSUE = re.compile(r"^(https?://([^/\s?#]+)(?:/organizations/[^/\s?#]+)?/issues/(\d+))", re.I)
@@ -128,3 +129,6 @@ def _culprit(message: SlackMessage, title: str) -> str:
 def _level_by_mark(mark: str) -> str | None:
     folded = mark.casefold()
     return next((level for m, level in _LEVEL_MARKS.items() if m in folded), None)
+
+
+register_slack_layout(SlackLayout("sentry", parse, order=50))

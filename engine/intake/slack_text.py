@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from engine.intake.limits import MAX_NAME, cap_pairs, cap_text
 from engine.intake.slack_format import AlertParts, SlackMessage, is_web_url, unformat
+from engine.intake.sources import SlackLayout, register_slack_layout
 from engine.models import AlertStatus
 
 _STATUS = re.compile(r"^\s*\[(FIRING|RESOLVED)(?::\d+)?\]\s*", re.IGNORECASE)
@@ -72,3 +73,6 @@ def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         return re.sub(r"\\(.)", r"\1", raw[1:-1])
     return raw
+
+
+register_slack_layout(SlackLayout("text", parse, order=90, thread_replies=False))

@@ -9,13 +9,16 @@ import yaml
 from bot.metrics import Metrics
 from bot.server import make_web_app
 from bot.settings import Settings
+from bot.webhooks import build_sources
 
 MANIFEST = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
 SLACK_PATH = "/slack/events"
 
 
 def _routes() -> set[tuple[str, str]]:
-    app = make_web_app(None, None, None, Settings(), Metrics(), None)  # type: ignore[arg-type]
+    settings = Settings()
+    sources = build_sources(settings)
+    app = make_web_app(None, None, None, settings, Metrics(), None, sources)  # type: ignore[arg-type]
     return {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
 
 

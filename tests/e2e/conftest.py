@@ -68,14 +68,16 @@ class Harness:
         *,
         token: str | None = WEBHOOK_TOKEN,
         content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, dict]:
-        headers = {"Content-Type": content_type}
+        """POST to `/alerts/<source>` (which may go on with a sub-path) as a sender would."""
+        sent = {"Content-Type": content_type, **(headers or {})}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+            sent["Authorization"] = f"Bearer {token}"
         data = body.encode() if isinstance(body, str) else body
         async with (
             aiohttp.ClientSession() as session,
-            session.post(f"{self.grace.url}/alerts/{source}", data=data, headers=headers) as resp,
+            session.post(f"{self.grace.url}/alerts/{source}", data=data, headers=sent) as resp,
         ):
             return resp.status, await resp.json()
 

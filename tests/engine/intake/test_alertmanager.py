@@ -45,10 +45,11 @@ def test_every_sample_parses_to_one_alert_per_sent_alert() -> None:
     for path in sorted(SAMPLES.glob("*.json")):
         payload = json.loads(path.read_text())
         alerts = parse(payload)
-        assert len(alerts) == len(payload["alerts"]), path.name
-        assert {a.group for a in alerts} == {
-            alertmanager_group(payload["receiver"], payload["groupKey"])
-        }, path.name
+        sent = payload if isinstance(payload, list) else payload["alerts"]
+        assert len(alerts) == len(sent), path.name
+        if isinstance(payload, dict):
+            group = alertmanager_group(payload["receiver"], str(payload["groupKey"]))
+            assert {a.group for a in alerts} == {group}, path.name
 
 
 def test_firing_group_maps_every_field() -> None:
@@ -258,18 +259,20 @@ def test_bad_json_is_refused_with_its_position(body: bytes, expected: str) -> No
     assert refusal(body) == expected
 
 
-def test_top_level_must_be_an_object() -> None:
-    assert refusal(b"[]").startswith("body: ")
+def test_top_level_must_be_an_object_or_an_array_of_alerts() -> None:
+    assert refusal(b'"alerts"').startswith("body: ")
+    assert refusal(b"[]") == "alerts: empty; send at least one alert"
+    assert refusal(b'[{"labels": []}]') == "alerts[0].labels: Input should be an object"
 
 
-@pytest.mark.parametrize("version", ["3", "5", 4, None])
+@pytest.mark.parametrize("version", ["5", "2", 4, None])
 def test_other_versions_are_refused_by_version(version: object) -> None:
     payload = sample("firing_group")
     payload["version"] = version
     payload["alerts"] = "also broken"  # the version is the news, not this
     message = refusal(payload)
     assert message.startswith(f"version: webhook version {version!r} is not supported")
-    assert "version '4'" in message
+    assert "versions '3' and '4'" in message
 
 
 def test_a_huge_version_is_not_echoed_back() -> None:
@@ -278,11 +281,67 @@ def test_a_huge_version_is_not_echoed_back() -> None:
     assert len(refusal(payload)) < 200
 
 
-@pytest.mark.parametrize("field", ["version", "groupKey", "status", "receiver", "alerts"])
-def test_fields_alertmanager_always_sends_are_required(field: str) -> None:
+def test_only_the_alerts_are_required() -> None:
     payload = sample("firing_group")
-    del payload[field]
-    assert refusal(payload) == f"{field}: Field required"
+    for field in ("version", "status", "receiver", "truncatedAlerts", "externalURL"):
+        del payload[field]
+    assert [a.name for a in parse(payload)] == [a["labels"]["alertname"] for a in payload["alerts"]]
+    del payload["alerts"]
+    assert refusal(payload) == "alerts: Field required"
+
+
+# -- every release's payload ----------------------------------------------------
+
+
+def test_version_3_with_a_numeric_group_key_and_alerts_without_status() -> None:
+    payload = sample("v3_no_status")
+    first, second = parse(payload)
+    # No status: an alert that has not ended fires; one whose end passed resolved.
+    assert (first.status, second.status) == (AlertStatus.FIRING, AlertStatus.RESOLVED)
+    assert first.group == second.group == alertmanager_group("ops-webhook", "8410522711823452011")
+    assert first.ends_at is None
+    assert second.ends_at == datetime(2024, 5, 14, 11, 38, 42, 38000, tzinfo=UTC)
+
+
+def test_a_future_end_time_without_status_is_still_firing() -> None:
+    payload = sample("v3_no_status")
+    payload["alerts"][1]["endsAt"] = (NOW + timedelta(minutes=4)).isoformat()
+    assert [a.status for a in parse(payload)] == [AlertStatus.FIRING, AlertStatus.FIRING]
+
+
+def test_without_a_group_key_the_group_labels_name_the_group() -> None:
+    payload = sample("firing_group")
+    del payload["groupKey"]
+    same = parse(payload)
+    assert len({a.group for a in same}) == 1
+    other = json.loads(json.dumps(payload))
+    other["groupLabels"] = {"namespace": "checkout"}
+    assert parse(other)[0].group != same[0].group
+
+
+def test_without_group_key_or_labels_each_alert_is_its_own_group() -> None:
+    payload = sample("firing_group")
+    del payload["groupKey"]
+    payload["groupLabels"] = {}
+    alerts = parse(payload)
+    assert [a.group for a in alerts] == [a.fingerprint for a in alerts]
+
+
+def test_the_alerts_api_array_vmalert_posts() -> None:
+    firing, resolved = parse(json.dumps(sample("vmalert_api_v2")).encode())
+    assert (firing.name, firing.status, firing.labels["container"]) == (
+        "ContainerUnhealthy",
+        AlertStatus.FIRING,
+        "web-1",
+    )
+    assert resolved.status is AlertStatus.RESOLVED
+    assert (
+        firing.text
+        == "Container web-1 is unhealthy\nContainer web-1 on docker-host-1:8080 reports unhealthy"
+    )
+    assert firing.link is not None and firing.link.startswith("http://vmalert.monitoring:8880/")
+    # Nothing groups them: each is its own incident, identified by its labels.
+    assert firing.group == firing.fingerprint != resolved.group == resolved.fingerprint
 
 
 def test_missing_alertname_is_refused_naming_the_alert() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.intake import slack
+from engine.intake import sources
 from engine.intake.limits import MAX_KEY, MAX_LABELS, MAX_NAME, MAX_TEXT, MAX_VALUE
 from engine.intake.slack import parse_slack_message
 from engine.models import Alert
@@ -120,7 +120,8 @@ def test_a_broken_parser_is_logged_and_the_others_still_read(monkeypatch, caplog
     def broken(message):
         raise RuntimeError("bug")
 
-    monkeypatch.setattr(slack, "PARSERS", (("broken", broken), *slack.PARSERS))
+    # Registered first in order, as a new layout module would register itself.
+    monkeypatch.setitem(sources._LAYOUTS, "broken", sources.SlackLayout("broken", broken, order=0))
     alert = parse(event("grafana_firing.json"))
     assert alert is not None and alert.labels["integration"] == "grafana"
     assert [r.levelno for r in caplog.records] == [logging.ERROR]
