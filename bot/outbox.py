@@ -212,28 +212,29 @@ class OutboxWorker:
             incident = await self.store.get_incident(item.incident_id)
             if incident is None:
                 raise _Refused(f"incident {item.incident_id} does not exist")
+            # A person's words are answered in their thread; an alert gets a card of its own.
             response = await self.client.chat_postMessage(
                 channel=item.channel,
                 text=card_text(incident),
                 blocks=_blocks(incident, await self.store.paused()),
+                thread_ts=incident.alert.thread_ts,
             )
             return str(response["ts"])
         card = await self.store.card_of(item.incident_id)
         if card is None:
             raise _Refused(f"the card of incident {item.incident_id} was never posted")
-        channel, card_ts = card
         if item.kind == "update_card":
             incident = await self.store.get_incident(item.incident_id)
             assert incident is not None
             await self.client.chat_update(
-                channel=channel,
-                ts=card_ts,
+                channel=card.channel,
+                ts=card.ts,
                 text=card_text(incident),
                 blocks=_blocks(incident, await self.store.paused()),
             )
         else:
             await self.client.chat_postMessage(
-                channel=channel, thread_ts=card_ts, text=item.payload["text"]
+                channel=card.channel, thread_ts=card.story_ts, text=item.payload["text"]
             )
         return None
 

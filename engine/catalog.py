@@ -35,14 +35,67 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_CANDIDATES = 20
+"""Candidates a text rule offers for one fact: a person's message names a few things."""
+
+
+class TargetRule(_Spec):
+    """Where a pattern finds one thing a playbook acts on (a fact): the first of
+    several candidate labels, else the alert's text. Written in YAML as a list of
+    label names, or with `value` and `text` regexes (the fact is the first group
+    that matched, or the whole match)."""
+
+    labels: list[str] = Field(default_factory=list, description="candidate labels, in order")
+    value: str | None = Field(
+        default=None, description="full-match regex over the label's value, e.g. to drop a suffix"
+    )
+    text: str | None = Field(default=None, description="regex searched in the alert's text")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label_list(cls, data: Any) -> Any:
+        return {"labels": data} if isinstance(data, list) else data
+
+    @field_validator("value", "text")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            _compile(value)
+        return value
+
+    def find(self, alert: Alert) -> tuple[str, ...]:
+        """The candidates, best first: the first label that has one, else every
+        distinct match in the text (the allowlist picks among those)."""
+        for label in self.labels:
+            raw = alert.labels.get(label)
+            if raw and (found := _group(re.fullmatch(self.value, raw) if self.value else raw)):
+                return (found,)
+        if self.text is None:
+            return ()
+        found = (_group(m) for m in re.finditer(self.text, alert.text))
+        return tuple(dict.fromkeys(f for f in found if f))[:MAX_CANDIDATES]
+
+    def sought(self) -> tuple[str, ...]:
+        """Where it looked, for a person: the labels, then the text."""
+        text = ("the alert's text",) if self.text is not None else ()
+        return (*(f"label `{label}`" for label in self.labels), *text)
+
+
 class PatternSpec(_Spec):
-    """Turns an alert into a diagnosis. Every matcher given must match."""
+    """Turns an alert into a diagnosis. Every matcher given must match; `target`
+    then finds the facts its playbooks act on, and says where it looked when
+    one is missing, so a known alert is never called unknown."""
 
     id: str = Field(pattern=_ID)
     problem: str = Field(pattern=_ID)
-    alertname: str | None = None
+    alertname: str | list[str] | None = Field(
+        default=None, description="the alert's name, or any of several (as rule sets spell it)"
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="label -> full-match regex")
     text: str | None = Field(default=None, description="regex searched in the alert's text")
+    target: dict[str, TargetRule] = Field(
+        default_factory=dict, description="fact -> where to find it (labels, text)"
+    )
     explanation: str
 
     @field_validator("text")
@@ -59,19 +112,51 @@ class PatternSpec(_Spec):
             _compile(regex)
         return value
 
-    def matches(self, alert: Alert) -> bool:
-        if self.alertname is not None and alert.name != self.alertname:
-            return False
+    @property
+    def alertnames(self) -> tuple[str, ...]:
+        if self.alertname is None:
+            return ()
+        return (self.alertname,) if isinstance(self.alertname, str) else tuple(self.alertname)
+
+    def names(self, alert: Alert) -> bool:
+        """Whether the alert's name is one this pattern is about (or it names none)."""
+        return not self.alertnames or alert.name in self.alertnames
+
+    def mismatch(self, alert: Alert) -> str | None:
+        """Why the alert does not match, in a person's words; None when it does."""
+        if not self.names(alert):
+            return f"it is about {_listed(self.alertnames)}, not `{alert.name}`"
         for label, regex in self.labels.items():
-            if label not in alert.labels or not re.fullmatch(regex, alert.labels[label]):
-                return False
-        return self.text is None or re.search(self.text, alert.text) is not None
+            if label not in alert.labels:
+                return f"it needs the label `{label}`, which the alert does not have"
+            if not re.fullmatch(regex, alert.labels[label]):
+                return f"its label `{label}` must match `{regex}`"
+        if self.text is not None and re.search(self.text, alert.text) is None:
+            return f"the alert's text does not match `{self.text}`"
+        return None
+
+    def matches(self, alert: Alert) -> bool:
+        return self.mismatch(alert) is None
 
     def diagnose(self, alert: Alert) -> Diagnosis:
+        facts: dict[str, str] = {}
+        others: dict[str, tuple[str, ...]] = {}
+        looked_for: dict[str, tuple[str, ...]] = {}
+        for fact, rule in self.target.items():
+            found = rule.find(alert)
+            if not found:
+                looked_for[fact] = rule.sought()
+                continue
+            facts[fact] = found[0]
+            if len(found) > 1:
+                others[fact] = found[1:]
         return Diagnosis(
             pattern_id=self.id,
             problem=self.problem,
-            explanation=_fill(self.explanation, alert.labels),
+            explanation=_fill(self.explanation, {**alert.labels, **facts}),
+            facts=facts,
+            alternatives=others,
+            looked_for=looked_for,
         )
 
 
@@ -199,9 +284,27 @@ class Catalog:
                 return pattern.diagnose(alert)
         return None
 
-    def playbook_for(self, problem: str) -> PlaybookSpec | None:
-        """User playbooks were loaded first, so they win over built-ins."""
-        return next((p for p in self.playbooks if problem in p.treats), None)
+    def near_misses(self, alert: Alert) -> list[tuple[PatternSpec, str]]:
+        """Patterns about this alert's name that did not match, each with why:
+        what to tell a person when no pattern recognises it."""
+        return [
+            (pattern, why)
+            for pattern in self.patterns
+            if alert.name in pattern.alertnames and (why := pattern.mismatch(alert)) is not None
+        ]
+
+    def playbook_for(
+        self, problem: str, labels: Mapping[str, str] | None = None
+    ) -> PlaybookSpec | None:
+        """The first playbook that treats the problem and finds its target in
+        `labels` (an OOM-killed container is a pod or a Docker container, and
+        the labels say which), else the first that treats it. User playbooks
+        were loaded first, so they win over built-ins."""
+        treating = [p for p in self.playbooks if problem in p.treats]
+        if labels is not None:
+            fitting = (p for p in treating if p.target.name_from(labels) is not None)
+            return next(fitting, treating[0] if treating else None)
+        return next(iter(treating), None)
 
     def playbook(self, playbook_id: str) -> PlaybookSpec | None:
         return next((p for p in self.playbooks if p.id == playbook_id), None)
@@ -358,6 +461,18 @@ def _compile(regex: str) -> re.Pattern[str]:
         return re.compile(regex)
     except re.error as exc:
         raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+
+
+def _group(match: re.Match[str] | str | None) -> str | None:
+    """A match's first group that matched (else the whole match); a str as it is."""
+    if match is None or isinstance(match, str):
+        return match or None
+    found = next((g for g in match.groups() if g), None) if match.re.groups else match.group(0)
+    return found or None
+
+
+def _listed(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
 
 
 def _fill(template: str, labels: Mapping[str, str]) -> str:

@@ -123,6 +123,9 @@ class Alert(Frozen):
     )
     channel: str | None = None
     reporter: str | None = Field(default=None, description="Slack user who posted it, if any")
+    thread_ts: str | None = Field(
+        default=None, description="the Slack message its incident answers in the thread of"
+    )
     received_at: datetime
 
     @model_validator(mode="after")
@@ -137,9 +140,21 @@ class Alert(Frozen):
 
 
 class Diagnosis(Frozen):
+    """What GRACE recognised, what it found to act on, and where it looked in vain."""
+
     pattern_id: str
     problem: str
     explanation: str
+    facts: dict[str, str] = Field(
+        default_factory=dict, description="what the playbook acts on, as the pattern found it"
+    )
+    alternatives: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="further candidates for a fact found in text; the allowlist picks",
+    )
+    looked_for: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="facts not found -> where the pattern looked"
+    )
 
 
 class Target(Frozen):

@@ -157,6 +157,10 @@ class TargetRefused(Exception):
     """A target named by an alert that no allowlist entry permits."""
 
 
+class TargetMissing(TargetRefused):
+    """The alert names no target at all: nothing was found where the pattern looked."""
+
+
 class TransientError(Exception):
     """A failure worth trying again: a lock held elsewhere, a refused connection,
     a 503. Executors raise it (from the original error) so the resilience layer

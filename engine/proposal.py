@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from engine.catalog import Catalog, PlaybookSpec
 from engine.models import Alert, Availability, Diagnosis, Plan
 from engine.planning import make_plan
-from engine.ports import Executor, TargetRefused
+from engine.ports import Executor, TargetMissing, TargetRefused
 
 MANUAL = "manual"  # the source of alerts that are a person's request to run a playbook
 PLAYBOOK_LABEL = "playbook"
@@ -60,7 +60,9 @@ async def propose(
     if not answer.ok:
         raise Refused(f"The `{executor.name}` executor cannot act here: {answer.reason}")
     try:
-        plan = make_plan(playbook, alert, executor, allowlists.get(executor.name, ()))
+        plan = make_plan(playbook, alert, executor, allowlists.get(executor.name, ()), diagnosis)
+    except TargetMissing as missing:
+        raise Refused(f"{_recognised(alert, diagnosis)}, but {missing}.") from None
     except TargetRefused as refusal:
         raise Refused(f"Refused, nothing was touched: {refusal}") from None
     return Proposal(diagnosis, plan)
@@ -87,8 +89,22 @@ def _diagnose(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:
         return diagnosis, playbook
     diagnosis = catalog.diagnose(alert)
     if diagnosis is None:
-        raise Refused(f"No pattern recognises `{alert.name}`.")
-    playbook = catalog.playbook_for(diagnosis.problem)
+        raise Refused(_unrecognised(alert, catalog))
+    playbook = catalog.playbook_for(diagnosis.problem, {**alert.labels, **diagnosis.facts})
     if playbook is None:
-        raise Refused(f"No playbook treats `{diagnosis.problem}`.")
+        raise Refused(f"{_recognised(alert, diagnosis)}, but no playbook treats it.")
     return diagnosis, playbook
+
+
+def _recognised(alert: Alert, diagnosis: Diagnosis) -> str:
+    return f"Recognised `{alert.name}` as `{diagnosis.problem}` (pattern `{diagnosis.pattern_id}`)"
+
+
+def _unrecognised(alert: Alert, catalog: Catalog) -> str:
+    """ "No pattern recognises it" only when that is true: a pattern about this
+    alert name that did not match says why not."""
+    misses = catalog.near_misses(alert)
+    if not misses:
+        return f"No pattern recognises `{alert.name}`."
+    why = "; ".join(f"pattern `{pattern.id}`: {reason}" for pattern, reason in misses)
+    return f"`{alert.name}` is known, but no pattern for it matched this alert ({why})."

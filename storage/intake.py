@@ -636,6 +636,7 @@ def alert_row(alert: Alert, alert_id: int | None, incident_id: int | None) -> tu
         alert.group,
         alert.channel,
         alert.reporter,
+        alert.thread_ts,
         _time_text(alert.received_at),
     )
 

@@ -14,12 +14,25 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from storage.db import parse_time
 from storage.rows import rowid
 
 PENDING, SENT, DROPPED = "pending", "sent", "dropped"
+
+
+class Card(NamedTuple):
+    """Where an incident's live card is, and the thread its story goes in."""
+
+    channel: str
+    ts: str
+    thread_ts: str | None = None
+    """The person's message it answers, when it was posted in that thread."""
+
+    @property
+    def story_ts(self) -> str:
+        return self.thread_ts or self.ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,14 @@ NEXT_DUE = f"SELECT MIN(o.not_before) FROM outbox AS o WHERE o.id IN ({_HEADS})"
 
 PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
 
-CARD_OF = "SELECT channel, card_ts FROM incidents WHERE id = ? AND card_ts IS NOT NULL"
+CARD_OF = """
+SELECT i.channel, i.card_ts, a.thread_ts
+FROM incidents AS i
+JOIN alerts AS a ON a.id = (SELECT MIN(f.id) FROM alerts AS f WHERE f.incident_id = i.id)
+WHERE i.id = ? AND i.card_ts IS NOT NULL
+"""
+"""The card's channel and ts, and the thread it lives in when it answers a
+person's message (its story goes there too, not under the card)."""
 
 
 def item_from_row(row: Any) -> OutboxItem:

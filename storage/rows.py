@@ -51,7 +51,7 @@ SELECT i.id, i.state, i.fingerprint, i.channel, i.card_ts, i.diagnosis, i.plan, 
        a.annotations AS a_annotations, a.text AS a_text, a.starts_at AS a_starts_at,
        a.ends_at AS a_ends_at, a.link AS a_link, a.fingerprint AS a_fingerprint,
        a.group_key AS a_group_key, a.channel AS a_channel, a.reporter AS a_reporter,
-       a.received_at AS a_received_at
+       a.thread_ts AS a_thread_ts, a.received_at AS a_received_at
 FROM incidents AS i
 JOIN alerts AS a ON a.id = (SELECT MIN(f.id) FROM alerts AS f WHERE f.incident_id = i.id)
 """
@@ -59,7 +59,7 @@ JOIN alerts AS a ON a.id = (SELECT MIN(f.id) FROM alerts AS f WHERE f.incident_i
 INSERT_ALERT = (
     "INSERT INTO alerts (id, incident_id, source, source_key, name, status, severity, labels,"
     " annotations, text, starts_at, ends_at, link, fingerprint, group_key, channel, reporter,"
-    " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " thread_ts, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 """Intake gives each alert its id itself (see storage.intake), so a delivery's
 alerts are a known, contiguous id range; a repeated (source, source_key) is
@@ -91,6 +91,7 @@ def incident_from_row(row: Any, **changes: Any) -> Incident:
         group=row["a_group_key"],
         channel=row["a_channel"],
         reporter=row["a_reporter"],
+        thread_ts=row["a_thread_ts"],
         received_at=parse_time(row["a_received_at"]),
     )
     fields: dict[str, Any] = {

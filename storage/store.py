@@ -52,7 +52,7 @@ from storage import holds as hold_rows
 from storage import outbox as outbox_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
-from storage.outbox import OutboxItem
+from storage.outbox import Card, OutboxItem
 from storage.rows import (
     ACTIVE,
     INCIDENT_SELECT,
@@ -689,7 +689,9 @@ class SqliteStore:
         row = await self._fetchone(outbox_rows.PENDING_COUNT)
         return 0 if row is None else int(row[0])
 
-    async def card_of(self, incident_id: int) -> tuple[str, str] | None:
-        """(channel, card_ts) of the incident's live card, once it was delivered."""
+    async def card_of(self, incident_id: int) -> Card | None:
+        """Where the incident's live card is, once it was delivered."""
         row = await self._fetchone(outbox_rows.CARD_OF, (incident_id,))
-        return None if row is None else (str(row["channel"]), str(row["card_ts"]))
+        if row is None:
+            return None
+        return Card(str(row["channel"]), str(row["card_ts"]), row["thread_ts"])

@@ -22,6 +22,7 @@ from typing import Any
 
 from engine.intake.limits import MAX_KEY, MAX_NAME, MAX_VALUE, cap_pairs, cap_text, capped_link
 from engine.intake.slack_format import AlertParts, SlackMessage, read_message
+from engine.intake.slack_people import PERSON
 from engine.intake.sources import SlackLayout, slack_layouts
 from engine.models import Alert, canonical_json, sha256_hex
 
@@ -79,7 +80,9 @@ def _alert(
     name = cap_text(parts.name.strip(), MAX_NAME)
     labels = cap_pairs(_labels(name, integration, parts.labels))
     ts = event.get("ts")
-    reporter = event.get("user")
+    # A person answers for what they post; an integration's bot user does not.
+    user = event.get("user")
+    reporter = user if isinstance(user, str) and not message.is_bot else None
     return Alert(
         source="slack",
         source_key=f"{channel}/{ts if isinstance(ts, str) else ''}",
@@ -88,12 +91,13 @@ def _alert(
         severity=cap_text(parts.severity, MAX_KEY) if parts.severity else None,
         labels=labels,
         annotations=cap_pairs((k, v) for k, v in parts.annotations.items() if k and v),
-        text=cap_text(message.text),
+        text=cap_text(message.text if parts.text is None else parts.text),
         starts_at=parts.starts_at,
         link=capped_link(parts.link),
         fingerprint=_fingerprint(integration, parts.identity),
         channel=channel,
-        reporter=reporter if isinstance(reporter, str) else None,
+        reporter=reporter,
+        thread_ts=ts if integration == PERSON and isinstance(ts, str) else None,
         received_at=received_at,
     )
 

@@ -110,6 +110,8 @@ class AlertParts:
     link: str | None = None
     starts_at: datetime | None = None
     identity: Mapping[str, str] | None = None
+    text: str | None = None
+    """What patterns search instead of the whole message (a person's statements)."""
 
 
 def read_message(event: Mapping[str, Any]) -> SlackMessage:

@@ -146,7 +146,7 @@ async def test_mark_sent_of_a_card_sets_the_incidents_card(
     assert await store.card_of(inc.id) is None
     clock.advance(2)
     await store.mark_sent(post, "1700000000.000100")
-    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
     carded = await store.incident_for_card("C0ALERTS", "1700000000.000100")
     assert carded is not None and carded.id == inc.id
     row = _row(db_path, post)
@@ -157,7 +157,7 @@ async def test_mark_sent_of_a_card_sets_the_incidents_card(
     )
     # A thread reply's ts is not a card.
     await store.mark_sent(thread, "1700000000.000200")
-    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
 
 
 async def test_drop_keeps_the_row_and_frees_the_channel(
@@ -209,4 +209,4 @@ async def test_the_outbox_survives_a_restart(
         assert before[0].attempts == 1
         assert await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="k") == post + 1
         await store.mark_sent(post, "9.9")
-        assert await store.card_of(inc.id) == ("C1", "9.9")
+        assert await store.card_of(inc.id) == ("C1", "9.9", None)

@@ -210,7 +210,7 @@ async def test_a_delivered_card_is_found_by_its_channel_and_ts(
     await store.mark_sent(item, "1700000000.000100")
     carded = await store.incident_for_card("C0ALERTS", "1700000000.000100")
     assert carded is not None and (carded.id, carded.card_ts) == (inc.id, "1700000000.000100")
-    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
     assert await store.incident_for_card("C0OTHER", "1700000000.000100") is None
 
 
