@@ -279,10 +279,12 @@ class Catalog:
     sources: Mapping[str, str]  # pattern or playbook id -> file it came from
 
     def diagnose(self, alert: Alert) -> Diagnosis | None:
-        for pattern in self.patterns:
-            if pattern.matches(alert):
-                return pattern.diagnose(alert)
-        return None
+        """The first pattern's reading of the alert, if any pattern matches."""
+        return next(iter(self.diagnoses(alert)), None)
+
+    def diagnoses(self, alert: Alert) -> list[Diagnosis]:
+        """Every matching pattern's reading, in the catalog's order."""
+        return [p.diagnose(alert) for p in self.patterns if p.matches(alert)]
 
     def near_misses(self, alert: Alert) -> list[tuple[PatternSpec, str]]:
         """Patterns about this alert's name that did not match, each with why:
@@ -298,13 +300,15 @@ class Catalog:
     ) -> PlaybookSpec | None:
         """The first playbook that treats the problem and finds its target in
         `labels` (an OOM-killed container is a pod or a Docker container, and
-        the labels say which), else the first that treats it. User playbooks
-        were loaded first, so they win over built-ins."""
+        the labels say which; a scoped target wins), else the first that treats
+        it. User playbooks were loaded first, so they win over built-ins."""
         treating = [p for p in self.playbooks if problem in p.treats]
-        if labels is not None:
-            fitting = (p for p in treating if p.target.name_from(labels) is not None)
-            return next(fitting, treating[0] if treating else None)
-        return next(iter(treating), None)
+        if labels is None or not treating:
+            return next(iter(treating), None)
+        fitting = [p for p in treating if p.target.name_from(labels) is not None]
+        # A scoped target (namespace/pod) is the more specific reading of the labels.
+        fitting.sort(key=lambda p: p.target.scope_label is None)
+        return next(iter(fitting), treating[0])
 
     def playbook(self, playbook_id: str) -> PlaybookSpec | None:
         return next((p for p in self.playbooks if p.id == playbook_id), None)

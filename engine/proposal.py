@@ -6,18 +6,19 @@ three refuse the same things with the same words.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict
 
 from engine.catalog import Catalog, PlaybookSpec
-from engine.models import Alert, Availability, Diagnosis, Plan
+from engine.models import REQUIRED_APPROVALS, Alert, Availability, Diagnosis, Plan
 from engine.planning import make_plan
 from engine.ports import Executor, TargetMissing, TargetRefused
 
 MANUAL = "manual"  # the source of alerts that are a person's request to run a playbook
 PLAYBOOK_LABEL = "playbook"
+PEOPLE_TIER = 2  # what a person's message leads to always waits for an approval
 
 
 class Refused(Exception):
@@ -51,8 +52,34 @@ async def propose(
     allowlists: Mapping[str, Sequence[str]],
     availability: Callable[[Executor], Awaitable[Availability]],
 ) -> Proposal:
-    """Raises Refused; nothing is touched either way."""
-    diagnosis, playbook = _diagnose(alert, catalog)
+    """The first reading of the alert that yields a plan; raises Refused with
+    the first reading's reason when none does. Nothing is touched either way.
+
+    Several patterns may recognise one alert (its name, and a signature in its
+    text); a person's words may name several things. Each reading is tried in
+    the catalog's order, so a later one can still find the target an earlier
+    one could not.
+    """
+    first: Refused | None = None
+    for diagnosis, playbook in _readings(alert, catalog):
+        try:
+            plan = await _plan(alert, diagnosis, playbook, executors, allowlists, availability)
+        except Refused as refusal:
+            first = first or refusal
+            continue
+        return Proposal(diagnosis, _for_people(alert, plan))
+    assert first is not None, "_readings yields at least one reading or raises"
+    raise first
+
+
+async def _plan(
+    alert: Alert,
+    diagnosis: Diagnosis,
+    playbook: PlaybookSpec,
+    executors: Mapping[str, Executor],
+    allowlists: Mapping[str, Sequence[str]],
+    availability: Callable[[Executor], Awaitable[Availability]],
+) -> Plan:
     executor = executors.get(playbook.target.executor)
     if executor is None:
         raise Refused(f"The `{playbook.target.executor}` executor is not configured.")
@@ -60,12 +87,24 @@ async def propose(
     if not answer.ok:
         raise Refused(f"The `{executor.name}` executor cannot act here: {answer.reason}")
     try:
-        plan = make_plan(playbook, alert, executor, allowlists.get(executor.name, ()), diagnosis)
+        return make_plan(playbook, alert, executor, allowlists.get(executor.name, ()), diagnosis)
     except TargetMissing as missing:
         raise Refused(f"{_recognised(alert, diagnosis)}, but {missing}.") from None
     except TargetRefused as refusal:
         raise Refused(f"Refused, nothing was touched: {refusal}") from None
-    return Proposal(diagnosis, plan)
+
+
+def from_a_person(alert: Alert) -> bool:
+    """Posted by a person rather than an integration (a request by name aside)."""
+    return alert.reporter is not None and alert.source != MANUAL
+
+
+def _for_people(alert: Alert, plan: Plan) -> Plan:
+    """What a person's message leads to always waits for an approval: tier 2 at least."""
+    if not from_a_person(alert) or plan.tier >= PEOPLE_TIER:
+        return plan
+    required = max(plan.required_approvals, REQUIRED_APPROVALS[PEOPLE_TIER])
+    return plan.model_copy(update={"tier": PEOPLE_TIER, "required_approvals": required})
 
 
 def dry_run(plan: Plan, executors: Mapping[str, Executor]) -> DryRun:
@@ -73,26 +112,38 @@ def dry_run(plan: Plan, executors: Mapping[str, Executor]) -> DryRun:
     return DryRun(plan=plan, snapshot=executor.describe_snapshot(plan.target))
 
 
-def _diagnose(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:
+def _readings(alert: Alert, catalog: Catalog) -> Iterator[tuple[Diagnosis, PlaybookSpec]]:
+    """Each (diagnosis, playbook) the alert can be read as, in order; Refused when
+    there is none, saying what was recognised or why nothing was."""
     if alert.source == MANUAL:
-        playbook_id = alert.labels.get(PLAYBOOK_LABEL, "")
-        playbook = catalog.playbook(playbook_id)
-        if playbook is None:
-            known = ", ".join(p.id for p in catalog.playbooks)
-            raise Refused(f"There is no playbook `{playbook_id}`. Known: {known}.")
-        asked = f"<@{alert.reporter}> asked" if alert.reporter else "Someone asked"
-        diagnosis = Diagnosis(
-            pattern_id=MANUAL,
-            problem=playbook.treats[0],
-            explanation=f"{asked} for “{playbook.title}”.",
-        )
-        return diagnosis, playbook
-    diagnosis = catalog.diagnose(alert)
-    if diagnosis is None:
+        yield _requested(alert, catalog)
+        return
+    diagnoses = catalog.diagnoses(alert)
+    if not diagnoses:
         raise Refused(_unrecognised(alert, catalog))
-    playbook = catalog.playbook_for(diagnosis.problem, {**alert.labels, **diagnosis.facts})
+    treated = False
+    for diagnosis in diagnoses:
+        playbook = catalog.playbook_for(diagnosis.problem, {**alert.labels, **diagnosis.facts})
+        if playbook is not None:
+            treated = True
+            yield diagnosis, playbook
+    if not treated:
+        raise Refused(f"{_recognised(alert, diagnoses[0])}, but no playbook treats it.")
+
+
+def _requested(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:
+    """A person's request for a playbook by name: the request is the diagnosis."""
+    playbook_id = alert.labels.get(PLAYBOOK_LABEL, "")
+    playbook = catalog.playbook(playbook_id)
     if playbook is None:
-        raise Refused(f"{_recognised(alert, diagnosis)}, but no playbook treats it.")
+        known = ", ".join(p.id for p in catalog.playbooks)
+        raise Refused(f"There is no playbook `{playbook_id}`. Known: {known}.")
+    asked = f"<@{alert.reporter}> asked" if alert.reporter else "Someone asked"
+    diagnosis = Diagnosis(
+        pattern_id=MANUAL,
+        problem=playbook.treats[0],
+        explanation=f"{asked} for “{playbook.title}”.",
+    )
     return diagnosis, playbook
 
 

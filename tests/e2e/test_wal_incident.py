@@ -226,7 +226,8 @@ async def test_an_alert_without_the_label_says_so(make_harness):
     await h.alert("SQLiteWALTooLarge severity=warning")
     card = await h.card()
     told = await h.slack.wait_for(lambda: h.thread(card))
-    assert "no `db_path` label" in told[0]
+    assert "Recognised `SQLiteWALTooLarge`" in told[0]
+    assert "names its `db_path` (looked in label `db_path`" in told[0]
 
 
 async def test_failed_verification_restores_the_snapshot_and_rolls_back(make_harness):

@@ -98,7 +98,7 @@ class World:
         self,
         thing: str = "db1",
         name: str = "ThingBroken",
-        reporter: str = "U0REPORTER",
+        reporter: str | None = None,
         status: AlertStatus = AlertStatus.FIRING,
     ) -> Alert:
         self._seq += 1
