@@ -23,6 +23,7 @@ class BlockId(StrEnum):
 
 class CallbackId(StrEnum):
     REJECT = "grace.reject_form"
+    HEAL_THIS = "grace.heal_this"
 
 
 class Command(StrEnum):

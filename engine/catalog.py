@@ -192,6 +192,16 @@ class TargetSpec(_Spec):
         scope, _, name = typed.partition("/")
         return {self.scope_label: scope, self.from_label: name}
 
+    def typed_from(self, labels: Mapping[str, str]) -> str | None:
+        """What a person types as TARGET for these labels: `name` or `scope/name`."""
+        name = labels.get(self.from_label)
+        if not name:
+            return None
+        if self.scope_label is None:
+            return name
+        scope = labels.get(self.scope_label)
+        return f"{scope}/{name}" if scope else None
+
     @property
     def shape(self) -> str:
         """How a person types the target, for help texts."""

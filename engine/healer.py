@@ -8,6 +8,7 @@ or a second replica can never run a plan twice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 import weakref
@@ -30,7 +31,17 @@ from engine.models import (
 )
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
-from engine.proposal import MANUAL, DryRun, Proposal, Refused, dry_run, manual_request, propose
+from engine.proposal import (
+    MANUAL,
+    DryRun,
+    Proposal,
+    Reading,
+    Refused,
+    dry_run,
+    manual_request,
+    propose,
+    read,
+)
 from engine.resilience import Resilience
 from engine.story import (
     Approved,
@@ -120,6 +131,31 @@ class Healer:
         if opened or seen:
             self.spawn(self._follow_up(opened, list(seen.values())))
         return intakes
+
+    async def answer_words(self, alert: Alert, delivery_key: str) -> Incident | None:
+        """A person's own words: answered in their thread only when GRACE can
+        propose a plan for what they name. Otherwise nothing is stored and
+        nobody is disturbed: chatter in an alert channel is normal."""
+        try:
+            await self._propose(alert)
+        except Refused as refusal:
+            log.debug("a person's words lead to no plan: %s", refusal)
+            return None
+        intakes = await self.receive([alert], delivery_key)
+        return next((i.incident for i in intakes if i.incident is not None), None)
+
+    async def read(self, alert: Alert) -> Reading:
+        """How GRACE reads an alert and what it would propose, touching nothing."""
+        reading = await read(
+            alert, self.catalog, self.executors, self.allowlists, self.availabilities.of
+        )
+        if reading.proposal is None:
+            return reading
+        hold = await self.store.target_hold(reading.proposal.plan.target)
+        if hold is None:
+            return reading
+        why = hold_refusal(hold.target.name, hold.incident_id)
+        return dataclasses.replace(reading, proposal=None, refusal=why)
 
     async def _follow_up(self, opened: list[Incident], seen: list[Intake]) -> None:
         for incident in opened:

@@ -29,6 +29,22 @@ class Refused(Exception):
 class Proposal:
     diagnosis: Diagnosis
     plan: Plan
+    request: str | None = None
+    """`PLAYBOOK TARGET` as a person would ask for this plan with `/grace heal`."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """How GRACE reads one alert, touching nothing: `grace simulate`, the
+    "Heal this" shortcut and the labelled set's evaluation show it."""
+
+    alert: Alert
+    diagnoses: tuple[Diagnosis, ...]
+    """Every pattern that recognised it, in the catalog's order."""
+    misses: tuple[tuple[str, str], ...]
+    """(pattern, why not) for the patterns about its name that did not match."""
+    proposal: Proposal | None
+    refusal: str | None
 
 
 class DryRun(BaseModel):
@@ -67,9 +83,30 @@ async def propose(
         except Refused as refusal:
             first = first or refusal
             continue
-        return Proposal(diagnosis, _for_people(alert, plan))
+        request = _request(alert, diagnosis, playbook, plan, executors, allowlists)
+        return Proposal(diagnosis, _for_people(alert, plan), request)
     assert first is not None, "_readings yields at least one reading or raises"
     raise first
+
+
+async def read(
+    alert: Alert,
+    catalog: Catalog,
+    executors: Mapping[str, Executor],
+    allowlists: Mapping[str, Sequence[str]],
+    availability: Callable[[Executor], Awaitable[Availability]],
+) -> Reading:
+    """Everything GRACE makes of an alert: its readings, the near misses and the
+    plan it would propose, or why it would propose none."""
+    proposal: Proposal | None = None
+    refusal: str | None = None
+    try:
+        proposal = await propose(alert, catalog, executors, allowlists, availability)
+    except Refused as refused:
+        refusal = str(refused)
+    diagnoses = () if alert.source == MANUAL else tuple(catalog.diagnoses(alert))
+    misses = tuple((p.id, why) for p, why in catalog.near_misses(alert))
+    return Reading(alert, diagnoses, misses, proposal, refusal)
 
 
 async def _plan(
@@ -92,6 +129,33 @@ async def _plan(
         raise Refused(f"{_recognised(alert, diagnosis)}, but {missing}.") from None
     except TargetRefused as refusal:
         raise Refused(f"Refused, nothing was touched: {refusal}") from None
+
+
+def _request(
+    alert: Alert,
+    diagnosis: Diagnosis,
+    playbook: PlaybookSpec,
+    plan: Plan,
+    executors: Mapping[str, Executor],
+    allowlists: Mapping[str, Sequence[str]],
+) -> str | None:
+    """The `/grace heal` arguments that make this very plan's target: the
+    candidate the allowlist admitted, as a person types it."""
+    labels = {**alert.labels, **diagnosis.facts}
+    fact = playbook.target.from_label
+    executor = executors[playbook.target.executor]
+    allowlist = allowlists.get(executor.name, ())
+    for candidate in (labels.get(fact, ""), *diagnosis.alternatives.get(fact, ())):
+        typed = playbook.target.typed_from({**labels, fact: candidate})
+        value = playbook.target.name_from({**labels, fact: candidate})
+        if typed is None or value is None:
+            continue
+        try:
+            if executor.resolve_target(value, allowlist) == plan.target:
+                return f"{playbook.id} {typed}"
+        except TargetRefused:
+            continue
+    return None
 
 
 def from_a_person(alert: Alert) -> bool:

@@ -255,6 +255,23 @@ class DevSlack(WebApi):
         )
         return await self._post_form({"payload": json.dumps(payload)})
 
+    async def message_shortcut(
+        self, channel: str, ts: str, callback_id: str, *, user: str
+    ) -> Delivery:
+        """A person runs a message shortcut from a message's menu (a message_action)."""
+        msg = self.message(channel, ts)
+        payload = self._interaction(
+            "message_action",
+            user,
+            callback_id=callback_id,
+            action_ts=self._next_ts(),
+            channel={"id": channel, "name": self.channels[channel]},
+            message_ts=ts,
+            message=msg.to_slack(self.team_id),
+            response_url=self._new_response_url(channel, user, None),
+        )
+        return await self._post_form({"payload": json.dumps(payload)})
+
     async def submit_view(
         self, view_id: str, *, user: str, values: Mapping[str, Mapping[str, Any]]
     ) -> Delivery:

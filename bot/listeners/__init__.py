@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
-from bot.listeners import actions, alerts, commands, modals
+from bot.listeners import actions, alerts, commands, modals, shortcuts
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.ports import Clock
@@ -17,3 +17,4 @@ def register_all(
     actions.register(app, healer)
     modals.register(app, healer)
     commands.register(app, healer)
+    shortcuts.register(app, healer, clock)

@@ -2,6 +2,8 @@
 
 Bolt acks events before this runs, so parsing and storing never delay Slack;
 its self-events middleware drops GRACE's own messages before they get here.
+A person's own words are stored only when they lead to a plan, and answered
+in their thread; an integration's alert always opens or joins an incident.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.intake.slack import parse_slack_message
+from engine.intake.slack_people import PERSON
 from engine.ports import Clock
 
 # Edits, deletions, joins and the like are not new alerts.
@@ -31,5 +34,8 @@ def register(
         if alert is None:
             return
         delivery_key = str(body.get("event_id") or alert.source_key)
-        if await healer.receive([alert], delivery_key):
+        if alert.labels.get("integration") == PERSON:
+            if await healer.answer_words(alert, delivery_key) is not None:
+                metrics.alerts("slack", 1)
+        elif await healer.receive([alert], delivery_key):
             metrics.alerts("slack", 1)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.ids import CallbackId
 from bot.metrics import Metrics
 from bot.server import make_web_app
 from bot.settings import Settings
@@ -51,3 +52,8 @@ def test_the_bot_reads_alert_channels_and_can_answer():
 def test_the_slash_command_is_grace():
     [command] = MANIFEST["features"]["slash_commands"]
     assert command["command"] == "/grace"
+
+
+def test_the_heal_this_shortcut_is_the_one_grace_listens_for():
+    [shortcut] = MANIFEST["features"]["shortcuts"]
+    assert (shortcut["type"], shortcut["callback_id"]) == ("message", CallbackId.HEAL_THIS)
