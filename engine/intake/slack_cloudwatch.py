@@ -9,19 +9,9 @@ threshold (80.0) (minimum 1 datapoint for OK -> ALARM transition).") and the
 metric, namespace and dimensions, as attachment fields or Block Kit sections
 depending on its version. Both shapes are read the same. Dimensions
 (AutoScalingGroupName, InstanceId, DBInstanceIdentifier, …), region and account
-become labels: they name what a playbook would act on.
-
-States:
-
-- ALARM is firing and OK is resolved.
-- INSUFFICIENT_DATA means the metric stopped reporting. That is no evidence that
-  the alarm's condition holds (so it must not run the alarm's playbook: scaling
-  out on missing CPU data helps nobody) nor that it cleared (so it must not close
-  the alarm's incident). It becomes its own firing alert, `CloudWatchInsufficientData`
-  with the alarm in labels["alarm_name"], much as Grafana turns missing data into
-  `DatasourceNoData`: a person looks, unless a playbook is written for it. An OK
-  that follows INSUFFICIENT_DATA (`INSUFFICIENT_DATA -> OK` in its reason)
-  resolves that alert, not the alarm's.
+become labels: they name what a playbook would act on. Labels, states (with
+INSUFFICIENT_DATA as its own `CloudWatchInsufficientData` alert) and identity
+are made by engine/intake/cloudwatch.py, as for alarms that come through SNS.
 
 The state is read from, in turn: the transition in the reason, "changed state
 to"/"State:" wording, the headline's emoji, the colour bar; a message that says
@@ -33,11 +23,19 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from engine.intake.cloudwatch import (
+    INSUFFICIENT_DATA_NAME,
+    INTEGRATION,
+    AlarmReading,
+    alarm_parts,
+    is_region_code,
+    named_dimensions,
+    region_code,
+)
 from engine.intake.slack_format import AlertParts, SlackMessage, color_kind, is_web_url
 from engine.intake.sources import SlackLayout, register_slack_layout
-from engine.models import AlertStatus
 
-INSUFFICIENT_DATA_NAME = "CloudWatchInsufficientData"
+__all__ = ["INSUFFICIENT_DATA_NAME", "parse"]
 
 _STATES = r"(ALARM|OK|INSUFFICIENT_DATA)"
 _HEADLINE = re.compile(r"CloudWatch Alarm[ \t]*\|([^\n]*)")
@@ -62,12 +60,6 @@ _MARKS = {
     "INSUFFICIENT_DATA": ("grey_question", "\u2754", "question", "\u2753"),
 }
 _DIMENSION = re.compile(r"([A-Za-z][\w.-]{0,127})\s*[=:]\s*([^\s,\[\]()]{1,1024})")
-_KNOWN_DIMENSION = re.compile(
-    r"\b(AutoScalingGroupName|InstanceId|DBInstanceIdentifier|DBClusterIdentifier|LoadBalancer"
-    r"|TargetGroup|FunctionName|QueueName|ClusterName|ServiceName|TableName|CacheClusterId"
-    r"|BucketName|VolumeId|TopicName|ApiName|DistributionId|NatGatewayId)\s*[=:]\s*"
-    r"([^\s,\[\]()]{1,1024})"
-)
 
 
 def parse(message: SlackMessage) -> AlertParts | None:
@@ -82,36 +74,20 @@ def parse(message: SlackMessage) -> AlertParts | None:
     if not alarm:
         return None
     previous, state = _state(message)
-    insufficient = state == "INSUFFICIENT_DATA" or (
-        state == "OK" and previous == "INSUFFICIENT_DATA"
-    )
-    region = _region(headline, console, arn, message)
-    account = _account(headline, arn, message)
-    labels = {
-        "alarm_name": alarm,
-        "region": region,
-        "account": account,
-        "namespace": message.value("Namespace") or "",
-        "metric": message.value("Metric", "MetricName", "Metric name") or "",
-        **_dimensions(message),
-    }
-    return AlertParts(
-        name=INSUFFICIENT_DATA_NAME if insufficient else alarm,
-        status=AlertStatus.RESOLVED if state == "OK" else AlertStatus.FIRING,
-        labels=labels,
-        annotations={
-            "state": state,
-            "previous_state": previous or "",
-            "reason": _reason(message),
-            "description": message.value("Description", "Alarm description") or "",
-        },
-        link=_link(message, console),
-        identity={
-            "account": account,
-            "region": region,
-            "alarm": alarm,
-            "kind": "insufficient_data" if insufficient else "alarm",
-        },
+    return alarm_parts(
+        AlarmReading(
+            alarm=alarm,
+            state=state,
+            previous=previous,
+            region=_region(headline, console, arn, message),
+            account=_account(headline, arn, message),
+            namespace=message.value("Namespace") or "",
+            metric=message.value("Metric", "MetricName", "Metric name") or "",
+            dimensions=_dimensions(message),
+            reason=_reason(message),
+            description=message.value("Description", "Alarm description") or "",
+            link=_link(message, console),
+        )
     )
 
 
@@ -163,11 +139,15 @@ def _region(
     arn: re.Match[str] | None,
     message: SlackMessage,
 ) -> str:
-    if headline:
+    """The region's code: the headline's when it is one, else the console link's or
+    the ARN's, else the headline's (or a Region field's) long name translated."""
+    if headline and is_region_code(headline[1]):
         return headline[1]
     if console and (region := _CONSOLE_REGION.search(console.string)):
         return region.group(1)
-    return arn.group(1) if arn else message.value("Region") or ""
+    if arn:
+        return arn.group(1)
+    return region_code(headline[1] if headline else message.value("Region") or "")
 
 
 def _account(
@@ -182,7 +162,7 @@ def _account(
 
 
 def _dimensions(message: SlackMessage) -> dict[str, str]:
-    found = dict(_KNOWN_DIMENSION.findall(message.text))
+    found = named_dimensions(message.text)
     for key, value in _DIMENSION.findall(message.value("Dimensions", "Dimension") or ""):
         found.setdefault(key, value)
     return found
@@ -201,4 +181,4 @@ def _link(message: SlackMessage, console: re.Match[str] | None) -> str | None:
     return message.title_link if message.title_link and is_web_url(message.title_link) else None
 
 
-register_slack_layout(SlackLayout("cloudwatch", parse, order=40))
+register_slack_layout(SlackLayout(INTEGRATION, parse, order=40))

@@ -1,10 +1,25 @@
+"""AWS Chatbot (now Amazon Q Developer in chat applications) posting CloudWatch alarms.
+
+Chatbot publishes no schema of its Slack messages. The samples follow what its
+notifications are documented and shown to carry: the headline `CloudWatch Alarm
+| <name> | <region> | Account: <id>` linked to the alarm in the console
+(`#alarmsV2:alarm/<url-encoded name>`), the alarm's description, CloudWatch's
+state reason (the NewStateReason of its alarm JSON, word for word: "Threshold
+Crossed: … (minimum 1 datapoint for OK -> ALARM transition)", a composite's
+"<child ARN> transitioned to ALARM at …", or whatever `set-alarm-state` was
+given), the metric, namespace and dimensions, and a colour bar (AWS's red,
+green and grey); as legacy attachments (AWS Chatbot) or Block Kit (Amazon Q).
+"""
+
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
+from engine.intake import slack_cloudwatch
 from engine.intake.slack_cloudwatch import INSUFFICIENT_DATA_NAME
+from engine.intake.slack_format import read_message
 from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
 WEB_ASG_ALARM = (
@@ -48,6 +63,69 @@ EXPECTED = {
             "DBInstanceIdentifier": "prod-db",
         },
         RDS_ALARM,
+    ),
+    "cloudwatch_blocks_ec2_status_check.json": (
+        "web-1-status-check",
+        FIRING,
+        {
+            "region": "us-east-1",
+            "account": "123456789012",
+            "namespace": "AWS/EC2",
+            "metric": "StatusCheckFailed",
+            "InstanceId": "i-0a1b2c3d4e5f60718",
+        },
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#alarmsV2:alarm/web-1-status-check",
+    ),
+    "cloudwatch_blocks_rds_ok.json": (
+        "orders-db-connections",
+        RESOLVED,
+        {
+            "region": "eu-west-1",
+            "metric": "DatabaseConnections",
+            "DBInstanceIdentifier": "orders-db",
+        },
+        "https://console.aws.amazon.com/cloudwatch/home?region=eu-west-1"
+        "#alarmsV2:alarm/orders-db-connections",
+    ),
+    "cloudwatch_alarm_name_with_spaces.json": (
+        "web prod 5xx rate",
+        FIRING,
+        {
+            "alarm_name": "web prod 5xx rate",
+            "region": "ap-southeast-2",
+            "account": "345678901234",
+            "LoadBalancer": "app/web-prod-alb/50dc6c495c0c9188",
+        },
+        "https://ap-southeast-2.console.aws.amazon.com/cloudwatch/home?region=ap-southeast-2"
+        "#alarmsV2:alarm/web%20prod%205xx%20rate",
+    ),
+    # set-alarm-state says nothing of the state in words: the colour bar tells.
+    "cloudwatch_set_alarm_state.json": ("HighCPU-web-asg", FIRING, WEB_ASG, WEB_ASG_ALARM),
+    "cloudwatch_composite.json": (
+        "web-asg-degraded",
+        FIRING,
+        {"alarm_name": "web-asg-degraded", "region": "us-east-1", "account": "123456789012"},
+        "https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#alarmsV2:alarm/web-asg-degraded",
+    ),
+    # Data came back straight into ALARM: that is the alarm, not missing data.
+    "cloudwatch_alarm_after_insufficient_data.json": (
+        "HighCPU-web-asg",
+        FIRING,
+        WEB_ASG,
+        WEB_ASG_ALARM,
+    ),
+    "cloudwatch_latency_named_group.json": (
+        "web-prod-p90-latency",
+        FIRING,
+        {
+            "metric": "TargetResponseTime",
+            "AutoScalingGroupName": "web-prod",
+            "TargetGroup": "targetgroup/web-prod-tg/6d0ecf831eec9f09",
+        },
+        "https://console.aws.amazon.com/cloudwatch/home?region=us-east-1"
+        "#alarmsV2:alarm/web-prod-p90-latency",
     ),
 }
 
@@ -147,4 +225,28 @@ def test_alarm_from_its_arn():
 
 def test_a_person_pasting_an_alarm_is_not_chatbot():
     message = {"type": "message", "user": "U0ONCALL", "text": HEADLINE, "ts": "1.2"}
-    assert parse(message) is None
+    assert slack_cloudwatch.parse(read_message(message)) is None
+
+
+def test_a_composite_alarm_has_no_metric_and_keeps_its_own_name():
+    """Its reason names a child alarm by ARN; the headline's alarm is the one that changed."""
+    alert = sample("cloudwatch_composite.json")
+    assert "metric" not in alert.labels and alert.labels["alarm_name"] == "web-asg-degraded"
+
+
+def test_a_long_region_name_in_the_headline_becomes_its_code():
+    message = event("cloudwatch_alarm.json")
+    attachment = message["attachments"][0]
+    attachment["title"] = HEADLINE.replace("us-east-1", "US East (N. Virginia)")
+    del attachment["title_link"]
+    alert = parse(message)
+    assert alert is not None and alert.labels["region"] == "us-east-1"
+    assert alert.fingerprint == sample("cloudwatch_alarm.json").fingerprint
+
+
+def test_a_dimension_called_region_does_not_move_the_alarm():
+    message = event("cloudwatch_alarm.json")
+    message["attachments"][0]["fields"][2]["value"] = "region = eu-west-1, Service = web"
+    alert = parse(message)
+    assert alert is not None and alert.labels["region"] == "us-east-1"
+    assert alert.labels["Service"] == "web"
