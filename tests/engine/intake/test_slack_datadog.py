@@ -1,3 +1,7 @@
+"""Datadog's Slack posts: its app's attachments and blocks (title linked to the monitor,
+the message with its @-handles, the status line, the tags where the channel shows
+them), and a webhook relayed into Slack by a team's own payload."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -27,6 +31,14 @@ DISK = {
     "metric": "system.disk.in_use",
 }
 DISK_NAME = "Disk usage above 90% on /var/lib/postgresql"
+DOCKER = {
+    "monitor_id": "148822107",
+    "container_name": "web-1",
+    "host": "web-host-3",
+    "docker_image": "shop/web:1.4",
+    "image_name": "shop/web",
+    "short_image": "web",
+}
 # name, status, severity, labels (at least), link prefix
 EXPECTED = {
     "datadog_triggered.json": (
@@ -52,6 +64,40 @@ EXPECTED = {
         {"monitor_id": "55501234", "priority": "P3", "env": "staging", "host": "worker-4"},
         DD + "55501234?link_source=monitor_notif",
     ),
+    "datadog_docker_unhealthy.json": (
+        "Docker container unhealthy",
+        FIRING,
+        None,
+        DOCKER,
+        DD + "148822107?group=container_name%3Aweb-1",
+    ),
+    "datadog_docker_recovered.json": (
+        "Docker container unhealthy",
+        RESOLVED,
+        None,
+        DOCKER,
+        DD + "148822107?group=container_name%3Aweb-1",
+    ),
+    "datadog_kube_crashloop_blocks.json": (
+        "Pods crash looping",
+        FIRING,
+        "P2",
+        {
+            "monitor_id": "151903344",
+            "kube_namespace": "shop",
+            "kube_deployment": "checkout",
+            "env": "prod",
+            "metric": "kubernetes_state.container.waiting",
+        },
+        "https://app.datadoghq.eu/monitors/151903344?group=",
+    ),
+    "datadog_webhook_relay.json": (
+        "orders-worker heartbeat",
+        FIRING,
+        None,
+        {"service": "orders-worker", "host": "worker-host-2", "env": "prod"},
+        "https://app.datadoghq.com/event/event?id=7716200300400500600",
+    ),
 }
 
 
@@ -65,6 +111,7 @@ def test_samples(name):
     [
         ("datadog_triggered.json", "datadog_recovered.json"),
         ("datadog_multi_triggered_blocks.json", "datadog_multi_recovered_blocks.json"),
+        ("datadog_docker_unhealthy.json", "datadog_docker_recovered.json"),
     ],
 )
 def test_recovery_is_the_same_alert_as_its_trigger(firing, resolved):
@@ -146,3 +193,43 @@ def test_a_monitor_title_from_another_app_without_datadog_links_is_ignored():
     message["attachments"][0]["title_link"] = "https://ops.example.com/m/1"
     message["attachments"][0]["footer"] = ""
     assert parse(message) is None
+
+
+def test_the_status_line_names_the_group_when_no_tags_are_shown():
+    message = event("datadog_multi_triggered_blocks.json")
+    del message["blocks"][2]  # the Monitor and Tags fields
+    message["blocks"][1]["text"]["text"] += (
+        "\n\n*system.disk.in_use* over *device:/dev/nvme1n1,host:db-1* was *> 0.9* on average"
+        " during the *last 10m*."
+    )
+    alert = parse(message)
+    assert alert is not None
+    assert (alert.labels["device"], alert.labels["host"]) == ("/dev/nvme1n1", "db-1")
+    assert "service" not in alert.labels
+
+
+def test_the_title_and_the_tags_are_read_by_the_webhooks_own_helpers():
+    from engine.intake import datadog_monitor, slack_datadog
+
+    assert slack_datadog.dd is datadog_monitor  # one reading of titles, not two
+
+
+def test_the_status_line_names_the_metric_when_no_query_is_shown():
+    message = {
+        "type": "message",
+        "bot_id": "B07DATADOG",
+        "bot_profile": {"name": "Datadog"},
+        "ts": "1732623700.200900",
+        "attachments": [
+            {
+                "title": "[Triggered on {dbinstanceidentifier:orders-db}] RDS connections high",
+                "title_link": "https://app.datadoghq.com/monitors/149200411?group=x",
+                "text": "*aws.rds.database_connections* over *dbinstanceidentifier:orders-db* "
+                "was *> 270.0* on average during the *last 5m*.",
+            }
+        ],
+    }
+    alert = parse(message)
+    assert alert is not None
+    assert alert.labels["metric"] == "aws.rds.database_connections"
+    assert alert.labels["dbinstanceidentifier"] == "orders-db"
