@@ -34,6 +34,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     commands.add_parser("demo", help="one whole incident against a local Slack stand-in")
     commands.add_parser("check", help="validate the config and every playbook")
+    simulate = commands.add_parser(
+        "simulate", help="how GRACE would read an alert (a payload, a Slack message, a line)"
+    )
+    simulate.add_argument("file", help="the payload, Slack message event or text; - for stdin")
+    simulate.add_argument(
+        "--source", help="the webhook source, slack or text (default: guessed from the file)"
+    )
+    simulate.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="a request header reading needs (Sentry-Hook-Resource: issue)",
+    )
     audit = commands.add_parser("audit", help="the hash-chained audit log")
     audit.add_argument("action", choices=["verify", "export"])
     audit.add_argument("--since", help="export: rows at or after this ISO date or time (UTC)")
@@ -53,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return runner.run(_run(settings))
         if args.command == "check":
             return _check(settings)
+        if args.command == "simulate":
+            return asyncio.run(_simulate(settings, args.file, args.source, args.header))
         if args.action == "export":
             return _audit_export(settings, _since(args.since), args.out)
         return asyncio.run(_audit_verify(settings))
@@ -135,6 +151,39 @@ def _check(settings: Settings) -> int:
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
+
+
+async def _simulate(settings: Settings, file: str, source: str | None, header: list[str]) -> int:
+    """Exit 0 when a plan was found, 1 when none was, 2 when the input cannot be read."""
+    from bot.simulate import SimulationError, Simulator, exit_status, report
+
+    raw = _read_input(file)
+    headers = dict(_header(entry) for entry in header)
+    simulator = Simulator(settings)
+    try:
+        simulation = await simulator.simulate(raw, source, headers)
+    except SimulationError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    finally:
+        await simulator.aclose()
+    report(simulation)
+    return exit_status(simulation)
+
+
+def _read_input(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(file).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+
+
+def _header(entry: str) -> tuple[str, str]:
+    name, sep, value = entry.partition(":")
+    if not sep or not name.strip():
+        raise ConfigError(f"--header {entry!r}: expected NAME:VALUE")
+    return name.strip(), value.strip()
 
 
 def _since(text: str | None) -> datetime | None:

@@ -138,12 +138,16 @@ class PatternSpec(_Spec):
     def matches(self, alert: Alert) -> bool:
         return self.mismatch(alert) is None
 
-    def diagnose(self, alert: Alert) -> Diagnosis:
+    def diagnose(self, alert: Alert, chosen: Mapping[str, str] | None = None) -> Diagnosis:
+        """The reading of an alert this pattern matches. `chosen` puts one of a
+        fact's candidates first (the one the allowlist admitted)."""
         facts: dict[str, str] = {}
         others: dict[str, tuple[str, ...]] = {}
         looked_for: dict[str, tuple[str, ...]] = {}
         for fact, rule in self.target.items():
             found = rule.find(alert)
+            if chosen and fact in chosen and chosen[fact] in found:
+                found = (chosen[fact], *(f for f in found if f != chosen[fact]))
             if not found:
                 looked_for[fact] = rule.sought()
                 continue
@@ -295,6 +299,11 @@ class Catalog:
     def diagnoses(self, alert: Alert) -> list[Diagnosis]:
         """Every matching pattern's reading, in the catalog's order."""
         return [p.diagnose(alert) for p in self.patterns if p.matches(alert)]
+
+    def with_fact(self, diagnosis: Diagnosis, alert: Alert, fact: str, value: str) -> Diagnosis:
+        """The diagnosis told of `value` for `fact`, one of the candidates it found."""
+        pattern = next(p for p in self.patterns if p.id == diagnosis.pattern_id)
+        return pattern.diagnose(alert, chosen={fact: value})
 
     def near_misses(self, alert: Alert) -> list[tuple[PatternSpec, str]]:
         """Patterns about this alert's name that did not match, each with why:

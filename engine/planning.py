@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from engine.catalog import PlaybookSpec
 from engine.models import (
@@ -17,6 +18,15 @@ from engine.models import (
 from engine.ports import Executor, TargetMissing, TargetRefused
 
 
+@dataclass(frozen=True)
+class Targeted:
+    """A plan, and the labels that named its target (the candidate the allowlist
+    admitted, when the text offered several)."""
+
+    plan: Plan
+    labels: Mapping[str, str]
+
+
 def make_plan(
     playbook: PlaybookSpec,
     alert: Alert,
@@ -28,13 +38,27 @@ def make_plan(
     the executor's allowlist does not admit the one it names.
 
     The alert is untrusted: the target is only ever what the executor's
-    allowlist check returns, never the raw label. The diagnosis' facts (the
-    target as its pattern found it, under the playbook's label names) come first.
+    allowlist check returns, never the raw label.
     """
-    labels = {**alert.labels, **diagnosis.facts} if diagnosis else alert.labels
+    return target_plan(playbook, alert, executor, allowlist, diagnosis).plan
+
+
+def target_plan(
+    playbook: PlaybookSpec,
+    alert: Alert,
+    executor: Executor,
+    allowlist: Sequence[str],
+    diagnosis: Diagnosis | None = None,
+) -> Targeted:
+    """make_plan, telling which labels named the target."""
+    labels = found(alert, diagnosis)
     if playbook.target.name_from(labels) is None:
         raise TargetMissing(_nothing_found(playbook, labels, diagnosis))
-    target = _first_admitted(playbook, labels, diagnosis, executor, allowlist)
+    target, labels = _first_admitted(playbook, labels, diagnosis, executor, allowlist)
+    return Targeted(_plan(playbook, target), labels)
+
+
+def _plan(playbook: PlaybookSpec, target: Target) -> Plan:
     return Plan(
         playbook_id=playbook.id,
         title=playbook.title,
@@ -54,13 +78,23 @@ def make_plan(
     )
 
 
+def found(alert: Alert, diagnosis: Diagnosis | None) -> Mapping[str, str]:
+    """What the pattern found to act on: its facts, when it says where targets
+    are (a kube-state-metrics alert's own `pod` label is the scraper's, not the
+    workload's; a `db` label naming a database by name is no file); all the
+    labels, for a pattern that does not say."""
+    if diagnosis is not None and (diagnosis.facts or diagnosis.looked_for):
+        return diagnosis.facts
+    return alert.labels
+
+
 def _first_admitted(
     playbook: PlaybookSpec,
     labels: Mapping[str, str],
     diagnosis: Diagnosis | None,
     executor: Executor,
     allowlist: Sequence[str],
-) -> Target:
+) -> tuple[Target, Mapping[str, str]]:
     """The first candidate the executor admits; the first refusal when none is.
 
     Only text offers several candidates (a person's message names a few
@@ -70,10 +104,11 @@ def _first_admitted(
     others = diagnosis.alternatives.get(fact, ()) if diagnosis else ()
     first: TargetRefused | None = None
     for candidate in (labels[fact], *others):
-        value = playbook.target.name_from({**labels, fact: candidate})
+        named = {**labels, fact: candidate}
+        value = playbook.target.name_from(named)
         assert value is not None, "the scope was found with the first candidate"
         try:
-            return executor.resolve_target(value, allowlist)
+            return executor.resolve_target(value, allowlist), named
         except TargetRefused as refusal:
             first = first or refusal
     assert first is not None

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from engine.catalog import Catalog, PlaybookSpec
 from engine.models import REQUIRED_APPROVALS, Alert, Availability, Diagnosis, Plan
-from engine.planning import make_plan
+from engine.planning import Targeted, found, target_plan
 from engine.ports import Executor, TargetMissing, TargetRefused
 
 MANUAL = "manual"  # the source of alerts that are a person's request to run a playbook
@@ -71,20 +71,25 @@ async def propose(
     """The first reading of the alert that yields a plan; raises Refused with
     the first reading's reason when none does. Nothing is touched either way.
 
-    Several patterns may recognise one alert (its name, and a signature in its
-    text); a person's words may name several things. Each reading is tried in
-    the catalog's order, so a later one can still find the target an earlier
-    one could not.
+    Several patterns may recognise one problem in one alert (its name, and a
+    signature in its text): each is tried in the catalog's order, so a later
+    one can still find the target an earlier one could not.
     """
     first: Refused | None = None
     for diagnosis, playbook in _readings(alert, catalog):
         try:
-            plan = await _plan(alert, diagnosis, playbook, executors, allowlists, availability)
+            targeted = await _plan(alert, diagnosis, playbook, executors, allowlists, availability)
         except Refused as refusal:
             first = first or refusal
             continue
-        request = _request(alert, diagnosis, playbook, plan, executors, allowlists)
-        return Proposal(diagnosis, _for_people(alert, plan), request)
+        named = targeted.labels
+        fact = playbook.target.from_label
+        if diagnosis.facts.get(fact, named[fact]) != named[fact]:
+            # The text offered several; the diagnosis tells of the one acted on.
+            diagnosis = catalog.with_fact(diagnosis, alert, fact, named[fact])
+        typed = playbook.target.typed_from(named)
+        request = f"{playbook.id} {typed}" if typed else None
+        return Proposal(diagnosis, _for_people(alert, targeted.plan), request)
     assert first is not None, "_readings yields at least one reading or raises"
     raise first
 
@@ -116,7 +121,7 @@ async def _plan(
     executors: Mapping[str, Executor],
     allowlists: Mapping[str, Sequence[str]],
     availability: Callable[[Executor], Awaitable[Availability]],
-) -> Plan:
+) -> Targeted:
     executor = executors.get(playbook.target.executor)
     if executor is None:
         raise Refused(f"The `{playbook.target.executor}` executor is not configured.")
@@ -124,38 +129,12 @@ async def _plan(
     if not answer.ok:
         raise Refused(f"The `{executor.name}` executor cannot act here: {answer.reason}")
     try:
-        return make_plan(playbook, alert, executor, allowlists.get(executor.name, ()), diagnosis)
+        allowlist = allowlists.get(executor.name, ())
+        return target_plan(playbook, alert, executor, allowlist, diagnosis)
     except TargetMissing as missing:
         raise Refused(f"{_recognised(alert, diagnosis)}, but {missing}.") from None
     except TargetRefused as refusal:
         raise Refused(f"Refused, nothing was touched: {refusal}") from None
-
-
-def _request(
-    alert: Alert,
-    diagnosis: Diagnosis,
-    playbook: PlaybookSpec,
-    plan: Plan,
-    executors: Mapping[str, Executor],
-    allowlists: Mapping[str, Sequence[str]],
-) -> str | None:
-    """The `/grace heal` arguments that make this very plan's target: the
-    candidate the allowlist admitted, as a person types it."""
-    labels = {**alert.labels, **diagnosis.facts}
-    fact = playbook.target.from_label
-    executor = executors[playbook.target.executor]
-    allowlist = allowlists.get(executor.name, ())
-    for candidate in (labels.get(fact, ""), *diagnosis.alternatives.get(fact, ())):
-        typed = playbook.target.typed_from({**labels, fact: candidate})
-        value = playbook.target.name_from({**labels, fact: candidate})
-        if typed is None or value is None:
-            continue
-        try:
-            if executor.resolve_target(value, allowlist) == plan.target:
-                return f"{playbook.id} {typed}"
-        except TargetRefused:
-            continue
-    return None
 
 
 def from_a_person(alert: Alert) -> bool:
@@ -185,14 +164,19 @@ def _readings(alert: Alert, catalog: Catalog) -> Iterator[tuple[Diagnosis, Playb
     diagnoses = catalog.diagnoses(alert)
     if not diagnoses:
         raise Refused(_unrecognised(alert, catalog))
-    treated = False
+    # An alert's first pattern names the problem; later ones of the same problem
+    # may still find its target. A problem no playbook treats is left to a
+    # person, never handed to another pattern's playbook (an alarm without data
+    # is no high CPU). A person's words may tell of several troubles: each is
+    # read in turn, and every plan they lead to waits for an approval.
+    problem = diagnoses[0].problem
     for diagnosis in diagnoses:
-        playbook = catalog.playbook_for(diagnosis.problem, {**alert.labels, **diagnosis.facts})
-        if playbook is not None:
-            treated = True
-            yield diagnosis, playbook
-    if not treated:
-        raise Refused(f"{_recognised(alert, diagnoses[0])}, but no playbook treats it.")
+        if diagnosis.problem != problem and not from_a_person(alert):
+            continue
+        playbook = catalog.playbook_for(diagnosis.problem, found(alert, diagnosis))
+        if playbook is None:
+            raise Refused(f"{_recognised(alert, diagnosis)}, but no playbook treats it.")
+        yield diagnosis, playbook
 
 
 def _requested(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:

@@ -221,5 +221,6 @@ register_webhook(
         "Alertmanager's webhook (every release since 0.15), and the alerts API vmalert posts to",
         parse_alertmanager,
         subpaths=(API_PATH,),
+        lenient=True,
     )
 )

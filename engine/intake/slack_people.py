@@ -48,8 +48,9 @@ _DENIED = re.compile(
 _SIGNALS = re.compile(
     r"\b(?:lock\w*|unhealthy|health ?checks?|down|fail\w*|broken|crash\w*|full|filling|"
     r"out of (?:disk|space|memory)|slow|stuck|dead|died|erroring|errors?|exit\w*|oom\w*|"
-    r"killed|bloated|growing|grew|huge|fragmented|vacuum|debug|verbose|noisy|wal|5\d\d|5xx|"
-    r"time(?:s|d)? ?out|timing out|not (?:responding|running|healthy|starting)|unresponsive|"
+    r"killed|bloated|growing|grew|huge|fragmented|vacuum|debug|verbose|noisy|wal|5\d\ds?|5xx|"
+    r"time(?:s|d)? ?out|timing out|not (?:responding|running|healthy|starting|ready)|"
+    r"unresponsive|unavailable|busy|sqlite_busy|"
     r"restart\w*|marshal|magic number|pycache|stale|cpu|latency|connections|status checks?)\b",
     re.IGNORECASE,
 )
@@ -70,10 +71,14 @@ def parse(message: SlackMessage) -> AlertParts | None:
     words = message.text.strip()
     if not words or len(words) > MAX_WORDS_CHARS or _ALL_CLEAR.search(words):
         return None
-    said = [clause for clause in statements(words) if _SIGNALS.search(clause)]
-    if not said:
+    said = statements(words)
+    troubled = [clause for clause in said if _SIGNALS.search(clause)]
+    if not troubled:
         return None
-    return AlertParts(name=_name(words), text="\n".join(said))
+    # The troubled statements first: what they name comes before what the
+    # others name ("web is fine, but the api is down" is about the api).
+    context = [clause for clause in said if clause not in troubled]
+    return AlertParts(name=_name(words), text="\n".join(troubled + context))
 
 
 def statements(words: str) -> list[str]:

@@ -83,8 +83,19 @@ class WebhookSource(Protocol):
         Raises Unauthorized, Forbidden, Unavailable or IntakeError; stores nothing.
         """
 
-    def read(self, body: bytes, *, received_at: datetime, channel_for: ChannelFor) -> list[Alert]:
-        """The alerts in a body, without authentication or network: `grace simulate`."""
+    def read(
+        self,
+        body: bytes,
+        *,
+        received_at: datetime,
+        channel_for: ChannelFor,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[Alert]:
+        """The alerts in a body, without authentication or network: `grace simulate`.
+
+        `headers` (lower-case names) are those reading needs, when the sender
+        puts part of the meaning there (Sentry's resource).
+        """
 
     async def aclose(self) -> None: ...
 
@@ -100,6 +111,9 @@ class WebhookPlugin:
     factory: Callable[[Any], WebhookSource]
     subpaths: tuple[str, ...] = ()
     """Further paths under `/alerts/<name>` it answers on (where a sender appends one)."""
+    lenient: bool = False
+    """It also reads what other sources send (Alertmanager's format is everyone's):
+    when guessing a payload's source, the others are tried first."""
 
     def build(self, settings: object) -> WebhookSource:
         """The source, configured from GRACE's settings (its own fields only)."""
@@ -195,7 +209,14 @@ class BearerSource:
             )
         )
 
-    def read(self, body: bytes, *, received_at: datetime, channel_for: ChannelFor) -> list[Alert]:
+    def read(
+        self,
+        body: bytes,
+        *,
+        received_at: datetime,
+        channel_for: ChannelFor,
+        headers: Mapping[str, str] | None = None,
+    ) -> list[Alert]:
         return self.parse(body, received_at=received_at, channel_for=channel_for)
 
     async def aclose(self) -> None:
@@ -203,14 +224,14 @@ class BearerSource:
 
 
 def bearer_plugin(
-    name: str, summary: str, parse: Parse, *, subpaths: tuple[str, ...] = ()
+    name: str, summary: str, parse: Parse, *, subpaths: tuple[str, ...] = (), lenient: bool = False
 ) -> WebhookPlugin:
     """The registration of a BearerSource reading bodies with `parse`."""
 
     def factory(config: BearerConfig) -> WebhookSource:
         return BearerSource(name, parse, config.webhook_token)
 
-    return WebhookPlugin(name, summary, BearerConfig, factory, subpaths)
+    return WebhookPlugin(name, summary, BearerConfig, factory, subpaths, lenient)
 
 
 def require_bearer(headers: Mapping[str, str], token: SecretStr | None) -> None:

@@ -180,12 +180,37 @@ async def test_a_known_alert_without_its_target_says_what_it_looked_for(reader):
 
 
 async def test_a_known_name_that_misses_a_required_label_says_which(reader):
-    why = await reader.refusal(alert("NodeFilesystemAlmostOutOfSpace", mountpoint="/"))
+    why = await reader.refusal(alert("HighLogVolume", service="api", level="info"))
     assert why == (
-        "`NodeFilesystemAlmostOutOfSpace` is known, but no pattern for it matched this alert "
-        "(pattern `files-disk-almost-full-of-logs`: it needs the label `log_dir`, "
-        "which the alert does not have)."
+        "`HighLogVolume` is known, but no pattern for it matched this alert "
+        "(pattern `service-debug-log-volume`: its label `level` must match `(?i)debug`)."
     )
+
+
+async def test_a_full_disk_without_its_log_folder_says_which_label_to_add(reader):
+    why = await reader.refusal(alert("NodeFilesystemAlmostOutOfSpace", mountpoint="/"))
+    assert why.startswith("Recognised `NodeFilesystemAlmostOutOfSpace` as `disk_filling_with_logs`")
+    assert why.endswith("nothing in the alert names its `log_dir` (looked in label `log_dir`).")
+
+
+async def test_a_scrapers_own_pod_label_is_not_the_workload(reader):
+    # kube-state-metrics alerts carry the pod of kube-state-metrics itself.
+    labels = {
+        "namespace": "shop",
+        "deployment": "checkout",
+        "pod": "kube-state-metrics-6d4f7b8c9d-q2w8z",
+        "job": "kube-state-metrics",
+    }
+    proposal = await reader.propose(alert("KubeDeploymentReplicasMismatch", **labels))
+    assert proposal.plan.target.name == "deployment:shop/checkout"
+    assert proposal.plan.playbook_id == "k8s-restart-deployment"
+
+
+async def test_an_alert_about_missing_data_is_left_to_a_person(reader):
+    text = "Container web-1 unhealthy: no data"
+    why = await reader.refusal(alert("DatasourceNoData", text, rulename="web-1 unhealthy"))
+    assert why.startswith("Recognised `DatasourceNoData` as `alert_rule_without_data`")
+    assert why.endswith("but no playbook treats it.")
 
 
 async def test_no_pattern_recognises_is_said_only_when_true(reader):
