@@ -11,9 +11,8 @@ which they answer offline.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from bot.app import load_playbooks, make_executors
@@ -214,6 +213,7 @@ def _reading_lines(reading: Reading, out: Callable[[str], None]) -> None:
         out(f"  no plan: {reading.refusal}")
         return
     plan = reading.proposal.plan
+    out(f"  reading used: pattern {reading.proposal.diagnosis.pattern_id}")
     out(f"  target: {plan.target.executor} {plan.target.name} (the allowlist admits it)")
     approvals = plan.required_approvals
     rule = "heals at once" if approvals == 0 else f"needs {approvals} approval(s)"
@@ -238,7 +238,3 @@ def _short(text: str, limit: int = 160) -> str:
 def exit_status(simulation: Simulation) -> int:
     """0 when a plan was found, 1 when none was."""
     return 0 if simulation.planned else 1
-
-
-__all__: Sequence[str] = ["SimulationError", "Simulator", "exit_status", "report"]
-_ = datetime  # the Simulation's times come from the clock

@@ -181,16 +181,41 @@ def _alert(
     if not name or not name.strip():
         problem = "Field required" if name is None else "must not be blank"
         raise IntakeError(f"alerts[{index}].labels.alertname: {problem}")
+    return prometheus_alert(
+        item,
+        source="alertmanager",
+        name=name,
+        annotations=item.annotations,
+        source_key=source_key,
+        group=group,
+        fallback_link=fallback_link,
+        received_at=received_at,
+        channel_for=channel_for,
+    )
+
+
+def prometheus_alert(
+    item: AlertmanagerAlert,
+    *,
+    source: str,
+    name: str,
+    annotations: dict[str, str],
+    source_key: str,
+    group: str,
+    fallback_link: str | None,
+    received_at: datetime,
+    channel_for: ChannelFor,
+) -> Alert:
+    """An alert in Alertmanager's shape as GRACE stores it; Grafana's are too."""
     labels = cap_labels(item.labels)
-    severity = labels.get("severity")
     fields: dict[str, Any] = {
-        "source": "alertmanager",
+        "source": source,
         "source_key": source_key,
         "name": cap_text(name, MAX_NAME),
         "status": item.status or _status_by_end(item.endsAt, received_at),
-        "severity": severity,
+        "severity": labels.get("severity"),
         "labels": labels,
-        "annotations": cap_labels(item.annotations),
+        "annotations": cap_labels(annotations),
         "text": cap_text(summary_text(item.annotations)),
         "starts_at": _real_time(item.startsAt),
         "ends_at": _real_time(item.endsAt),
@@ -201,7 +226,7 @@ def _alert(
         "received_at": received_at,
     }
     # Validating the Alert again keeps its invariants (and derives the fingerprint
-    # when Alertmanager gave none); measured, it is cheaper than model_construct.
+    # when none was sent); measured, it is cheaper than model_construct.
     return Alert.model_validate(fields)
 
 

@@ -40,16 +40,12 @@ from pydantic import (
     ValidationError,
 )
 
+from engine.intake.alertmanager import AlertmanagerAlert, prometheus_alert
 from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
 from engine.intake.grafana_legacy import LegacyPayload, read_legacy, show_value
 from engine.intake.limits import (
-    MAX_NAME,
-    cap_identity,
-    cap_labels,
-    cap_text,
     capped_link,
     fresh_key,
-    summary_text,
 )
 from engine.intake.sources import (
     JSON,
@@ -61,7 +57,7 @@ from engine.intake.sources import (
     register_webhook,
     require_bearer,
 )
-from engine.models import Alert, AlertStatus, canonical_json, sha256_hex
+from engine.models import Alert, canonical_json, sha256_hex
 from engine.routing import ChannelFor, nowhere
 
 _LEGACY_KEYS = frozenset({"ruleId", "ruleName", "evalMatches", "ruleUrl", "rule_url"})
@@ -75,18 +71,11 @@ _EXPECTED = (
 # -- unified alerting (Grafana 8 and later) ----------------------------------------
 
 
-class GrafanaAlert(BaseModel):
-    """One alert of a unified notification (templates.ExtendedAlert in grafana/alerting)."""
+class GrafanaAlert(AlertmanagerAlert):
+    """One alert of a unified notification (templates.ExtendedAlert in grafana/alerting):
+    Alertmanager's alert with Grafana's additions."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    status: AlertStatus | None = None
-    labels: dict[str, str]
-    annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: AwareDatetime | None = None
     endsAt: AwareDatetime | None = None
-    generatorURL: str = ""
-    fingerprint: str = ""
     silenceURL: str = ""
     dashboardURL: str = ""
     panelURL: str = ""
@@ -200,26 +189,17 @@ def _unified_alert(
     received_at: datetime,
     channel_for: ChannelFor,
 ) -> Alert:
-    name = _rule_title(item.labels, index)
-    labels = cap_labels(item.labels)
-    fields: dict[str, Any] = {
-        "source": "grafana",
-        "source_key": source_key,
-        "name": cap_text(name, MAX_NAME),
-        "status": item.status or _status_by_end(item.endsAt, received_at),
-        "severity": labels.get("severity"),
-        "labels": labels,
-        "annotations": cap_labels({**_grafana_extras(item), **item.annotations}),
-        "text": cap_text(summary_text(item.annotations)),
-        "starts_at": _real_time(item.startsAt),
-        "ends_at": _real_time(item.endsAt),
-        "link": capped_link(item.generatorURL) or fallback_link,
-        "fingerprint": cap_identity(item.fingerprint),
-        "group": group,
-        "channel": channel_for(labels),
-        "received_at": received_at,
-    }
-    return Alert.model_validate(fields)
+    return prometheus_alert(
+        item,
+        source="grafana",
+        name=_rule_title(item.labels, index),
+        annotations={**_grafana_extras(item), **item.annotations},
+        source_key=source_key,
+        group=group,
+        fallback_link=fallback_link,
+        received_at=received_at,
+        channel_for=channel_for,
+    )
 
 
 def _rule_title(labels: Mapping[str, str], index: int) -> str:
@@ -251,16 +231,6 @@ def _grafana_extras(item: GrafanaAlert) -> dict[str, str]:
         if link := capped_link(url):
             extras[key] = link
     return extras
-
-
-def _status_by_end(ends_at: datetime | None, received_at: datetime) -> AlertStatus:
-    ended = ends_at is not None and ends_at.year > 1 and ends_at <= received_at
-    return AlertStatus.RESOLVED if ended else AlertStatus.FIRING
-
-
-def _real_time(value: datetime | None) -> datetime | None:
-    # Go's zero time (year 1) stands for "not set".
-    return None if value is None or value.year == 1 else value
 
 
 # -- the source -------------------------------------------------------------------------

@@ -29,8 +29,13 @@ class Harness:
         self.owner = owner
 
     async def alert(self, text: str | None = None, **poster: str) -> Delivery:
+        """The WAL alert (or `text`), posted by the monitoring user: a person."""
         text = text or f"[FIRING:1] SQLiteWALTooLarge db_path={self.app_db} severity=warning"
         return await self.slack.post_message_as(CHANNEL, text, **(poster or {"user": MONITOR}))
+
+    async def integration_alert(self, text: str | None = None) -> Delivery:
+        """The same, posted by an integration: its plan keeps its playbook's tier."""
+        return await self.alert(text, bot_id="B0ALERTMANAGER", username="Alertmanager")
 
     def cards(self) -> list[Message]:
         """GRACE's incident cards: its top-level messages with blocks."""

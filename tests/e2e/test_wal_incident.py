@@ -114,13 +114,25 @@ async def test_the_slack_ack_never_waits_for_the_heal(make_harness):
 
 async def test_tier1_heals_at_once(make_harness):
     h = await make_harness(playbooks=TIER1)
-    await h.alert()
+    await h.integration_alert()
     card = await h.card()
     incident = await h.finished(card)
     assert incident.state is S.RESOLVED and incident.plan.playbook_id == "sqlite-wal-checkpoint-now"
     assert "Tier 1: healing at once" in h.thread(card)[1]
     assert wal_size(h.app_db) == 0
     assert not [b for b in card.blocks if b["type"] == "actions"]
+
+
+async def test_a_tier1_alert_typed_by_a_person_waits_for_an_approval(make_harness):
+    h = await make_harness(playbooks=TIER1)
+    await h.alert()  # the monitoring user is a person, not an integration
+    card = await h.card()
+    await h.grace.healer.drain()
+    await h.grace.outbox.idle()
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    assert incident.state is S.AWAITING_APPROVAL
+    assert (incident.plan.tier, incident.plan.required_approvals) == (2, 1)
+    assert wal_size(h.app_db) > 0
 
 
 async def test_bad_or_stale_signature_is_refused_and_creates_nothing(make_harness):
@@ -233,7 +245,7 @@ async def test_an_alert_without_the_label_says_so(make_harness):
 async def test_failed_verification_restores_the_snapshot_and_rolls_back(make_harness):
     h = await make_harness(playbooks=IMPOSSIBLE_CHECK)
     before_rows = rows(h.app_db)
-    await h.alert()
+    await h.integration_alert()
     card = await h.card()
     incident = await h.finished(card)
     assert incident.state is S.ROLLED_BACK
@@ -308,7 +320,7 @@ async def test_learning_accumulates_across_incidents(make_harness):
                 "INSERT INTO events (body) VALUES (?)", [("more " + "y" * 200,)] * 3000
             )
         assert wal_size(h.app_db) > 500_000
-        await h.alert()
+        await h.integration_alert()
         card = await h.slack.wait_for(lambda n=n: h.cards()[n - 1] if len(h.cards()) >= n else None)
         incident = await h.finished(card)
         assert incident.state is S.RESOLVED
