@@ -92,7 +92,9 @@ class PatternSpec(_Spec):
         default=None, description="the alert's name, or any of several (as rule sets spell it)"
     )
     labels: dict[str, str] = Field(default_factory=dict, description="label -> full-match regex")
-    text: str | None = Field(default=None, description="regex searched in the alert's text")
+    text: str | None = Field(
+        default=None, description="regex searched in the alert's name and text"
+    )
     target: dict[str, TargetRule] = Field(
         default_factory=dict, description="fact -> where to find it (labels, text)"
     )
@@ -131,7 +133,7 @@ class PatternSpec(_Spec):
                 return f"it needs the label `{label}`, which the alert does not have"
             if not re.fullmatch(regex, alert.labels[label]):
                 return f"its label `{label}` must match `{regex}`"
-        if self.text is not None and re.search(self.text, alert.text) is None:
+        if self.text is not None and re.search(self.text, _said(alert)) is None:
             return f"the alert's text does not match `{self.text}`"
         return None
 
@@ -484,6 +486,13 @@ def _compile(regex: str) -> re.Pattern[str]:
         return re.compile(regex)
     except re.error as exc:
         raise ValueError(f"invalid regex {regex!r}: {exc}") from None
+
+
+def _said(alert: Alert) -> str:
+    """What a text matcher reads: an integration's alert name (a rule titled in
+    words, "SQLite WAL file too large") and its text; of a person's message,
+    only the statements its text keeps (not a question in its first line)."""
+    return alert.text if alert.reporter is not None else f"{alert.name}\n{alert.text}"
 
 
 def _group(match: re.Match[str] | str | None) -> str | None:

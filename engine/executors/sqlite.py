@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import functools
 import os
 import re
@@ -159,7 +160,12 @@ class SqliteExecutor:
 
         The realpath is what gets matched and what the Target names, so a
         symlink or `..` in an alert label cannot lead outside the allowlist.
+        A bare file name ("orders.db", as people write it) is the one file of
+        that name in the allowlisted folders, or refused when there is none or
+        several.
         """
+        if "/" not in value and value not in ("", ".", ".."):
+            value = _in_allowlisted_folder(value, allowlist)
         real = real_path(EXECUTOR_NAME, value, allowlist, "no sqlite targets are allowlisted")
         shown = repr(value)
         if not any(glob_matches(real, pattern) for pattern in allowlist):
@@ -681,4 +687,28 @@ def vacuum_space_problem(db_bytes: int, wal_bytes: int, free_bytes: int) -> str 
         f"it needs about {human_size(needed)} free (twice the database's "
         f"{human_size(db_bytes)} plus its WAL's {human_size(wal_bytes)}), "
         f"but only {human_size(free_bytes)} is free"
+    )
+
+
+def _in_allowlisted_folder(name: str, allowlist: Sequence[str]) -> str:
+    """The path of the one existing file called `name` that an allowlist glob
+    names in a folder of its own (`/var/lib/app/*.db` names `/var/lib/app/NAME`)."""
+    found = sorted(
+        {
+            os.path.join(folder, name)
+            for folder, base in (os.path.split(pattern) for pattern in allowlist)
+            if os.path.isabs(folder)
+            and not any(mark in folder for mark in "*?[")
+            and fnmatch.fnmatchcase(name, base)
+            and os.path.isfile(os.path.join(folder, name))
+        }
+    )
+    if len(found) == 1:
+        return found[0]
+    shown = repr(name)
+    if not found:
+        raise TargetRefused(f"sqlite target {shown} refused: no allowlisted folder holds that file")
+    raise TargetRefused(
+        f"sqlite target {shown} refused: it names several allowlisted files "
+        f"({', '.join(found)}); give its path"
     )

@@ -46,7 +46,8 @@ _DENIED = re.compile(
     rf"(?:\bnot|n't|\bno longer|\bnever|\bno)\s+(?:\w+\s+){{0,2}}?{_TROUBLE}\b", re.IGNORECASE
 )
 _SIGNALS = re.compile(
-    r"\b(?:lock\w*|unhealthy|health ?checks?|down|fail\w*|broken|crash\w*|full|filling|"
+    r"\b(?:lock\w*|unhealthy|health ?checks?|healthcheck|down|fail\w*|broken|crash\w*|full|"
+    r"filling|disk|\d{2,3} ?%|connections|hangs?|"
     r"out of (?:disk|space|memory)|slow|stuck|dead|died|erroring|errors?|exit\w*|oom\w*|"
     r"killed|bloated|growing|grew|huge|fragmented|vacuum|debug|verbose|noisy|wal|5\d\ds?|5xx|"
     r"time(?:s|d)? ?out|timing out|not (?:responding|running|healthy|starting|ready)|"

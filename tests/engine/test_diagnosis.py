@@ -285,3 +285,17 @@ async def test_a_person_naming_nothing_allowlisted_gets_no_plan(reader):
 def test_chatter_questions_plans_and_all_clears_are_no_report(words):
     event = {"type": "message", "user": "U0ONCALL", "text": words, "ts": "1765000000.000200"}
     assert parse_slack_message(event, channel="C0ALERTS", received_at=NOW) is None
+
+
+async def test_a_bare_file_name_is_the_one_file_the_allowlist_names(reader):
+    proposal = await reader.propose(said("heads up: orders.db-wal is 4.1G and still growing"))
+    assert proposal.diagnosis.problem == "sqlite_wal_too_large"
+    assert proposal.plan.target.name == str(reader.db)
+    why = await reader.refusal(said("heads up: billing.db-wal is 4.1G and still growing"))
+    assert "'billing.db' refused: no allowlisted folder holds that file" in why
+
+
+async def test_a_rule_titled_in_words_is_read_from_its_title(reader):
+    titled = alert("SQLite WAL file too large", f"{reader.db}: 2.3 GiB", db_path=str(reader.db))
+    proposal = await reader.propose(titled)
+    assert proposal.diagnosis.pattern_id == "sqlite-wal-too-large-text"

@@ -30,13 +30,21 @@ class FixedClock(fakes.FixedClock):
         super().__init__(step=timedelta(0))
 
 
+SHARED_PATTERNS = ("alerting.yml", "containers.yml")
+"""Built-in pattern files no one executor owns: alerts about the alerting, and
+container trouble that Docker's and Kubernetes' playbooks both treat."""
+
+
 def builtin_catalog(tmp_path: Path, executor: str) -> Catalog:
-    """One executor's built-in patterns and playbooks alone (`engine/builtin/*/EXECUTOR.yml`),
-    so its tests name exactly the ids and tiers that executor ships."""
+    """One executor's built-in patterns and playbooks (`engine/builtin/*/EXECUTOR.yml`)
+    and the shared patterns, so its tests name exactly the ids and tiers that
+    executor ships."""
     folder = tmp_path / "builtin"
     for kind in ("patterns", "playbooks"):
         (folder / kind).mkdir(parents=True)
         shutil.copyfile(builtin_dir() / kind / f"{executor}.yml", folder / kind / f"{executor}.yml")
+    for name in SHARED_PATTERNS:
+        shutil.copyfile(builtin_dir() / "patterns" / name, folder / "patterns" / name)
     return load_catalog([folder], {executor: SPECS[executor]}, builtins=False)
 
 

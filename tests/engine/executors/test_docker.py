@@ -662,11 +662,17 @@ def test_realistic_container_alerts_get_the_restart_playbook(
     assert playbook.tier == 2
 
 
-def test_container_alerts_naming_no_container_are_not_diagnosed(catalog: Catalog) -> None:
+def test_container_alerts_naming_no_container_say_where_they_looked(catalog: Catalog) -> None:
     # The cAdvisor "down" rule on the exporter itself: up{job="cadvisor"} == 0.
-    assert (
-        catalog.diagnose(alertmanager({"alertname": "ContainerDown", "job": "cadvisor"}, {}))
-        is None
+    diagnosis = catalog.diagnose(
+        alertmanager({"alertname": "ContainerDown", "job": "cadvisor"}, {})
+    )
+    assert diagnosis is not None and diagnosis.problem == "docker_container_exited"
+    assert diagnosis.facts == {}
+    assert diagnosis.looked_for["name"][:3] == (
+        "label `name`",
+        "label `container`",
+        "label `container_name`",
     )
 
 

@@ -1103,17 +1103,18 @@ def test_realistic_alerts_are_diagnosed(
     assert "web" in diagnosis.explanation
 
 
-@pytest.mark.parametrize(
-    ("name", "labels"),
-    [
-        ("LogLevelDebug", {"app": "web"}),  # no service label: not ours to guess
-        ("HighLogVolume", {"service": "web", "level": "info"}),  # busy, not at debug
-    ],
-)
-def test_alerts_without_our_labels_are_not_diagnosed(
-    catalog: Catalog, name: str, labels: dict[str, str]
-) -> None:
-    assert catalog.diagnose(alertmanager_alert(name, **labels)) is None
+def test_a_busy_log_that_is_not_at_debug_is_not_diagnosed(catalog: Catalog) -> None:
+    alert = alertmanager_alert("HighLogVolume", service="web", level="info")
+    assert catalog.diagnose(alert) is None
+
+
+def test_the_service_is_the_first_label_that_names_one(catalog: Catalog) -> None:
+    # An `app` label names the service when no `service` label does; only a
+    # configured, allowlisted service is ever acted on.
+    diagnosis = catalog.diagnose(alertmanager_alert("LogLevelDebug", app="web"))
+    assert diagnosis is not None and diagnosis.facts == {"service": "web"}
+    bare = catalog.diagnose(alertmanager_alert("LogLevelDebug", job="web"))
+    assert bare is not None and bare.facts == {} and "label `service`" in bare.looked_for["service"]
 
 
 async def test_debug_alert_heals_through_the_config_file_and_verifies(

@@ -597,8 +597,25 @@ def test_refuses_a_path_outside_the_allowlist(
 def test_refuses_a_relative_path(
     executor: SqliteExecutor, plain_db: Path, allowlist: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(plain_db.parent)  # even when it would resolve inside the allowlist
-    assert "not an absolute path" in refused(executor, plain_db.name, allowlist)
+    monkeypatch.chdir(plain_db.parent.parent)  # even when it would resolve inside the allowlist
+    relative = f"{plain_db.parent.name}/{plain_db.name}"
+    assert "not an absolute path" in refused(executor, relative, allowlist)
+
+
+def test_a_bare_file_name_is_looked_up_in_the_allowlisted_folders_only(
+    executor: SqliteExecutor,
+    plain_db: Path,
+    allowlist: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the working directory plays no part
+    target = executor.resolve_target(plain_db.name, allowlist)
+    assert target.name == str(plain_db.resolve())
+    (elsewhere / "only-here.db").write_bytes(b"")
+    assert "no allowlisted folder holds that file" in refused(executor, "only-here.db", allowlist)
 
 
 def test_refuses_dotdot_escaping_the_allowlist(
@@ -1280,12 +1297,14 @@ def test_the_wal_alert_still_gets_the_checkpoint_playbook(catalog: Catalog, wal_
     assert playbook is not None and playbook.id == "sqlite-wal-checkpoint"
 
 
-def test_a_locked_error_naming_no_database_is_not_diagnosed(catalog: Catalog) -> None:
+def test_a_locked_error_naming_no_database_says_where_it_looked(catalog: Catalog) -> None:
     alert = alertmanager(
         {"alertname": "OrdersErrorLogs", "job": "orders"},
         {"description": "sqlite3.OperationalError: database is locked"},
     )
-    assert catalog.diagnose(alert) is None
+    diagnosis = catalog.diagnose(alert)
+    assert diagnosis is not None and diagnosis.problem == "sqlite_database_locked"
+    assert diagnosis.facts == {} and diagnosis.looked_for["db_path"][-1] == "the alert's text"
 
 
 def test_a_locked_alert_naming_a_database_outside_the_allowlist_is_refused(
