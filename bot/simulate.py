@@ -195,6 +195,7 @@ def _reading_lines(reading: Reading, out: Callable[[str], None]) -> None:
     for n, diagnosis in enumerate(reading.diagnoses):
         lead = "recognised" if n == 0 else "also recognised"
         out(f"  {lead}: {diagnosis.problem} (pattern {diagnosis.pattern_id})")
+        out(f"    because {reading.because.get(diagnosis.pattern_id, '?')}")
         out(f"    {_short(diagnosis.explanation, 300)}")
         for fact, value in diagnosis.facts.items():
             others = diagnosis.alternatives.get(fact, ())

@@ -45,6 +45,8 @@ class Reading:
     """(pattern, why not) for the patterns about its name that did not match."""
     proposal: Proposal | None
     refusal: str | None
+    because: Mapping[str, str]
+    """pattern -> what in the alert it matched on, for each diagnosis."""
 
 
 class DryRun(BaseModel):
@@ -109,9 +111,13 @@ async def read(
         proposal = await propose(alert, catalog, executors, allowlists, availability)
     except Refused as refused:
         refusal = str(refused)
-    diagnoses = () if alert.source == MANUAL else tuple(catalog.diagnoses(alert))
+    manual = alert.source == MANUAL
+    diagnoses = () if manual else tuple(catalog.diagnoses(alert))
     misses = tuple((p.id, why) for p, why in catalog.near_misses(alert))
-    return Reading(alert, diagnoses, misses, proposal, refusal)
+    because = (
+        {} if manual else {p.id: p.because(alert) for p in catalog.patterns if p.matches(alert)}
+    )
+    return Reading(alert, diagnoses, misses, proposal, refusal, because)
 
 
 async def _plan(

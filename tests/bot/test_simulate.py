@@ -44,6 +44,7 @@ def test_a_persons_line_is_read_and_its_plan_shown(configured, tmp_path, capsys)
     assert status == 0
     assert "Read as: text (1 alert)" in out
     assert "recognised: sqlite_database_locked (pattern sqlite-locked-said)" in out
+    assert "because its label `integration` matches `person`, its text says `locked`" in out
     assert f"found db_path = {configured}" in out
     assert f"target: sqlite {configured} (the allowlist admits it)" in out
     assert "playbook: sqlite-recover-lock (Recover from a stale lock), tier 2" in out
