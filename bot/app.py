@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
-from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.directory import SlackDirectory
+from bot.inbox import Inbox
 from bot.listeners import register_all
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
 from bot.outbox import OutboxWorker
+from bot.preflight import check_alert_channels, check_bot_token
 from bot.scheduler import Chore, Scheduler
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
+from bot.signing import watch_signature_refusals
 from bot.webhooks import build_sources
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
@@ -69,6 +72,17 @@ def chores(executors: dict[str, Executor], store: Store) -> list[Chore]:
     return [purge_quarantine]
 
 
+INBOX_KEPT = timedelta(days=2)
+"""How long a handled delivery's key is kept: Slack retries within minutes."""
+
+
+def forget_deliveries(store: SqliteStore, clock: Clock) -> Chore:
+    async def forget() -> None:
+        await store.forget_deliveries(clock.now() - INBOX_KEPT)
+
+    return forget
+
+
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
     """The catalog, checked against the config: a playbook may narrow its tier's
     approvers, never name someone the config did not make an approver."""
@@ -95,6 +109,7 @@ class Grace:
     metrics: Metrics
     scheduler: Scheduler
     sources: dict[str, WebhookSource]
+    inbox: Inbox
     runner: web.AppRunner | None = None
 
     @property
@@ -104,27 +119,21 @@ class Grace:
         return f"http://{host}:{port}"
 
     async def start(self) -> None:
-        await self._check_alert_channels()
+        """Ask Slack first: a refused token, a missing channel or an unreachable
+        Slack stops GRACE here, before it recovers anything or listens."""
+        await check_bot_token(self.bolt.client)
+        await check_alert_channels(self.bolt.client, self.settings.alert_channels)
+        watch_signature_refusals()
         await self.healer.recover()
         self.outbox.start()
+        # Deliveries Slack was answered for but GRACE did not finish before it stopped.
+        await self.inbox.resume()
         self.scheduler.start()
         self.runner = web.AppRunner(self.web_app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.host, self.settings.port)
         await site.start()
         log.info("GRACE listening on %s", self.url)
-
-    async def _check_alert_channels(self) -> None:
-        """A mistyped channel ID would leave alerts unread in silence: refuse to start."""
-        for channel in self.settings.alert_channels:
-            try:
-                await self.bolt.client.conversations_info(channel=channel)
-            except SlackApiError as exc:
-                error = exc.response.get("error", "unknown error")
-                raise ConfigError(
-                    f"GRACE_ALERT_CHANNELS: Slack cannot find channel {channel} ({error}); "
-                    "check the ID and that GRACE is invited to it"
-                ) from None
 
     async def stop(self) -> None:
         """Stop taking requests, finish work already started (a heal is never cut
@@ -173,7 +182,7 @@ def _assemble(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
     outbox = OutboxWorker(
-        store, client, metrics, rate=settings.slack_rate, burst=settings.slack_burst
+        store, client, metrics, clock, rate=settings.slack_rate, burst=settings.slack_burst
     )
     healer = Healer(
         store=store,
@@ -192,12 +201,17 @@ def _assemble(
     bolt = AsyncApp(
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
+        # A listener's work is done before Slack is answered: the listeners commit
+        # what Slack delivered to the inbox and leave the rest for after the answer.
+        process_before_response=True,
     )
-    register_all(bolt, healer, frozenset(settings.alert_channels), clock, metrics)
+    inbox = Inbox(store, healer.spawn)
+    register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics)
     sources = build_sources(settings)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources)
-    scheduler = Scheduler(healer, settings.tick_seconds, chores(executors, store))
-    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources)
+    housekeeping = [*chores(executors, store), forget_deliveries(store, clock)]
+    scheduler = Scheduler(healer, settings.tick_seconds, housekeeping)
+    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources, inbox)
 
 
 __all__ = ["ConfigError", "Grace", "build"]

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bot.preflight import SlackUnreachable
 from bot.settings import ConfigError, Settings, load_settings
 from engine.availability import survey
 from engine.catalog import CatalogError
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from bot.app import Grace
 
 EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 75
+"""sysexits' EX_TEMPFAIL: Slack could not be asked at start-up. Unlike a config
+mistake (2), trying again later may work, so a supervisor should restart GRACE
+on 75 and may stop restarting it on 2."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -56,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # slack_sdk logs every retry of a failed connection at INFO; GRACE says it once, itself.
+    logging.getLogger("slack_sdk.web").setLevel(logging.WARNING)
     try:
         if args.command == "demo":
             from bot.demo import run_demo
@@ -75,16 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CatalogError) as exc:
         print(f"grace: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except SlackUnreachable as exc:
+        print(f"grace: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:  # Ctrl-C where GRACE does not listen for it: a quiet exit
+        return 130
 
 
 async def _run(settings: Settings) -> int:
     from bot.app import build
 
+    # From here on a signal stops GRACE cleanly. Start-up is bounded (each call to
+    # Slack has a timeout): a signal during it takes effect as soon as it is done.
+    stop = _stop_on_signals()
     grace = await build(settings)
     try:
         await grace.start()
         freeze_startup_heap()
-        await _serve_until_signalled(grace)
+        print(f"GRACE is running on {grace.url} (Ctrl-C to stop)", flush=True)
+        await _serve_until_signalled(grace, stop)
     finally:
         await grace.stop()
     return 0
@@ -112,22 +128,38 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-async def _serve_until_signalled(grace: Grace) -> None:
+def _stop_on_signals() -> asyncio.Event:
+    """An event SIGINT and SIGTERM set, in place of dying half-way through a heal."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    socket_mode = None
-    if grace.settings.slack_app_token is not None:
-        from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+    return stop
 
-        token = grace.settings.slack_app_token.get_secret_value()
-        socket_mode = AsyncSocketModeHandler(grace.bolt, token)
-        await socket_mode.connect_async()
-    print(f"GRACE is running on {grace.url} (Ctrl-C to stop)", flush=True)
-    await stop.wait()
-    if socket_mode is not None:
-        await socket_mode.close_async()
+
+async def _serve_until_signalled(grace: Grace, stop: asyncio.Event) -> None:
+    """Serve until `stop`; in Socket Mode, keep the link to Slack up meanwhile.
+
+    The link runs beside the wait rather than before it, so a signal ends a
+    connection attempt or a wait between attempts as promptly as a served one.
+    """
+    if grace.settings.slack_app_token is None:
+        await stop.wait()
+        return
+    from bot.socket_mode import SocketModeLink
+
+    link = SocketModeLink(grace.bolt, grace.settings.slack_app_token.get_secret_value())
+    running = asyncio.ensure_future(link.run())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        if running.done():
+            running.result()  # a refused SLACK_APP_TOKEN: raised as the ConfigError it is
+    finally:
+        for task in (running, stopped):
+            task.cancel()
+        await asyncio.gather(running, stopped, return_exceptions=True)
+        await link.close()
 
 
 def _check(settings: Settings) -> int:

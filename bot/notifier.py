@@ -24,6 +24,12 @@ class OutboxNotifier:
     async def post_card(self, incident: Incident) -> None:
         await self._enqueue(incident, "post_card", {})
 
+    async def post_card_once(self, incident: Incident) -> bool:
+        if await self.store.card_queued(incident.id):
+            return False
+        await self.post_card(incident)
+        return True
+
     async def update_card(self, incident: Incident) -> None:
         # Cards render when sent, so one waiting update shows every change before it.
         if self.outbox.refresh_waiting(incident.id):
@@ -35,6 +41,9 @@ class OutboxNotifier:
         await self._enqueue(incident, "thread", {"text": story_text(event)})
 
     async def tell_user(self, channel: str, user: str, text: str) -> None:
+        """Stored before it is sent, in the person's own lane (never behind a story);
+        the same answer to them, not yet delivered, is that row, so a burst of one
+        click is answered once."""
         await self.store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
         self.outbox.wake()
 

@@ -1,22 +1,35 @@
-"""The durable Slack outbox: every write is stored first, then delivered here.
+"""The durable Slack outbox: every write is stored first, then delivered here, once.
 
-A Slack outage or a restart delays messages; it never loses them. Each
-channel's writes go out in order (its oldest pending write first), at most
-about one a second with short bursts, honouring 429 Retry-After and backing off
-on 5xx and network errors. Cards are rendered from the database when sent, so
-a coalesced update always shows the incident as it is now.
+A Slack outage or a restart delays messages; it never loses them, nor shows one
+twice. Each lane's writes go out in order: a channel's at most about one a
+second with short bursts, and each person's ephemeral answers in a lane of
+their own, so a burst of clicks never delays an incident's story. 429
+Retry-After is honoured, 5xx and network errors backed off. Cards render from
+the database when sent, so a coalesced update shows the incident as it is now.
+
+Exactly once, as a person sees it: a message is marked 'sending' (committed)
+before it is posted, and carries message metadata naming its outbox row.
+When Slack's answer is lost (a crash, a timeout, a dropped connection, a
+5xx) the row stays 'sending', and its next attempt looks for the message in
+the channel's history or the thread first: found, it is adopted (a card
+becomes the incident's card) instead of being posted again. An update is
+idempotent and simply sent again. An ephemeral cannot be looked up (Slack
+keeps no history of them): one whose answer never came is not sent again (it
+was a moment's private answer, and the person can ask again), while one Slack
+answered with a 5xx, saying it failed, is retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import random
-import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
@@ -25,6 +38,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.blocks import card_blocks, card_text
 from bot.metrics import Metrics
 from engine.models import Incident, Pause
+from engine.ports import Clock
 from storage.store import OutboxItem, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +48,11 @@ BURST_PER_CHANNEL = 3
 MAX_BACKOFF_S = 60.0
 IDLE_WAKE_S = 5.0  # a safety net: enqueues wake the worker at once anyway
 ROUND_GAP_S = 0.01  # in a storm every enqueue wakes the worker; one round serves them all
+EVENT_TYPE = "grace_outbox"  # the metadata event every message GRACE posts carries
+LOOKBACK = timedelta(minutes=5)  # before a row's creation: Slack's clock and ours may differ
+LOOKUP_PAGE, LOOKUP_PAGES = 200, 5  # at most 1,000 messages searched for one lost answer
+
+Sleep = Callable[[float], Awaitable[None]]
 
 
 class _Refused(Exception):
@@ -42,7 +61,7 @@ class _Refused(Exception):
 
 @dataclass
 class _Bucket:
-    """A token bucket per channel; a 429 closes it until Retry-After has passed."""
+    """A token bucket per lane; a 429 closes it until Retry-After has passed."""
 
     rate: float
     burst: int
@@ -66,18 +85,38 @@ class _Bucket:
 
 
 @dataclass
+class _Attempt:
+    """One try at one row, and what it tells about whether Slack holds the write."""
+
+    item: OutboxItem
+    method: str
+    in_doubt: bool
+    """An earlier call may have delivered it, and no lookup has ruled that out."""
+    posted: bool = False
+    """This attempt made the write call (its answer may be lost)."""
+
+
+@dataclass
 class OutboxWorker:
     store: SqliteStore
     client: AsyncWebClient
     metrics: Metrics
+    clock: Clock
     rate: float = RATE_PER_CHANNEL
     burst: int = BURST_PER_CHANNEL
-    clock: Callable[[], float] = time.monotonic
+    sleep: Sleep = asyncio.sleep
+    """How the worker waits for the clock; a test's simulated time passes it its own."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
     _refresh_waiting: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        # The SDK re-sends a request whose connection dropped; a re-sent post is a
+        # second message. Every retry here is the worker's own, after a lookup.
+        self.client = copy.copy(self.client)
+        self.client.retry_handlers = []
 
     def wake(self) -> None:
         self._wake.set()
@@ -113,31 +152,42 @@ class OutboxWorker:
             self.wake()
             await asyncio.sleep(0.02)
 
+    def _now(self) -> float:
+        return self.clock.now().timestamp()
+
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
-            started = self.clock()
+            started = loop.time()
             try:
                 delay = await self._round()
             except Exception:
                 log.exception("outbox round failed; trying again shortly")
                 delay = 1.0
             self._wake.clear()
-            await asyncio.sleep(max(ROUND_GAP_S - (self.clock() - started), 0.0))
-            if self._wake.is_set():
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+            await asyncio.sleep(max(ROUND_GAP_S - (loop.time() - started), 0.0))
+            if not self._wake.is_set():
+                await self._pause(delay)
+
+    async def _pause(self, delay: float) -> None:
+        """Wait `delay` seconds of the clock, or until an enqueue wakes the worker."""
+        waits = [asyncio.ensure_future(self.sleep(delay)), asyncio.ensure_future(self._wake.wait())]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _round(self) -> float:
-        """Send every channel's head that its bucket allows; return how long to sleep."""
-        now = self.clock()
-        heads = await self.store.outbox_heads(datetime.now(UTC))
+        """Send every lane's head that its bucket allows; return how long to sleep."""
+        at = self.clock.now()
+        now = at.timestamp()
+        heads = await self.store.outbox_heads(at)
         ready: list[OutboxItem] = []
         waits: list[float] = []
         for item in heads:
             bucket = self._buckets.setdefault(
-                item.channel, _Bucket(self.rate, self.burst, self.burst, now)
+                item.lane, _Bucket(self.rate, self.burst, self.burst, now)
             )
             wait = bucket.wait(now)
             if wait > 0:
@@ -148,94 +198,168 @@ class OutboxWorker:
         await asyncio.gather(*(self._deliver(item) for item in ready))
         if ready:
             return 0.0
-        next_due = await self.store.outbox_next_due()
+        next_due = await self.store.outbox_next_due(at)  # the heads due by `at` wait above
         if next_due is not None:
-            waits.append(max((next_due - datetime.now(UTC)).total_seconds(), 0.0))
-        return min(waits, default=IDLE_WAKE_S)
+            waits.append((next_due - self.clock.now()).total_seconds())
+        return max(min(waits, default=IDLE_WAKE_S), 0.0)
 
     async def _deliver(self, item: OutboxItem) -> None:
-        method = _METHOD[item.kind]
+        attempt = _Attempt(item, _METHOD[item.kind], in_doubt=item.sending)
         try:
-            ts = await self._attempt(item)
+            ts = await self._attempt(attempt)
         except _Refused as exc:
             log.error("Slack write %s (%s) dropped: %s", item.id, item.kind, exc)
             await self.store.drop(item.id, str(exc))
-            self.metrics.slack_request(method, "refused")
+            self.metrics.slack_request(attempt.method, "refused")
         except SlackApiError as exc:
-            await self._failed(item, method, exc)
+            await self._failed(attempt, exc)
+        except aiohttp.ClientConnectorError as exc:  # never reached Slack
+            await self._retry(attempt, f"{type(exc).__name__}: {exc}", attempt.in_doubt)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            await self._retry(item, method, "error", f"{type(exc).__name__}: {exc}")
+            await self._unknown(attempt, f"{type(exc).__name__}: {exc}")
         else:
             await self.store.mark_sent(item.id, ts)
-            self.metrics.slack_request(method, "ok")
+            found = attempt.in_doubt and not attempt.posted
+            self.metrics.slack_request(_METHOD[item.kind], "adopted" if found else "ok")
 
-    async def _failed(self, item: OutboxItem, method: str, exc: SlackApiError) -> None:
-        status = exc.response.status_code
+    async def _failed(self, attempt: _Attempt, exc: SlackApiError) -> None:
+        item, status = attempt.item, exc.response.status_code
         error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
-        if status == 429:
+        if status == 429:  # Slack did not take this call
             retry_after = _retry_after(exc)
-            self._buckets[item.channel].closed_until = self.clock() + retry_after
+            self._buckets[item.lane].closed_until = self._now() + retry_after
             await self.store.retry_later(
-                item.id, datetime.now(UTC) + timedelta(seconds=retry_after), "ratelimited"
+                item.id,
+                self.clock.now() + timedelta(seconds=retry_after),
+                "ratelimited",
+                maybe_delivered=attempt.in_doubt,
             )
-            self.metrics.slack_request(method, "ratelimited")
+            self.metrics.slack_request(attempt.method, "ratelimited")
+        elif status >= 500 and item.kind == "ephemeral":
+            # Slack says it failed; the rare one it showed anyway is seen twice, by one person.
+            await self._retry(attempt, f"HTTP {status} {error}".strip(), maybe_delivered=False)
         elif status >= 500:
-            await self._retry(item, method, "error", f"HTTP {status} {error}".strip())
+            await self._unknown(attempt, f"HTTP {status} {error}".strip())
         else:
             log.error("Slack refused write %s (%s): %s", item.id, item.kind, error or status)
             await self.store.drop(item.id, error or f"HTTP {status}")
-            self.metrics.slack_request(method, "refused")
+            self.metrics.slack_request(attempt.method, "refused")
 
-    async def _retry(self, item: OutboxItem, method: str, outcome: str, error: str) -> None:
+    async def _unknown(self, attempt: _Attempt, error: str) -> None:
+        """No answer (or, but for an ephemeral, a 5xx): Slack may have carried it out."""
+        item = attempt.item
+        if item.kind == "ephemeral" and attempt.posted:
+            log.warning("ephemeral %s may not have reached %s (%s)", item.id, item.user_id, error)
+            await self.store.drop(item.id, f"outcome unknown ({error}); not sent twice")
+            self.metrics.slack_request(attempt.method, "error")
+            return
+        await self._retry(attempt, error, attempt.in_doubt or attempt.posted)
+
+    async def _retry(self, attempt: _Attempt, error: str, maybe_delivered: bool) -> None:
+        item = attempt.item
         backoff = min(MAX_BACKOFF_S, 2.0**item.attempts) * random.uniform(0.5, 1.0)
         log.warning("Slack write %s failed (%s); retrying in %.1f s", item.id, error, backoff)
-        await self.store.retry_later(item.id, datetime.now(UTC) + timedelta(seconds=backoff), error)
-        self.metrics.slack_request(method, outcome)
+        not_before = self.clock.now() + timedelta(seconds=backoff)
+        await self.store.retry_later(item.id, not_before, error, maybe_delivered=maybe_delivered)
+        self.metrics.slack_request(attempt.method, "error")
 
-    async def _attempt(self, item: OutboxItem) -> str | None:
+    async def _attempt(self, attempt: _Attempt) -> str | None:
         try:
-            return await self._send(item)
+            return await self._send(attempt)
         finally:
-            self._buckets[item.channel].settle(self.clock())
+            self._buckets[attempt.item.lane].settle(self._now())
 
-    async def _send(self, item: OutboxItem) -> str | None:
+    async def _send(self, attempt: _Attempt) -> str | None:
+        item = attempt.item
         if item.kind == "update_card":
-            # From here on a change needs a new update: this one may read too early.
-            self._refresh_waiting.discard(item.incident_id)
+            await self._update_card(item)
+            return None
         if item.kind == "ephemeral":
+            if attempt.in_doubt:
+                raise _Refused("an earlier try may have reached the person; not sent twice")
+            await self.store.begin_send(item.id)
+            attempt.posted = True
             await self.client.chat_postEphemeral(
                 channel=item.channel, user=str(item.user_id), text=item.payload["text"]
             )
             return None
+        message = await self._message(item)
+        if attempt.in_doubt:
+            thread_ts = message.get("thread_ts")
+            attempt.method = "conversations.replies" if thread_ts else "conversations.history"
+            found = await self._find(item, message["channel"], thread_ts)
+            if found is not None:
+                log.info("Slack write %s was delivered before; adopting %s", item.id, found)
+                return found
+            attempt.in_doubt, attempt.method = False, _METHOD[item.kind]
+        else:
+            await self.store.begin_send(item.id)
+        attempt.posted = True
+        response = await self.client.chat_postMessage(**message, metadata=_tag(item))
+        return str(response["ts"])
+
+    async def _message(self, item: OutboxItem) -> dict[str, Any]:
+        """chat.postMessage's arguments for a card or a thread reply."""
         assert item.incident_id is not None
         if item.kind == "post_card":
             incident = await self.store.get_incident(item.incident_id)
             if incident is None:
                 raise _Refused(f"incident {item.incident_id} does not exist")
             # A person's words are answered in their thread; an alert gets a card of its own.
-            response = await self.client.chat_postMessage(
-                channel=item.channel,
-                text=card_text(incident),
-                blocks=_blocks(incident, await self.store.paused()),
-                thread_ts=incident.alert.thread_ts,
-            )
-            return str(response["ts"])
+            return {
+                "channel": item.channel,
+                "text": card_text(incident),
+                "blocks": _blocks(incident, await self.store.paused()),
+                "thread_ts": incident.alert.thread_ts,
+            }
         card = await self.store.card_of(item.incident_id)
         if card is None:
             raise _Refused(f"the card of incident {item.incident_id} was never posted")
-        if item.kind == "update_card":
-            incident = await self.store.get_incident(item.incident_id)
-            assert incident is not None
-            await self.client.chat_update(
-                channel=card.channel,
-                ts=card.ts,
-                text=card_text(incident),
-                blocks=_blocks(incident, await self.store.paused()),
-            )
-        else:
-            await self.client.chat_postMessage(
-                channel=card.channel, thread_ts=card.story_ts, text=item.payload["text"]
-            )
+        return {"channel": card.channel, "thread_ts": card.story_ts, "text": item.payload["text"]}
+
+    async def _update_card(self, item: OutboxItem) -> None:
+        assert item.incident_id is not None
+        # From here on a change needs a new update: this one may read too early.
+        self._refresh_waiting.discard(item.incident_id)
+        card = await self.store.card_of(item.incident_id)
+        incident = await self.store.get_incident(item.incident_id)
+        if card is None or incident is None:
+            raise _Refused(f"the card of incident {item.incident_id} was never posted")
+        await self.client.chat_update(
+            channel=card.channel,
+            ts=card.ts,
+            text=card_text(incident),
+            blocks=_blocks(incident, await self.store.paused()),
+        )
+
+    async def _find(self, item: OutboxItem, channel: str, thread_ts: str | None) -> str | None:
+        """The ts of the message this row already became, if Slack has it: searched
+        from the row's creation on, in the thread it goes in or else the channel."""
+        args: dict[str, Any] = {
+            "channel": channel,
+            "oldest": f"{(item.created_at - LOOKBACK).timestamp():.6f}",
+            "limit": LOOKUP_PAGE,
+            "include_all_metadata": True,
+        }
+        for _ in range(LOOKUP_PAGES):
+            try:
+                if thread_ts is None:
+                    page = await self.client.conversations_history(**args)
+                else:
+                    page = await self.client.conversations_replies(ts=thread_ts, **args)
+            except SlackApiError as exc:
+                if exc.response.status_code == 429 or exc.response.status_code >= 500:
+                    raise
+                # Refused for good (a scope, a channel): better seen twice than never.
+                log.warning("cannot look up Slack write %s: %s", item.id, exc.response.get("error"))
+                return None
+            for message in page.get("messages") or []:
+                if _tagged(message, item):
+                    return str(message["ts"])
+            args["cursor"] = (page.get("response_metadata") or {}).get("next_cursor")
+            if not args["cursor"]:
+                return None
+        log.warning("Slack write %s not found in the newest %d messages", item.id, LOOKUP_PAGE)
         return None
 
 
@@ -245,6 +369,21 @@ _METHOD = {
     "thread": "chat.postMessage",
     "ephemeral": "chat.postEphemeral",
 }
+
+
+def _tag(item: OutboxItem) -> dict[str, Any]:
+    """The metadata naming the row a message is for; its time keeps another GRACE's
+    row of that number (a staging bot in the channel, a fresh database) apart."""
+    queued = item.created_at.isoformat(timespec="microseconds")
+    return {"event_type": EVENT_TYPE, "event_payload": {"outbox_id": item.id, "queued": queued}}
+
+
+def _tagged(message: dict[str, Any], item: OutboxItem) -> bool:
+    metadata = message.get("metadata") or {}
+    payload, tag = metadata.get("event_payload") or {}, _tag(item)
+    return metadata.get("event_type") == EVENT_TYPE and all(
+        payload.get(key) == value for key, value in tag["event_payload"].items()
+    )
 
 
 def _blocks(incident: Incident, pause: Pause | None) -> list[dict[str, object]]:

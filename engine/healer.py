@@ -42,12 +42,12 @@ from engine.proposal import (
     propose,
     read,
 )
+from engine.recovery import Recovery
 from engine.resilience import Resilience
 from engine.story import (
     Approved,
     Expired,
     HoldCleared,
-    Interrupted,
     NeedsHuman,
     Planned,
     Rejected,
@@ -200,8 +200,13 @@ class Healer:
         diagnosed = await self.store.transition(
             incident.id, S.OPEN, S.DIAGNOSED, actor=GRACE, diagnosis=diagnosis, plan=plan
         )
-        if diagnosed is None:
-            return
+        if diagnosed is not None:
+            await self._present(diagnosed)
+
+    async def _present(self, incident: Incident) -> None:
+        """A diagnosed incident waits for its approval, or (tier 1) runs; its card goes out."""
+        diagnosis, plan = incident.diagnosis, incident.plan
+        assert diagnosis is not None and plan is not None, "a diagnosed incident has a plan"
         # While paused even tier 1 waits for a person, so nothing starts behind the switch.
         heals_at_once = plan.tier == 1 and await self.store.paused() is None
         next_state = S.APPROVED if heals_at_once else S.AWAITING_APPROVAL
@@ -227,19 +232,26 @@ class Healer:
             self.spawn(self.execution.run(moved.id))
 
     async def request_heal(
-        self, playbook_id: str, target: str, *, user: str, channel: str
+        self, playbook_id: str, target: str, *, user: str, channel: str, key: str | None = None
     ) -> Incident | str:
         """A person asks for a playbook by name: an incident like any other, whose
-        requester never counts as a tier 3 approver. A str is why not."""
-        alert = self._request(playbook_id, target, user, channel)
+        requester never counts as a tier 3 approver. A str is why not.
+
+        `key` is the request's own identity (Slack's trigger id): asked again with
+        it, the request is not opened twice.
+        """
+        alert = self._request(playbook_id, target, user, channel, key)
         if isinstance(alert, str):
             return alert
         try:
             await self._propose(alert)
         except Refused as refusal:
             return str(refusal)
-        [intake] = await self.store.ingest_alerts([alert], delivery_key=alert.source_key)
-        assert intake.incident is not None and intake.opened, "a request is always new"
+        intakes = await self.store.ingest_alerts([alert], delivery_key=alert.source_key)
+        if not intakes or intakes[0].incident is None:
+            return "This request was already handled; its incident has its card."
+        [intake] = intakes
+        assert intake.incident is not None and intake.opened, "a new request opens an incident"
         async with self._lock(intake.incident.id):
             await self._open(intake.incident)
         current = await self.store.get_incident(intake.incident.id)
@@ -278,7 +290,7 @@ class Healer:
         return dry_run(incident.plan, self.executors)
 
     def _request(
-        self, playbook_id: str, target: str, user: str, channel: str | None
+        self, playbook_id: str, target: str, user: str, channel: str | None, key: str | None = None
     ) -> Alert | str:
         playbook = self.catalog.playbook(playbook_id)
         if playbook is None:
@@ -286,7 +298,7 @@ class Healer:
             return f"There is no playbook `{playbook_id}`. Known: {known}."
         return Alert(
             source=MANUAL,
-            source_key=f"{MANUAL}:{uuid.uuid4().hex}",
+            source_key=f"{MANUAL}:{key or uuid.uuid4().hex}",
             name=playbook.id,
             labels=manual_request(playbook, target),
             channel=channel,
@@ -352,38 +364,16 @@ class Healer:
         return f"GRACE resumed; {len(waiting)} approved plan(s) that waited will now run."
 
     async def recover(self) -> list[Incident]:
-        """At start-up: a run cut short by a crash or a kill ends `interrupted`.
-
-        Never re-run silently: the target may be half-changed. The thread lists
-        the snapshots taken, and a target that may have been touched is held
-        until a person clears it.
-        """
-        stopped: list[Incident] = []
-        for incident in await self.store.incidents_in([S.APPROVED, S.EXECUTING, S.VERIFYING]):
-            touched = incident.state is not S.APPROVED
-            why = (
-                f"GRACE stopped while the plan was {incident.state.value}; "
-                "the target may be part-way changed."
-                if touched
-                else "GRACE stopped after the approval, before anything ran; nothing was changed."
-            )
-            moved = await self.store.transition(
-                incident.id, incident.state, S.INTERRUPTED, actor=GRACE, reason=why
-            )
-            if moved is None:
-                continue
-            snapshots = tuple(await self.store.snapshots(incident.id))
-            assert incident.plan is not None, "an approved incident always has a plan"
-            event = Interrupted(
-                was=incident.state.value,
-                target=incident.plan.target.name,
-                snapshots=snapshots,
-                touched=touched,
-            )
-            await self.narrator.tell(moved, event)
-            await self.narrator.show(moved)
-            stopped.append(moved)
-        return stopped
+        """At start-up, every incident goes on from where it was left (engine/recovery.py);
+        the runs a stop cut short, which end `interrupted`."""
+        recovery = Recovery(
+            store=self.store,
+            narrator=self.narrator,
+            lock=self._lock,
+            open_incident=self._open,
+            present=self._present,
+        )
+        return await recovery.run()
 
     async def clear_target(self, user: str, name: str) -> str:
         """A person vouches for a target, admins only: its holds are lifted and the

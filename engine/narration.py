@@ -27,6 +27,14 @@ class Narrator:
         except Exception:
             log.exception("could not post the card of incident %s", incident.id)
 
+    async def post_card_once(self, incident: Incident) -> bool:
+        """Post the card unless it was ever queued; True when it is posted now."""
+        try:
+            return await self.notifier.post_card_once(incident)
+        except Exception:
+            log.exception("could not post the owed card of incident %s", incident.id)
+            return False
+
     async def show(self, incident: Incident) -> None:
         try:
             await self.notifier.update_card(incident)

@@ -140,6 +140,12 @@ class Notifier(Protocol):
         updates told after this are delivered after it, in order.
         """
 
+    async def post_card_once(self, incident: Incident) -> bool:
+        """post_card, unless this incident's card was ever queued: True when posted now.
+
+        GRACE may die between moving an incident on and queueing its card.
+        """
+
     async def update_card(self, incident: Incident) -> None: ...
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None: ...

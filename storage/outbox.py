@@ -1,11 +1,18 @@
-"""The durable Slack outbox, storage side: rows in, channel heads out.
+"""The durable Slack outbox, storage side: rows in, lane heads out.
 
-Every Slack write is a row first; the bot's worker sends each channel's
-head (its oldest pending row) and reports back with `mark_sent`,
-`retry_later` or `drop`. A channel's later rows never overtake a pending
-earlier one, so a thread reads in the order it was told, even across a Slack
-outage or a restart. The write functions here are group-writer ops; the SQL
-for reads is run by SqliteStore on its read connection.
+Every Slack write is a row first; the bot's worker sends each lane's head
+(its oldest unsettled row) and reports back. A lane is a channel for what
+everyone reads there, or one person ('@' and their user id) for the
+ephemeral answers only they see. A lane's later rows never overtake an
+earlier one, so a thread reads in the order it was told, even across a
+Slack outage or a restart, and answers to clicks never wait behind a story.
+
+A row is 'pending' until the worker is about to call Slack, which first
+commits it 'sending'. From then on Slack may have it: a 'sending' row that
+comes round again is looked up in Slack before it is posted again, and goes
+back to 'pending' only when Slack said it did not take it. The write
+functions here are group-writer ops; the SQL for reads is run by SqliteStore
+on its read connection.
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from typing import Any, NamedTuple
 from storage.db import parse_time
 from storage.rows import rowid
 
-PENDING, SENT, DROPPED = "pending", "sent", "dropped"
+PENDING, SENDING, SENT, DROPPED = "pending", "sending", "sent", "dropped"
+UNSETTLED = (PENDING, SENDING)
 
 
 class Card(NamedTuple):
@@ -37,10 +45,11 @@ class Card(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """One pending Slack write, as the worker needs it."""
+    """One unsettled Slack write, as the worker needs it."""
 
     id: int
     channel: str
+    lane: str
     kind: str
     incident_id: int | None
     user_id: str | None
@@ -49,25 +58,34 @@ class OutboxItem:
     attempts: int
     not_before: datetime
     created_at: datetime
+    sending: bool
+    """An earlier attempt may have reached Slack: look it up before posting again."""
+
+
+def lane_of(channel: str, kind: str, user_id: str | None) -> str:
+    """Ephemerals queue per person, everything else per channel."""
+    return f"@{user_id or ''}" if kind == "ephemeral" else channel
 
 
 _HEADS = """
 SELECT h.head_id FROM (
-    SELECT MIN(id) AS head_id FROM outbox WHERE state = 'pending' GROUP BY channel
+    SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY lane
 ) AS h
 """
 
 HEADS_DUE = f"""
-SELECT o.id, o.channel, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
-       o.attempts, o.not_before, o.created_at
+SELECT o.id, o.channel, o.lane, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
+       o.state, o.attempts, o.not_before, o.created_at
 FROM outbox AS o
 WHERE o.id IN ({_HEADS}) AND o.not_before <= ?
 ORDER BY o.id
 """
 
-NEXT_DUE = f"SELECT MIN(o.not_before) FROM outbox AS o WHERE o.id IN ({_HEADS})"
+NEXT_DUE = (
+    f"SELECT MIN(o.not_before) FROM outbox AS o WHERE o.id IN ({_HEADS}) AND o.not_before > ?"
+)
 
-PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state = 'pending'"
+PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"
 
 CARD_OF = """
 SELECT i.channel, i.card_ts, a.thread_ts
@@ -83,6 +101,7 @@ def item_from_row(row: Any) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
         channel=row["channel"],
+        lane=row["lane"],
         kind=row["kind"],
         incident_id=row["incident_id"],
         user_id=row["user_id"],
@@ -91,6 +110,7 @@ def item_from_row(row: Any) -> OutboxItem:
         attempts=row["attempts"],
         not_before=parse_time(row["not_before"]),
         created_at=parse_time(row["created_at"]),
+        sending=row["state"] == SENDING,
     )
 
 
@@ -105,18 +125,26 @@ def enqueue(
     coalesce_key: str | None,
     now_text: str,
 ) -> int:
-    """Insert a row, or fold it into the pending row with the same coalesce key.
+    """Insert a row, or fold it into a waiting one; returns the row's id.
 
-    A row that is its channel's head is never folded into: the worker may be
+    An ephemeral identical to one this person has not been sent yet is that
+    one: a burst of the same click gets one answer, not a queue of them.
+    With a coalesce key, the latest pending row with that key takes the new
+    payload in place, unless it is its lane's head: the worker may be
     sending it this very moment, and a payload replaced under it would be
-    marked sent without ever being delivered. The new row then queues behind
-    it and becomes the one later writes with that key fold into.
+    marked sent without ever being delivered. The new row then queues
+    behind it and becomes the one later writes with that key fold into.
     """
+    lane = lane_of(channel, kind, user_id)
+    if kind == "ephemeral":
+        same = _unsent_twin(conn, lane, channel, payload_text)
+        if same is not None:
+            return same
     if coalesce_key is not None:
         target = conn.execute(
             "SELECT o.id FROM outbox AS o WHERE o.coalesce_key = ? AND o.state = 'pending'"
             " AND o.id > (SELECT MIN(h.id) FROM outbox AS h"
-            "             WHERE h.channel = o.channel AND h.state = 'pending')"
+            "             WHERE h.lane = o.lane AND h.state IN ('pending', 'sending'))"
             " ORDER BY o.id DESC LIMIT 1",
             (coalesce_key,),
         ).fetchone()
@@ -124,17 +152,38 @@ def enqueue(
             conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload_text, target["id"]))
             return int(target["id"])
     cursor = conn.execute(
-        "INSERT INTO outbox (channel, kind, incident_id, user_id, payload, coalesce_key, state,"
-        " attempts, not_before, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-        (channel, kind, incident_id, user_id, payload_text, coalesce_key, now_text, now_text),
+        "INSERT INTO outbox (channel, lane, kind, incident_id, user_id, payload, coalesce_key,"
+        " state, attempts, not_before, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        (channel, lane, kind, incident_id, user_id, payload_text, coalesce_key, now_text, now_text),
     )
     return rowid(cursor)
 
 
+def _unsent_twin(
+    conn: sqlite3.Connection, lane: str, channel: str, payload_text: str
+) -> int | None:
+    """An unsettled ephemeral to the same person, in the same channel, saying the
+    same; it is about to reach them (or is reaching them), so it answers this too."""
+    row = conn.execute(
+        "SELECT id FROM outbox WHERE lane = ? AND state IN ('pending', 'sending')"
+        " AND channel = ? AND payload = ? ORDER BY id LIMIT 1",
+        (lane, channel, payload_text),
+    ).fetchone()
+    return None if row is None else int(row["id"])
+
+
+def begin_send(conn: sqlite3.Connection, item_id: int) -> None:
+    """Committed before the Slack call: from here on Slack may have the write."""
+    if _unsettled(conn, item_id) is not None:
+        conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (item_id,))
+
+
 def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_text: str) -> None:
-    """Delivered. A delivered card also becomes its incident's card, in the same
-    transaction, so no later write can find the row sent but the card unknown."""
-    row = _pending(conn, item_id)
+    """Delivered (or found delivered). A delivered card also becomes its incident's
+    card, in the same transaction, so no later write can find the row sent but
+    the card unknown."""
+    row = _unsettled(conn, item_id)
     if row is None:
         return
     conn.execute(
@@ -148,17 +197,28 @@ def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_
         )
 
 
-def retry_later(conn: sqlite3.Connection, item_id: int, not_before_text: str, error: str) -> None:
-    if _pending(conn, item_id) is None:
+def retry_later(
+    conn: sqlite3.Connection,
+    item_id: int,
+    not_before_text: str,
+    error: str,
+    *,
+    maybe_delivered: bool,
+) -> None:
+    """Not delivered as far as GRACE knows. `maybe_delivered` keeps the row
+    'sending' (Slack may have it: look it up first next time); without it the
+    row is 'pending' again, because Slack said it did not take it."""
+    if _unsettled(conn, item_id) is None:
         return
     conn.execute(
-        "UPDATE outbox SET attempts = attempts + 1, not_before = ?, last_error = ? WHERE id = ?",
-        (not_before_text, error, item_id),
+        "UPDATE outbox SET state = ?, attempts = attempts + 1, not_before = ?, last_error = ?"
+        " WHERE id = ?",
+        (SENDING if maybe_delivered else PENDING, not_before_text, error, item_id),
     )
 
 
 def drop(conn: sqlite3.Connection, item_id: int, error: str) -> None:
-    if _pending(conn, item_id) is None:
+    if _unsettled(conn, item_id) is None:
         return
     conn.execute(
         "UPDATE outbox SET state = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
@@ -166,12 +226,12 @@ def drop(conn: sqlite3.Connection, item_id: int, error: str) -> None:
     )
 
 
-def _pending(conn: sqlite3.Connection, item_id: int) -> sqlite3.Row | None:
-    """The row if it is still pending; None if it was settled already (a repeated
-    report is a no-op); LookupError if there never was such a row."""
+def _unsettled(conn: sqlite3.Connection, item_id: int) -> sqlite3.Row | None:
+    """The row if it is still pending or sending; None if it was settled already
+    (a repeated report is a no-op); LookupError if there never was such a row."""
     row = conn.execute(
         "SELECT kind, channel, incident_id, state FROM outbox WHERE id = ?", (item_id,)
     ).fetchone()
     if row is None:
         raise LookupError(f"no outbox item {item_id}")
-    return row if row["state"] == PENDING else None
+    return row if row["state"] in UNSETTLED else None

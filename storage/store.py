@@ -49,6 +49,7 @@ from engine.ports import Clock
 from storage import audit as audit_log
 from storage import controls, intake
 from storage import holds as hold_rows
+from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
@@ -641,8 +642,9 @@ class SqliteStore:
         """Store a Slack write for the worker; returns its outbox id.
 
         With a coalesce key, a pending row with that key that is not its
-        channel's head (which may be in flight) takes the new payload in
-        place, keeping its id and so its place in line.
+        lane's head (which may be in flight) takes the new payload in place,
+        keeping its id and so its place in line. An ephemeral identical to
+        one not yet delivered to that person is that one.
         """
         payload_text = canonical_json(dict(payload))  # not JSON: fails here, not in the batch
         now_text = time_text(self._clock.now())
@@ -660,25 +662,35 @@ class SqliteStore:
         )
 
     async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
-        """Each channel's oldest pending write, if it is due by `now`; oldest first."""
+        """Each lane's oldest unsettled write, if it is due by `now`; oldest first."""
         rows = await self._fetchall(outbox_rows.HEADS_DUE, (time_text(now),))
         return [outbox_rows.item_from_row(row) for row in rows]
 
-    async def outbox_next_due(self) -> datetime | None:
-        """When the earliest channel head becomes due (maybe already); None when idle."""
-        row = await self._fetchone(outbox_rows.NEXT_DUE)
+    async def outbox_next_due(self, now: datetime) -> datetime | None:
+        """When the earliest lane head not due by `now` becomes due; None if there is none
+        (the heads due by `now` are `outbox_heads(now)`)."""
+        row = await self._fetchone(outbox_rows.NEXT_DUE, (time_text(now),))
         return None if row is None or row[0] is None else parse_time(row[0])
+
+    async def begin_send(self, item_id: int) -> None:
+        """Committed before the Slack call, so a crash after it is looked up, not re-sent."""
+        await self._write(lambda conn: outbox_rows.begin_send(conn, item_id))
 
     async def mark_sent(self, item_id: int, slack_ts: str | None) -> None:
         """Delivered; a delivered post_card also records the incident's card."""
         now_text = time_text(self._clock.now())
         await self._write(lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text))
 
-    async def retry_later(self, item_id: int, not_before: datetime, error: str) -> None:
-        """Not delivered this time; the row stays its channel's head until `not_before`."""
+    async def retry_later(
+        self, item_id: int, not_before: datetime, error: str, *, maybe_delivered: bool = False
+    ) -> None:
+        """Not delivered this time; the row stays its lane's head until `not_before`.
+        `maybe_delivered`: Slack's answer was lost or a 5xx, so look before re-posting."""
         not_before_text = time_text(not_before)
         await self._write(
-            lambda conn: outbox_rows.retry_later(conn, item_id, not_before_text, error)
+            lambda conn: outbox_rows.retry_later(
+                conn, item_id, not_before_text, error, maybe_delivered=maybe_delivered
+            )
         )
 
     async def drop(self, item_id: int, error: str) -> None:
@@ -695,3 +707,28 @@ class SqliteStore:
         if row is None:
             return None
         return Card(str(row["channel"]), str(row["card_ts"]), row["thread_ts"])
+
+    # -- the inbox of Slack deliveries -------------------------------------
+
+    async def accept_delivery(self, key: str, kind: str, payload: Mapping[str, Any]) -> int | None:
+        """Commit a delivery before Slack is answered; None when its key was seen."""
+        text, now = canonical_json(dict(payload)), time_text(self._clock.now())
+        return await self._write(lambda conn: inbox_rows.accept(conn, key, kind, text, now))
+
+    async def delivery_handled(self, delivery_id: int) -> None:
+        now = time_text(self._clock.now())
+        await self._write(lambda conn: inbox_rows.handled(conn, delivery_id, now))
+
+    async def unhandled_deliveries(self) -> list[inbox_rows.Delivery]:
+        """Deliveries accepted but not handled (GRACE died in between), oldest first."""
+        return [inbox_rows.delivery_from_row(r) for r in await self._fetchall(inbox_rows.UNHANDLED)]
+
+    async def forget_deliveries(self, before: datetime) -> None:
+        """Drop handled deliveries older than `before`: their keys only guard retries."""
+        text = time_text(before)
+        await self._write(lambda conn: conn.execute(inbox_rows.HANDLED_BEFORE, (text,)))
+
+    async def card_queued(self, incident_id: int) -> bool:
+        """Whether the incident's card was ever queued (sent or not): a card is
+        posted once, and GRACE may have died between an incident's move and it."""
+        return await self._fetchone(inbox_rows.CARD_QUEUED, (incident_id,)) is not None

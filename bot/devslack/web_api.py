@@ -4,6 +4,8 @@ what a test needs to watch it (see the package's docstring)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import copy
 import hmac
@@ -25,6 +27,8 @@ T = TypeVar("T")
 
 TRIGGER_TTL = 3.0  # seconds: Slack expires trigger_ids quickly
 MAX_TEXT = 40_000
+HISTORY_LIMITS = {"conversations.history": (100, 999), "conversations.replies": (1000, 1000)}
+"""Each reading method's default and largest page, as Slack documents them."""
 
 
 @dataclass
@@ -46,6 +50,15 @@ class SlackError(Exception):
         super().__init__(error)
         self.error, self.status, self.extra = error, status, extra
         self.headers = dict(headers or {})
+
+
+@dataclass
+class LostAnswer:
+    """A call Slack carries out whose answer never reaches the caller (see `lose_answer`)."""
+
+    method: str
+    hang: float
+    match: Callable[[dict[str, Any]], bool] | None
 
 
 class WebApi:
@@ -89,7 +102,12 @@ class WebApi:
         self._response_urls: dict[str, dict[str, Any]] = {}
         self._buckets: dict[str, tuple[float, float]] = {}  # channel -> (tokens, at)
         self._failures: dict[str, list[SlackError]] = {}
-        self.outage = False  # while true, every Web API call gets a 503, as in a Slack outage
+        self._lost: list[LostAnswer] = []
+        self._metadata: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, ts) -> metadata
+        # While `outage` is true every Web API call fails, as in a Slack outage: with
+        # `outage_status` (a 503 by default; a 429 comes with `outage_retry_after`).
+        self.outage = False
+        self.outage_status, self.outage_retry_after = 503, 1
         self.poll_interval = 0.05
         self._last_us = 0
         self._seq = 0
@@ -188,14 +206,33 @@ class WebApi:
             SlackError(error, status, headers) for _ in range(times)
         )
 
+    def lose_answer(
+        self,
+        method: str,
+        *,
+        times: int = 1,
+        hang: float = 0.0,
+        match: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> None:
+        """Carry out the next ``times`` calls of ``method`` (those whose arguments ``match``)
+        but never answer them: after ``hang`` seconds the connection closes with no
+        response, as when the caller dies or the network drops between Slack's commit
+        and the caller's. A caller whose timeout is under ``hang`` sees a timeout."""
+        self._lost.extend(LostAnswer(method, hang, match) for _ in range(times))
+
+    def _loses(self, method: str, args: dict[str, Any]) -> LostAnswer | None:
+        for lost in self._lost:
+            if lost.method == method and (lost.match is None or lost.match(args)):
+                self._lost.remove(lost)
+                return lost
+        return None
+
     # ------------------------------------------------------------ Web API
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
         if self.outage:
-            self.calls.append(ApiCall(method, {}, {"outage": 503}, self._clock()))
-            await self._notify()
-            return web.Response(status=503, text="Service Unavailable")
+            return await self._outage_answer(method)
         args: dict[str, Any] = {}
         status, headers = 200, {}
         try:
@@ -204,9 +241,24 @@ class WebApi:
         except SlackError as e:
             status, headers = e.status, e.headers
             response = {"ok": False, "error": e.error, **e.extra}
+        lost = self._loses(method, args) if response["ok"] else None
         self.calls.append(ApiCall(method, args, response, self._clock()))
         await self._notify()
+        if lost is not None:
+            await asyncio.sleep(lost.hang)
+            if request.transport is not None:
+                request.transport.close()  # done in Slack; the answer never leaves
         return web.json_response(response, status=status, headers=headers)
+
+    async def _outage_answer(self, method: str) -> web.Response:
+        status = self.outage_status
+        self.calls.append(ApiCall(method, {}, {"outage": status}, self._clock()))
+        await self._notify()
+        if status == 429:
+            retry = {"Retry-After": str(self.outage_retry_after)}
+            body = {"ok": False, "error": "ratelimited"}
+            return web.json_response(body, status=429, headers=retry)
+        return web.Response(status=status, text="Service Unavailable")
 
     async def _parse(self, request: web.Request) -> tuple[dict[str, Any], str | None]:
         args: dict[str, Any] = dict(request.query)
@@ -220,12 +272,16 @@ class WebApi:
             args.update(body)
         elif request.can_read_body:
             args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
-        for key in ("blocks", "attachments", "view"):
+        for key in ("blocks", "attachments", "view", "metadata"):
             if isinstance(args.get(key), str) and args[key]:
                 try:
                     args[key] = json.loads(args[key])
                 except ValueError:
-                    code = {"view": "invalid_arguments", "blocks": "invalid_blocks_format"}
+                    code = {
+                        "view": "invalid_arguments",
+                        "blocks": "invalid_blocks_format",
+                        "metadata": "invalid_metadata_format",
+                    }
                     raise SlackError(code.get(key, "invalid_attachments")) from None
         auth = request.headers.get("Authorization", "")
         token = auth[7:] if auth.startswith("Bearer ") else args.get("token")
@@ -247,6 +303,7 @@ class WebApi:
     def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
         return {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.delete": self._delete_call,
@@ -257,7 +314,15 @@ class WebApi:
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroup_users,
             "conversations.info": self._conversation_info,
+            "conversations.history": self._history,
+            "conversations.replies": self._replies_call,
         }
+
+    def _apps_connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
+        """Socket Mode's URL is only for an app-level token (xapp-), which the stand-in
+        does not issue: any other token it knows is refused here, as Slack refuses a
+        bot token, and an unknown one before this (invalid_auth)."""
+        raise SlackError("not_allowed_token_type")
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -350,6 +415,7 @@ class WebApi:
     def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self._channel(args)
         content = self._content(args)
+        metadata = _metadata(args.get("metadata"))
         thread_ts = self._thread_parent(channel, args.get("thread_ts"))
         self._throttle(channel)
         msg = self._store(
@@ -362,6 +428,8 @@ class WebApi:
                 **content,
             )
         )
+        if metadata is not None:
+            self._metadata[(channel, msg.ts)] = metadata
         return {"channel": channel, "ts": msg.ts, "message": msg.to_slack(self.team_id)}
 
     def _own_message(self, args: Mapping[str, Any], refusal: str) -> Message:
@@ -392,6 +460,7 @@ class WebApi:
 
     def _remove(self, msg: Message) -> None:
         del self._by_ts[(msg.channel, msg.ts)]
+        self._metadata.pop((msg.channel, msg.ts), None)
         if msg.thread_ts is None:
             self._top[msg.channel].remove(msg)
         else:
@@ -500,6 +569,68 @@ class WebApi:
             }
         }
 
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's top-level messages, newest first (thread replies stay in threads)."""
+        cid = str(args.get("channel") or "")
+        if cid not in self.channels:
+            raise SlackError("channel_not_found")  # by ID only, like every conversations.*
+        return self._read("conversations.history", self._top[cid][::-1], args, newest_first=True)
+
+    def _replies_call(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread, its parent first, oldest first; `ts` may name any message in it."""
+        cid = str(args.get("channel") or "")
+        if cid not in self.channels:
+            raise SlackError("channel_not_found")
+        msg = self._by_ts.get((cid, str(args.get("ts") or "")))
+        if msg is None:
+            raise SlackError("thread_not_found")
+        parent = self._by_ts[(cid, msg.thread_ts)] if msg.thread_ts else msg
+        thread = [parent, *self._replies.get((cid, parent.ts), [])]
+        return self._read("conversations.replies", thread, args, newest_first=False)
+
+    def _read(
+        self, method: str, messages: list[Message], args: dict[str, Any], *, newest_first: bool
+    ) -> dict[str, Any]:
+        """One page of `messages` between `oldest` and `latest`, as Slack pages them: a
+        cursor naming the last ts served, metadata only with include_all_metadata."""
+        oldest = _ts_arg(args, "oldest", "invalid_ts_oldest", 0)
+        latest = _ts_arg(args, "latest", "invalid_ts_latest", 10**20)
+        inclusive = _flag(args.get("inclusive"))
+        default, largest = HISTORY_LIMITS[method]
+        try:
+            limit = int(args.get("limit") or default)
+        except (TypeError, ValueError):
+            raise SlackError("invalid_arguments") from None
+        limit = min(limit, largest) if limit > 0 else default
+        after = _cursor_ts(args.get("cursor"))
+        window = []
+        for m in messages:
+            at = _ts_us(m.ts)
+            if not (oldest < at < latest or (inclusive and at in (oldest, latest))):
+                continue
+            if after is not None and (at >= after if newest_first else at <= after):
+                continue
+            window.append(m)
+        page, more = window[:limit], len(window) > limit
+        with_metadata = _flag(args.get("include_all_metadata"))
+        out: dict[str, Any] = {
+            "messages": [self._listed(m, with_metadata) for m in page],
+            "has_more": more,
+        }
+        if more:
+            cursor = base64.b64encode(f"next_ts:{page[-1].ts}".encode()).decode()
+            out["response_metadata"] = {"next_cursor": cursor}
+        return out
+
+    def _listed(self, msg: Message, with_metadata: bool) -> dict[str, Any]:
+        out = msg.to_slack(self.team_id)
+        if msg.thread_ts is not None:
+            out["parent_user_id"] = self._by_ts[(msg.channel, msg.thread_ts)].user
+        metadata = self._metadata.get((msg.channel, msg.ts))
+        if with_metadata and metadata is not None:
+            out["metadata"] = copy.deepcopy(metadata)
+        return out
+
     def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         uid = str(args.get("user") or "")
         if uid not in self.users:
@@ -595,3 +726,51 @@ class WebApi:
         return self._reader.transcript(
             channel, self.messages(channel), lambda ts: self.thread(channel, ts)
         )
+
+
+def _metadata(value: Any) -> dict[str, Any] | None:
+    """Message metadata as Slack takes it: an event_type and an event_payload object."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, dict):
+        raise SlackError("invalid_metadata_format")
+    event_type, payload = value.get("event_type"), value.get("event_payload")
+    if not (isinstance(event_type, str) and event_type and isinstance(payload, dict)):
+        raise SlackError("invalid_metadata_schema")
+    return {"event_type": event_type, "event_payload": copy.deepcopy(payload)}
+
+
+def _flag(value: Any) -> bool:
+    """A boolean argument as clients send it: true, "true" or "1"."""
+    return str(value).lower() in ("1", "true")
+
+
+def _ts_us(ts: str) -> int:
+    """A Slack ts in whole microseconds, so that ts compare exactly."""
+    seconds, _, fraction = ts.partition(".")
+    if not seconds.isdigit() or not (fraction.isdigit() or fraction == ""):
+        raise ValueError(ts)
+    return int(seconds) * 1_000_000 + int(fraction.ljust(6, "0")[:6] or 0)
+
+
+def _ts_arg(args: Mapping[str, Any], name: str, error: str, default: int) -> int:
+    value = args.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return _ts_us(str(value))
+    except ValueError:
+        raise SlackError(error) from None
+
+
+def _cursor_ts(cursor: Any) -> int | None:
+    """The ts a cursor from `_read` names; Slack refuses any other cursor."""
+    if not cursor:
+        return None
+    try:
+        kind, _, ts = base64.b64decode(str(cursor), validate=True).decode().partition(":")
+        if kind != "next_ts":
+            raise ValueError(kind)
+        return _ts_us(ts)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise SlackError("invalid_cursor") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.inbox import Inbox
 from bot.listeners import actions, alerts, commands, modals, shortcuts
 from bot.metrics import Metrics
 from engine.healer import Healer
@@ -11,10 +12,15 @@ from engine.ports import Clock
 
 
 def register_all(
-    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock, metrics: Metrics
+    app: AsyncApp,
+    healer: Healer,
+    inbox: Inbox,
+    alert_channels: frozenset[str],
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
-    alerts.register(app, healer, alert_channels, clock, metrics)
-    actions.register(app, healer)
-    modals.register(app, healer)
-    commands.register(app, healer)
+    alerts.register(app, healer, inbox, alert_channels, clock, metrics)
+    actions.register(app, healer, inbox)
+    modals.register(app, inbox)
+    commands.register(app, healer, inbox)
     shortcuts.register(app, healer, clock)

@@ -1,8 +1,10 @@
-"""The card's buttons: ack at once, do the work after the ack.
+"""The card's buttons: the click is committed, answered, then acted on.
 
-Approve decides; Reject opens a modal that asks why (bot/listeners/modals.py
-decides when it is submitted); Dry run tells the clicker alone what approving
-would do, touching nothing.
+Approve and Dry run are committed to the inbox (bot/inbox.py) before Slack is
+answered, and handled after the answer; a click Slack sends again is handled
+once. Reject opens a modal that asks why (bot/listeners/modals.py commits it
+when it is submitted); the modal must open within the click's three seconds,
+so it opens at once.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import TEXT_LIMIT, cap, dry_run_text, escape
 from bot.ids import ActionId, CardButton, RejectForm
+from bot.inbox import Inbox
 from bot.modals import reject_modal
 from engine.healer import Healer
 from engine.models import Decision
@@ -27,10 +30,17 @@ log = logging.getLogger(__name__)
 FOREIGN = "That button is not one of GRACE's; nothing was done."
 
 
-def register(app: AsyncApp, healer: Healer) -> None:
-    app.action(ActionId.APPROVE)(_card_click(healer, _approve))
+DECIDE = "decision"
+DRY_RUN = "dry_run"
+
+
+def register(app: AsyncApp, healer: Healer, inbox: Inbox) -> None:
+    approve = {"decision": Decision.APPROVE.value}
+    app.action(ActionId.APPROVE)(_card_click(healer, _committed(inbox, DECIDE, approve)))
     app.action(ActionId.REJECT)(_card_click(healer, _ask_why))
-    app.action(ActionId.DRY_RUN)(_card_click(healer, _dry_run_click))
+    app.action(ActionId.DRY_RUN)(_card_click(healer, _committed(inbox, DRY_RUN, {})))
+    inbox.handle(DECIDE, lambda payload: decide(healer, payload))
+    inbox.handle(DRY_RUN, lambda payload: _dry_run(healer, payload))
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,8 @@ class Click:
     channel: str
     button: CardButton
     trigger_id: str
+    key: str
+    """Slack's identity of this click: a click Slack sends again has the same."""
 
 
 OnClick = Callable[[Healer, Click, AsyncWebClient], Awaitable[None]]
@@ -59,20 +71,38 @@ def _card_click(healer: Healer, then: OnClick) -> Any:
         except ValueError:
             healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
             return
-        await then(healer, Click(user, channel, button, str(body.get("trigger_id", ""))), client)
+        trigger_id = str(body.get("trigger_id", ""))
+        key = f"action:{action.get('action_ts') or trigger_id}:{user}"
+        await then(healer, Click(user, channel, button, trigger_id, key), client)
 
     return on_click
 
 
-async def _approve(healer: Healer, click: Click, client: AsyncWebClient) -> None:
-    healer.spawn(
-        healer.decide(
-            incident_id=click.button.incident_id,
-            plan_hash=click.button.plan_hash,
-            user=click.user,
-            decision=Decision.APPROVE,
-            channel=click.channel,
-        )
+def _committed(inbox: Inbox, kind: str, extra: dict[str, Any]) -> OnClick:
+    """Commit the click to the inbox, to be handled after Slack's answer."""
+
+    async def commit(healer: Healer, click: Click, client: AsyncWebClient) -> None:
+        payload = {
+            "incident_id": click.button.incident_id,
+            "plan_hash": click.button.plan_hash,
+            "user": click.user,
+            "channel": click.channel,
+            **extra,
+        }
+        await inbox.accept(click.key, kind, payload)
+
+    return commit
+
+
+async def decide(healer: Healer, payload: dict[str, Any]) -> None:
+    """An Approve click or a submitted rejection, as the inbox hands it over."""
+    await healer.decide(
+        incident_id=int(payload["incident_id"]),
+        plan_hash=str(payload["plan_hash"]),
+        user=str(payload["user"]),
+        decision=Decision(payload["decision"]),
+        channel=str(payload["channel"]),
+        reason=payload.get("reason"),
     )
 
 
@@ -91,18 +121,15 @@ async def _ask_why(healer: Healer, click: Click, client: AsyncWebClient) -> None
         healer.spawn(healer.narrator.tell_user(click.channel, click.user, why))
 
 
-async def _dry_run_click(healer: Healer, click: Click, client: AsyncWebClient) -> None:
-    healer.spawn(_dry_run(healer, click.button, click.channel, click.user))
-
-
-async def _dry_run(healer: Healer, button: CardButton, channel: str, user: str) -> None:
+async def _dry_run(healer: Healer, payload: dict[str, Any]) -> None:
     """Anyone may look: a dry run reads the stored plan and changes nothing."""
-    dry = await healer.dry_run(button.incident_id)
+    channel, user = str(payload["channel"]), str(payload["user"])
+    dry = await healer.dry_run(int(payload["incident_id"]))
     if isinstance(dry, str):
         text = escape(dry)
     else:
         text = dry_run_text(dry)
-        if dry.plan.hash != button.plan_hash:
+        if dry.plan.hash != payload["plan_hash"]:
             changed = ":warning: The plan changed since this card was posted; here is the new one."
             text = cap(f"{changed}\n{text}", TEXT_LIMIT)
     await healer.narrator.tell_user(channel, user, text)

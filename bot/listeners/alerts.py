@@ -1,41 +1,70 @@
 """Messages in alert channels become alerts.
 
-Bolt acks events before this runs, so parsing and storing never delay Slack;
-its self-events middleware drops GRACE's own messages before they get here.
-A person's own words are stored only when they lead to a plan, and answered
-in their thread; an integration's alert always opens or joins an incident.
+The alert is committed to the inbox (bot/inbox.py) before Bolt answers the
+event, so an alert Slack delivered is never lost to a crash after the answer;
+it is read again and handled after the answer. Bolt's self-events middleware
+drops GRACE's own messages before they get here. A person's own words are
+stored as an incident only when they lead to a plan, and answered in their
+thread; an integration's alert always opens or joins an incident.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.inbox import Inbox
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.intake.slack import parse_slack_message
 from engine.intake.slack_people import PERSON
 from engine.ports import Clock
 
+KIND = "message"
+
 # Edits, deletions, joins and the like are not new alerts.
 _ALERT_SUBTYPES = {None, "bot_message"}
 
 
 def register(
-    app: AsyncApp, healer: Healer, alert_channels: frozenset[str], clock: Clock, metrics: Metrics
+    app: AsyncApp,
+    healer: Healer,
+    inbox: Inbox,
+    alert_channels: frozenset[str],
+    clock: Clock,
+    metrics: Metrics,
 ) -> None:
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
         channel = event.get("channel")
         if channel not in alert_channels or event.get("subtype") not in _ALERT_SUBTYPES:
             return
-        alert = parse_slack_message(event, channel=channel, received_at=clock.now())
+        received_at = clock.now()
+        alert = parse_slack_message(event, channel=channel, received_at=received_at)
+        if alert is None:
+            return  # chatter never reaches the inbox
+        delivery_key = str(body.get("event_id") or alert.source_key)
+        payload = {
+            "event": event,
+            "channel": channel,
+            "delivery_key": delivery_key,
+            "received_at": received_at.isoformat(),
+        }
+        await inbox.accept(f"event:{delivery_key}", KIND, payload)
+
+    async def handle(payload: dict[str, Any]) -> None:
+        channel = str(payload["channel"])
+        received_at = datetime.fromisoformat(payload["received_at"])
+        alert = parse_slack_message(payload["event"], channel=channel, received_at=received_at)
         if alert is None:
             return
-        delivery_key = str(body.get("event_id") or alert.source_key)
+        delivery_key = str(payload["delivery_key"])
         if alert.labels.get("integration") == PERSON:
             if await healer.answer_words(alert, delivery_key) is not None:
                 metrics.alerts("slack", 1)
         elif await healer.receive([alert], delivery_key):
             metrics.alerts("slack", 1)
+
+    inbox.handle(KIND, handle)

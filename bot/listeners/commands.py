@@ -28,6 +28,7 @@ from bot.blocks import (
     readiness_text,
 )
 from bot.ids import Command
+from bot.inbox import Inbox
 from engine.healer import Healer
 from engine.models import Incident
 
@@ -73,48 +74,63 @@ class Where:
     team_domain: str
 
 
-def register(app: AsyncApp, healer: Healer) -> None:
-    app.command(Command.GRACE)(_on_grace(healer))
+KIND = "command"
+"""Commands that change something (heal, pause, resume, clear) go through the inbox."""
 
 
-def _on_grace(healer: Healer) -> Any:
-    async def on_grace(
-        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
-    ) -> None:
+def register(app: AsyncApp, healer: Healer, inbox: Inbox) -> None:
+    app.command(Command.GRACE)(_on_grace(healer, inbox))
+    inbox.handle(KIND, lambda payload: _carry_out(healer, app.client, payload))
+
+
+def _on_grace(healer: Healer, inbox: Inbox) -> Any:
+    async def on_grace(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         words = slack_unescape(str(command.get("text") or "")).split()
         sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
-        if sub == "heal":
-            request = parse_heal(args)
-            if isinstance(request, str):
-                await _answer(ack, request)
-                return
-            await ack()
-            where = Where(
-                user=command["user_id"],
-                channel=command["channel_id"],
-                team_domain=str(command.get("team_domain") or ""),
-            )
-            healer.spawn(_heal(healer, client, respond, request, where))
+        if sub == "heal" and isinstance(request := parse_heal(args), str):
+            await _answer(ack, request)
             return
-        if sub in ("pause", "resume"):
+        if sub == "clear" and len(args) != 1:
+            await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
+            return
+        if sub in ("heal", "pause", "resume", "clear"):
+            # Committed before Slack's answer: a command Slack delivered is carried out
+            # even if GRACE dies right after answering, and only once.
+            payload = {
+                "sub": sub,
+                "args": args,
+                "user": command["user_id"],
+                "channel": command["channel_id"],
+                "team_domain": str(command.get("team_domain") or ""),
+                "response_url": str(command.get("response_url") or ""),
+                "trigger_id": str(command.get("trigger_id") or ""),
+            }
+            await inbox.accept(f"command:{payload['trigger_id']}", KIND, payload)
             await ack()
-            reason = " ".join(args)[:500] or None
-            healer.spawn(_switch(healer, respond, sub, command["user_id"], reason))
             return
         if sub == "cloud":
             await ack()
             healer.spawn(_cloud(healer, respond))
             return
-        if sub == "clear":
-            if len(args) != 1:
-                await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
-                return
-            await ack()
-            healer.spawn(_clear(healer, respond, command["user_id"], args[0]))
-            return
         await _answer(ack, _instant(healer, sub, args))
 
     return on_grace
+
+
+async def _carry_out(healer: Healer, client: AsyncWebClient, payload: dict[str, Any]) -> None:
+    """A committed command, answered through its response_url (valid for 30 minutes,
+    so a command carried out after a restart is still answered)."""
+    respond = AsyncRespond(response_url=payload["response_url"] or None)
+    sub, args, user = payload["sub"], list(payload["args"]), str(payload["user"])
+    if sub == "heal":
+        request = parse_heal(args)
+        assert not isinstance(request, str), "the listener refused a malformed heal"
+        where = Where(user, str(payload["channel"]), str(payload["team_domain"]))
+        await _heal(healer, client, respond, request, where, str(payload["trigger_id"]))
+    elif sub in ("pause", "resume"):
+        await _switch(healer, respond, sub, user, " ".join(args)[:500] or None)
+    else:
+        await _clear(healer, respond, user, args[0])
 
 
 async def _cloud(healer: Healer, respond: AsyncRespond) -> None:
@@ -172,9 +188,10 @@ async def _heal(
     respond: AsyncRespond,
     request: HealRequest,
     where: Where,
+    key: str,
 ) -> None:
     try:
-        text = await _heal_text(healer, client, request, where)
+        text = await _heal_text(healer, client, request, where, key)
     except Exception:
         log.exception("/grace heal %s failed", request)
         text = "GRACE could not do that: something failed inside it (its log says what)."
@@ -187,7 +204,7 @@ async def _heal(
 
 
 async def _heal_text(
-    healer: Healer, client: AsyncWebClient, request: HealRequest, where: Where
+    healer: Healer, client: AsyncWebClient, request: HealRequest, where: Where, key: str
 ) -> str:
     if request.dry_run:
         dry = await healer.dry_run_request(request.playbook, request.target, user=where.user)
@@ -196,7 +213,7 @@ async def _heal_text(
     if absent is not None:
         return absent
     opened = await healer.request_heal(
-        request.playbook, request.target, user=where.user, channel=where.channel
+        request.playbook, request.target, user=where.user, channel=where.channel, key=key
     )
     return escape(opened) if isinstance(opened, str) else _opened_text(opened, where)
 

@@ -1,5 +1,6 @@
 """Modal submissions: the rejection form. The answer is the ack itself (close,
-or errors that keep the modal open); the decision runs after it."""
+or errors that keep the modal open); the decision is committed to the inbox
+before that answer and runs after it."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 
 from bot.ids import ActionId, BlockId, CallbackId, RejectForm
+from bot.inbox import Inbox
+from bot.listeners.actions import DECIDE
 from bot.modals import REASON_MAX
-from engine.healer import Healer
 from engine.models import Decision
 
 log = logging.getLogger(__name__)
@@ -21,8 +23,8 @@ BLANK = "Say why you reject the plan: the reason goes on the record."
 TOO_LONG = f"Keep the reason under {REASON_MAX + 1} characters."
 
 
-def register(app: AsyncApp, healer: Healer) -> None:
-    app.view(CallbackId.REJECT)(_on_reject_submitted(healer))
+def register(app: AsyncApp, inbox: Inbox) -> None:
+    app.view(CallbackId.REJECT)(_on_reject_submitted(inbox))
 
 
 def _reason(view: dict[str, Any]) -> str:
@@ -32,7 +34,7 @@ def _reason(view: dict[str, Any]) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _on_reject_submitted(healer: Healer) -> Any:
+def _on_reject_submitted(inbox: Inbox) -> Any:
     async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
         try:
@@ -46,18 +48,19 @@ def _on_reject_submitted(healer: Healer) -> Any:
         if problem is not None:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON: problem})
             return
-        await ack()
         # Who may reject, and whether the plan is still the one awaiting approval, is
         # decide's to say: a refusal reaches the person privately in the card's channel.
-        healer.spawn(
-            healer.decide(
-                incident_id=form.incident_id,
-                plan_hash=form.plan_hash,
-                user=user,
-                decision=Decision.REJECT,
-                channel=form.channel,
-                reason=reason,
-            )
+        payload = {
+            "incident_id": form.incident_id,
+            "plan_hash": form.plan_hash,
+            "user": user,
+            "channel": form.channel,
+            "decision": Decision.REJECT.value,
+            "reason": reason,
+        }
+        await inbox.accept(
+            f"view:{view.get('id') or body.get('trigger_id')}:{user}", DECIDE, payload
         )
+        await ack()
 
     return on_submit

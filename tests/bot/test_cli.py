@@ -209,7 +209,7 @@ async def test_run_serves_until_sigterm_then_exits_cleanly(devslack, tmp_path):
             proc.kill()
             await proc.wait()
     assert (tmp_path / "grace.db").is_file()
-    assert [c.method for c in devslack.calls] == ["conversations.info"]
+    assert [c.method for c in devslack.calls] == ["auth.test", "conversations.info"]
 
 
 def test_a_playbook_widening_its_tiers_approvers_is_refused(monkeypatch, tmp_path, capsys):

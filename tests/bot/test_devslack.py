@@ -834,3 +834,143 @@ async def test_transcript_shows_card_thread_and_final_card(
             "      Approved by @alice",
         ]
     )
+
+
+# ------------------------------------------------------------------ history, metadata, lost answers
+
+TAG = {"event_type": "grace_outbox", "event_payload": {"outbox_id": 7}}
+
+
+async def test_metadata_is_kept_and_shown_only_to_those_who_ask(devslack: DevSlack) -> None:
+    client = client_for(devslack)
+    posted = await client.chat_postMessage(channel="C0ALERTS", text="card", metadata=TAG)
+    assert "metadata" not in posted["message"]
+    plain = await client.conversations_history(channel="C0ALERTS")
+    assert [m.get("metadata") for m in plain["messages"]] == [None]
+    full = await client.conversations_history(channel="C0ALERTS", include_all_metadata=True)
+    assert [m.get("metadata") for m in full["messages"]] == [TAG]
+    form = await client.api_call(
+        "chat.postMessage",
+        data={"channel": "C0ALERTS", "text": "form", "metadata": json.dumps(TAG)},
+    )
+    assert form["ok"]
+    bad = await refused(
+        client.api_call(
+            "chat.postMessage", data={"channel": "C0ALERTS", "text": "x", "metadata": "{nope"}
+        )
+    )
+    assert bad["error"] == "invalid_metadata_format"
+    for metadata in ({"event_payload": {}}, {"event_type": "x", "event_payload": "y"}):
+        bad = await refused(
+            client.chat_postMessage(channel="C0ALERTS", text="x", metadata=metadata)
+        )
+        assert bad["error"] == "invalid_metadata_schema"
+    assert [m.text for m in devslack.messages("C0ALERTS")] == ["card", "form"]
+
+
+async def test_history_pages_newest_first_between_oldest_and_latest(devslack: DevSlack) -> None:
+    client = client_for(devslack)
+    top = [
+        (await client.chat_postMessage(channel="C0ALERTS", text=f"m{i}"))["ts"] for i in range(7)
+    ]
+    await client.chat_postMessage(channel="C0ALERTS", text="a reply", thread_ts=top[0])
+    await client.chat_postMessage(channel="C0OPS", text="elsewhere")
+
+    async def history(**args: Any) -> list[str]:
+        seen, cursor = [], None
+        while True:
+            page = await client.conversations_history(channel="C0ALERTS", cursor=cursor, **args)
+            seen += [m["text"] for m in page["messages"]]
+            cursor = page.get("response_metadata", {}).get("next_cursor")
+            assert page["has_more"] is bool(cursor)
+            if not cursor:
+                return seen
+
+    assert await history() == [f"m{i}" for i in reversed(range(7))], "no thread replies"
+    assert await history(limit=2) == [f"m{i}" for i in reversed(range(7))]
+    assert await history(oldest=top[2], latest=top[5]) == ["m4", "m3"]
+    assert await history(oldest=top[2], latest=top[5], inclusive=True) == ["m5", "m4", "m3", "m2"]
+    assert await history(oldest=top[4], limit=1) == ["m6", "m5"]
+    for args, error in [
+        ({"channel": "C0NOPE"}, "channel_not_found"),
+        ({"channel": "alerts"}, "channel_not_found"),  # by ID only
+        ({"channel": "C0ALERTS", "cursor": "bm90IGEgY3Vyc29y"}, "invalid_cursor"),
+        ({"channel": "C0ALERTS", "oldest": "yesterday"}, "invalid_ts_oldest"),
+        ({"channel": "C0ALERTS", "latest": "1.2.3"}, "invalid_ts_latest"),
+    ]:
+        assert (await refused(client.conversations_history(**args)))["error"] == error
+
+
+async def test_replies_read_a_whole_thread_from_any_of_its_messages(devslack: DevSlack) -> None:
+    client = client_for(devslack)
+    parent = (await client.chat_postMessage(channel="C0ALERTS", text="card"))["ts"]
+    replies = [
+        (
+            await client.chat_postMessage(
+                channel="C0ALERTS", text=f"r{i}", thread_ts=parent, metadata=TAG if i else None
+            )
+        )["ts"]
+        for i in range(3)
+    ]
+    thread = await client.conversations_replies(
+        channel="C0ALERTS", ts=replies[1], include_all_metadata=True
+    )
+    assert [m["text"] for m in thread["messages"]] == ["card", "r0", "r1", "r2"]
+    assert thread["messages"][0]["reply_count"] == 3
+    assert [m.get("metadata") for m in thread["messages"]] == [None, None, TAG, TAG]
+    assert {m["thread_ts"] for m in thread["messages"]} == {parent}
+    paged = await client.conversations_replies(channel="C0ALERTS", ts=parent, limit=2)
+    assert [m["text"] for m in paged["messages"]] == ["card", "r0"] and paged["has_more"]
+    rest = await client.conversations_replies(
+        channel="C0ALERTS", ts=parent, cursor=paged["response_metadata"]["next_cursor"]
+    )
+    assert [m["text"] for m in rest["messages"]] == ["r1", "r2"] and not rest["has_more"]
+    since = await client.conversations_replies(channel="C0ALERTS", ts=parent, oldest=replies[0])
+    assert [m["text"] for m in since["messages"]] == ["r1", "r2"]
+    lone = await client.conversations_replies(channel="C0ALERTS", ts=parent, latest=parent)
+    assert lone["messages"] == []
+    for args, error in [
+        ({"channel": "C0ALERTS", "ts": "1.000001"}, "thread_not_found"),
+        ({"channel": "C0OPS", "ts": parent}, "thread_not_found"),
+        ({"channel": "C0NOPE", "ts": parent}, "channel_not_found"),
+    ]:
+        assert (await refused(client.conversations_replies(**args)))["error"] == error
+
+
+async def test_a_lost_answer_is_done_in_slack_and_unknown_to_the_caller(
+    devslack: DevSlack,
+) -> None:
+    once = AsyncWebClient(token=devslack.token, base_url=devslack.api_url, retry_handlers=[])
+    devslack.lose_answer("chat.postMessage", match=lambda args: "thread_ts" in args)
+    card = await once.chat_postMessage(channel="C0ALERTS", text="card")  # not matched
+    with pytest.raises(aiohttp.ServerDisconnectedError):
+        await once.chat_postMessage(channel="C0ALERTS", text="reply", thread_ts=card["ts"])
+    assert [m.text for m in devslack.thread("C0ALERTS", card["ts"])] == ["reply"]
+
+    # The SDK's default client sends a request again when its connection drops:
+    # one lost answer becomes a second message. GRACE's outbox turns that off.
+    devslack.lose_answer("chat.postMessage")
+    await client_for(devslack).chat_postMessage(channel="C0OPS", text="once?")
+    assert [m.text for m in devslack.messages("C0OPS")] == ["once?", "once?"]
+
+    devslack.lose_answer("chat.postMessage", hang=1.0)
+    impatient = AsyncWebClient(
+        token=devslack.token, base_url=devslack.api_url, retry_handlers=[], timeout=0.3
+    )
+    with pytest.raises(TimeoutError):
+        await impatient.chat_postMessage(channel="C0ALERTS", text="slow")
+    assert devslack.messages("C0ALERTS")[-1].text == "slow"
+
+
+async def test_an_outage_can_answer_429_with_retry_after(devslack: DevSlack) -> None:
+    client = client_for(devslack)
+    devslack.outage, devslack.outage_status, devslack.outage_retry_after = True, 429, 30
+    answer = await refused(client.chat_postMessage(channel="C0ALERTS", text="x"))
+    assert answer["error"] == "ratelimited"
+    devslack.outage_status = 500
+    with pytest.raises(SlackApiError) as info:
+        await client.conversations_history(channel="C0ALERTS")
+    assert info.value.response.status_code == 500
+    devslack.outage = False
+    assert devslack.messages("C0ALERTS") == []
+    assert [c.response for c in devslack.calls] == [{"outage": 429}, {"outage": 500}]

@@ -483,9 +483,14 @@ async def test_heal_where_grace_cannot_post_is_refused(make_harness):
         f"heal sqlite-wal-checkpoint {h.app_db} --dry-run", user=APPROVER, channel=CHANNEL
     )
     await h.slack.wait_for(lambda: told(h, APPROVER))
-    # The same command typed in a channel GRACE is not in (its response_url reused).
+    # The same command typed in a channel GRACE is not in (its response_url reused;
+    # a new command has a trigger of its own).
     form = dict(urllib.parse.parse_qsl(typed.request_body))
-    form.update(channel_id="C0NOWHERE", text=f"heal sqlite-wal-checkpoint {h.app_db}")
+    form.update(
+        channel_id="C0NOWHERE",
+        text=f"heal sqlite-wal-checkpoint {h.app_db}",
+        trigger_id=h.slack.issue_trigger_id(),
+    )
     await h.slack.signed_post(urllib.parse.urlencode(form), "application/x-www-form-urlencoded")
     answers = await h.slack.wait_for(lambda: len(told(h, APPROVER)) == 2 and told(h, APPROVER))
     assert "GRACE cannot open an incident here" in answers[1]

@@ -280,6 +280,12 @@ class RecordingNotifier:
     async def post_card(self, incident: Incident) -> None:
         self.cards[incident.id] = [self.store.incidents[incident.id]]
 
+    async def post_card_once(self, incident: Incident) -> bool:
+        if incident.id in self.cards:
+            return False
+        await self.post_card(incident)
+        return True
+
     async def update_card(self, incident: Incident) -> None:
         self.cards[incident.id].append(self.store.incidents[incident.id])
 

@@ -1,4 +1,5 @@
-"""The Slack outbox: per-channel order, head-of-line retries, coalescing, durability."""
+"""The Slack outbox: per-lane order, head-of-line retries, coalescing, durability, the
+'sending' state that makes a lost answer a lookup, and one answer to a burst of clicks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.models import Alert
+from storage.db import connect, load_migrations, migrate
 from storage.store import OutboxItem, SqliteStore
 from tests.storage.conftest import FakeClock, open_incident
 
@@ -37,6 +39,7 @@ async def test_enqueue_and_heads_keep_each_channels_order(
         OutboxItem(
             id=a1,
             channel="C1",
+            lane="C1",
             kind="thread",
             incident_id=None,
             user_id=None,
@@ -45,10 +48,12 @@ async def test_enqueue_and_heads_keep_each_channels_order(
             attempts=0,
             not_before=clock.now(),
             created_at=clock.now(),
+            sending=False,
         ),
         OutboxItem(
             id=b1,
             channel="C2",
+            lane="@U1",
             kind="ephemeral",
             incident_id=None,
             user_id="U1",
@@ -57,6 +62,7 @@ async def test_enqueue_and_heads_keep_each_channels_order(
             attempts=0,
             not_before=clock.now(),
             created_at=clock.now(),
+            sending=False,
         ),
     ]
     assert await store.outbox_pending() == 3
@@ -75,10 +81,10 @@ async def test_a_retried_head_blocks_only_its_own_channel(
     await store.retry_later(a1, later, "ratelimited")
 
     assert await _head_ids(store, clock) == [b1], "C1's second row must not overtake its first"
-    assert await store.outbox_next_due() == clock.now()  # C2's head is due now
+    assert await store.outbox_next_due(clock.now()) == later, "C2's head is due already"
     await store.mark_sent(b1, None)
     assert await _head_ids(store, clock) == []
-    assert await store.outbox_next_due() == later
+    assert await store.outbox_next_due(clock.now()) == later
 
     clock.advance(30)
     [head] = await store.outbox_heads(clock.now())
@@ -90,8 +96,10 @@ async def test_a_retried_head_blocks_only_its_own_channel(
     assert await _head_ids(store, clock) == [a2]
 
 
-async def test_next_due_is_none_when_nothing_is_pending(store: SqliteStore) -> None:
-    assert await store.outbox_next_due() is None
+async def test_next_due_is_none_when_nothing_is_pending(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    assert await store.outbox_next_due(clock.now()) is None
     assert await store.outbox_pending() == 0
 
 
@@ -210,3 +218,96 @@ async def test_the_outbox_survives_a_restart(
         assert await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="k") == post + 1
         await store.mark_sent(post, "9.9")
         assert await store.card_of(inc.id) == ("C1", "9.9", None)
+
+
+async def test_ephemerals_queue_per_person_not_behind_the_channel(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    story = await store.enqueue("C1", "thread", {"text": "one"})
+    await store.enqueue("C1", "thread", {"text": "two"})
+    refusal = await store.enqueue("C1", "ephemeral", {"text": "no"}, user_id="U1")
+    other = await store.enqueue("C1", "ephemeral", {"text": "no"}, user_id="U2")
+    await store.retry_later(story, clock.now() + timedelta(seconds=30), "ratelimited")
+    assert await _head_ids(store, clock) == [refusal, other], "a stuck story holds no answer"
+    assert [item.lane for item in await store.outbox_heads(clock.now())] == ["@U1", "@U2"]
+
+
+async def test_a_burst_of_the_same_answer_is_one_write(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    def refuse(text: str = "Someone else decided first.", user: str = "U1", channel: str = "C1"):
+        return store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
+
+    first = await refuse()
+    assert {await refuse() for _ in range(50)} == {first}
+    assert await store.outbox_pending() == 1
+    await store.begin_send(first)
+    assert await refuse() == first, "one on its way answers this click too"
+    different = {await refuse("other"), await refuse(user="U2"), await refuse(channel="C2")}
+    assert first not in different and len(different) == 3
+    await store.mark_sent(first, None)
+    again = await refuse()
+    assert again not in (first, *different), "a later click, after the answer, gets its own"
+
+
+async def test_sending_stays_the_head_until_settled_and_survives_a_restart(
+    db_path: Path, clock: FakeClock
+) -> None:
+    async with await SqliteStore.open(db_path, clock) as store:
+        card = await store.enqueue("C1", "thread", {"text": "one"})
+        later = await store.enqueue("C1", "thread", {"text": "two"})
+        await store.begin_send(card)
+        assert _row(db_path, card)["state"] == "sending"
+        assert await store.enqueue("C1", "update_card", {}, coalesce_key="k") > later
+    async with await SqliteStore.open(db_path, clock) as store:
+        [head] = await store.outbox_heads(clock.now())
+        assert (head.id, head.sending) == (card, True), "the next start looks it up"
+        assert await store.outbox_pending() == 3
+        await store.retry_later(card, clock.now(), "HTTP 503", maybe_delivered=True)
+        [head] = await store.outbox_heads(clock.now())
+        assert (head.id, head.sending, head.attempts) == (card, True, 1)
+        await store.retry_later(card, clock.now(), "ratelimited")
+        [head] = await store.outbox_heads(clock.now())
+        assert (head.id, head.sending) == (card, False), "Slack said no: nothing to look up"
+        await store.begin_send(card)
+        await store.mark_sent(card, "1.1")
+        assert await _head_ids(store, clock) == [later]
+        await store.begin_send(card)  # a late report changes nothing
+        assert _row(db_path, card)["state"] == "sent"
+
+
+async def test_a_card_found_in_slack_becomes_the_incidents_card(
+    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
+) -> None:
+    inc = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
+    post = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=inc.id)
+    await store.begin_send(post)
+    await store.retry_later(post, clock.now(), "ServerDisconnectedError", maybe_delivered=True)
+    await store.mark_sent(post, "1700000000.000100")
+    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
+
+
+async def test_migration_10_keeps_every_row_and_gives_it_its_lane(db_path: Path) -> None:
+    before = [m for m in load_migrations() if m.version < 10]
+    conn = await connect(db_path)
+    try:
+        assert await migrate(conn, before) == 9
+        rows = [
+            ("C1", "thread", None, "pending"),
+            ("C1", "ephemeral", "U7", "pending"),
+            ("C2", "post_card", None, "sent"),
+        ]
+        for channel, kind, user, state in rows:
+            await conn.execute(
+                "INSERT INTO outbox (channel, kind, user_id, payload, state, not_before,"
+                " created_at) VALUES (?, ?, ?, '{}', ?, 't', 't')",
+                (channel, kind, user, state),
+            )
+        assert await migrate(conn) >= 10
+        async with conn.execute("SELECT id, lane, state FROM outbox ORDER BY id") as cursor:
+            migrated = [tuple(row) for row in await cursor.fetchall()]
+        assert migrated == [(1, "C1", "pending"), (2, "@U7", "pending"), (3, "C2", "sent")]
+        with pytest.raises(sqlite3.IntegrityError):
+            await conn.execute("UPDATE outbox SET state = 'lost' WHERE id = 1")
+    finally:
+        await conn.close()

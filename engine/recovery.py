@@ -1,0 +1,103 @@
+"""At start-up, every incident goes on from the state GRACE left it in.
+
+GRACE may die anywhere: between storing an alert and diagnosing it, between
+moving an incident on and queueing its card, in the middle of a heal. So:
+
+- an incident still `open` is diagnosed and carded, one `diagnosed` is moved
+  on to its approval (or its tier-1 run) and carded, as if GRACE had not
+  stopped; nothing had been done to a target yet;
+- an incident a person must see whose card was never queued gets its card
+  now, with the story line it was posted with;
+- a run cut short (approved, executing, verifying) ends `interrupted`, never
+  re-run silently: the target may be half-changed. The thread lists the
+  snapshots taken, and a target that may have been touched is held until a
+  person clears it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+
+from engine.execution import GRACE
+from engine.models import Incident, IncidentState
+from engine.narration import Narrator
+from engine.ports import Store
+from engine.story import Interrupted, NeedsHuman, Planned, StoryEvent
+
+S = IncidentState
+
+RUNNING = (S.APPROVED, S.EXECUTING, S.VERIFYING)
+"""A plan was approved and may have started: a stop cuts it short."""
+
+SHOWN = (S.AWAITING_APPROVAL, S.NEEDS_HUMAN, *RUNNING, S.SAFE_HOLD, S.INTERRUPTED)
+"""States a person must see on a card: waiting for them, running, or held."""
+
+
+@dataclass(frozen=True)
+class Recovery:
+    store: Store
+    narrator: Narrator
+    lock: Callable[[int], AbstractAsyncContextManager[object]]
+    open_incident: Callable[[Incident], Awaitable[None]]
+    present: Callable[[Incident], Awaitable[None]]
+
+    async def run(self) -> list[Incident]:
+        """Resume everything; the runs that ended `interrupted`, for the caller to report."""
+        await self._owed_cards()
+        stopped = await self._interrupt_runs()
+        await self._resume_openings()
+        return stopped
+
+    async def _owed_cards(self) -> None:
+        """First, so the interrupted story below has a card to be told under."""
+        for incident in await self.store.incidents_in(SHOWN):
+            event = _posted_with(incident)
+            if await self.narrator.post_card_once(incident) and event is not None:
+                await self.narrator.tell(incident, event)
+
+    async def _interrupt_runs(self) -> list[Incident]:
+        stopped: list[Incident] = []
+        for incident in await self.store.incidents_in(RUNNING):
+            touched = incident.state is not S.APPROVED
+            why = (
+                f"GRACE stopped while the plan was {incident.state.value}; "
+                "the target may be part-way changed."
+                if touched
+                else "GRACE stopped after the approval, before anything ran; nothing was changed."
+            )
+            moved = await self.store.transition(
+                incident.id, incident.state, S.INTERRUPTED, actor=GRACE, reason=why
+            )
+            if moved is None:
+                continue
+            snapshots = tuple(await self.store.snapshots(incident.id))
+            assert incident.plan is not None, "an approved incident always has a plan"
+            event = Interrupted(
+                was=incident.state.value,
+                target=incident.plan.target.name,
+                snapshots=snapshots,
+                touched=touched,
+            )
+            await self.narrator.tell(moved, event)
+            await self.narrator.show(moved)
+            stopped.append(moved)
+        return stopped
+
+    async def _resume_openings(self) -> None:
+        for incident in await self.store.incidents_in([S.OPEN]):
+            async with self.lock(incident.id):
+                await self.open_incident(incident)
+        for incident in await self.store.incidents_in([S.DIAGNOSED]):
+            async with self.lock(incident.id):
+                await self.present(incident)
+
+
+def _posted_with(incident: Incident) -> StoryEvent | None:
+    """The story line a card of this state is first posted with."""
+    if incident.state is S.NEEDS_HUMAN:
+        return NeedsHuman(reason=incident.reason or "GRACE could not propose a plan.")
+    if incident.diagnosis is not None and incident.plan is not None:
+        return Planned(diagnosis=incident.diagnosis, plan=incident.plan)
+    return None
