@@ -18,7 +18,7 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
-from bot.ids import ActionId, BlockId, CardButton
+from bot.ids import ActionId, BlockId, CardButton, is_user_id
 from engine.availability import Readiness
 from engine.catalog import PlaybookSpec
 from engine.models import Incident, IncidentState, Pause, Plan
@@ -79,6 +79,21 @@ def cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
 
 
+def escaped_cap(text: str, limit: int) -> str:
+    """`escape(text)` in at most `limit` characters, never cut inside an entity:
+    for a limit Slack enforces, such as a header's 150, and counts escaped."""
+    escaped = escape(text)
+    if len(escaped) <= limit:
+        return escaped
+    room, kept = limit - len(TRUNCATED), ""
+    for char in text:
+        piece = escape(char)
+        if len(kept) + len(piece) > room:
+            break
+        kept += piece
+    return kept + TRUNCATED
+
+
 def card_text(incident: Incident) -> str:
     """The notification fallback: what a phone shows when blocks cannot be."""
     return cap(f"{STATE_LABEL[incident.state]}: {escape(incident.alert.name)}", 3000)
@@ -89,7 +104,9 @@ def card_blocks(incident: Incident, pause: Pause | None = None) -> list[Block]:
     alert = incident.alert
     what = incident.diagnosis.explanation if incident.diagnosis else alert.text or alert.name
     blocks: list[Block] = [
-        HeaderBlock(text=cap(f"{alert.name}", HEADER_LIMIT)),
+        # plain_text, yet Slack decodes &amp;, &lt; and &gt; in it as in mrkdwn: the
+        # name is escaped like all alert text, and read back as the sender wrote it.
+        HeaderBlock(text=escaped_cap(alert.name, HEADER_LIMIT)),
         *([_paused(pause)] if pause is not None else []),
         SectionBlock(text=MarkdownTextObject(text=cap(escape(what), SECTION_LIMIT))),
         SectionBlock(fields=_fields(incident)),
@@ -163,7 +180,7 @@ def _approval_rule(required: int) -> str:
 
 def _context(incident: Incident) -> str:
     parts = [f"Incident #{incident.id}", f"source: {escape(incident.alert.source)}"]
-    if incident.alert.reporter:
+    if is_user_id(incident.alert.reporter):  # a mention only of what is a user's ID
         parts.append(f"posted by <@{incident.alert.reporter}>")
     if incident.plan is not None:
         parts.append(f"plan `{incident.plan.hash}`")

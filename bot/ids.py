@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, Literal
 
 
 class ActionId(StrEnum):
@@ -32,6 +34,44 @@ class Command(StrEnum):
 
 _CHANNEL_ID = re.compile(r"[CDG][A-Z0-9]{2,30}")
 _PLAN_HASH = re.compile(r"[0-9a-f]{1,64}")
+
+# Slack's shapes for what a request names. A request is signed by Slack, but a
+# value that goes into a Slack call, a stored row or a `<@…>` mention is checked
+# all the same: a forged or broken one is refused where it arrives.
+_SHAPES: dict[str, re.Pattern[str]] = {
+    "user": re.compile(r"[UW][A-Z0-9]{2,30}"),
+    "channel": _CHANNEL_ID,
+    "team": re.compile(r"[TE][A-Z0-9]{2,30}"),
+    "trigger": re.compile(r"[0-9]{1,20}\.[0-9]{1,20}\.[0-9a-f]{1,64}"),
+    "view": re.compile(r"V[A-Z0-9]{2,30}"),
+    "ts": re.compile(r"[0-9]{1,12}\.[0-9]{1,9}"),
+    "team domain": re.compile(r"[a-z0-9][a-z0-9-]{0,62}"),
+}
+
+
+Shape = Literal["user", "channel", "team", "trigger", "view", "ts", "team domain"]
+
+
+def slack_id(kind: Shape, value: object) -> str | None:
+    """`value` when it has the shape of a Slack `kind`, else None."""
+    if isinstance(value, str) and _SHAPES[kind].fullmatch(value):
+        return value
+    return None
+
+
+def slack_id_at(document: Mapping[str, Any], kind: Shape, *path: str) -> str | None:
+    """The `kind` of ID at `path` in a request's document (`"user", "id"`), or None
+    when anything on the way is missing or not an object, or the ID has not its shape."""
+    value: object = document
+    for key in path:
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return slack_id(kind, value)
+
+
+def is_user_id(value: object) -> bool:
+    return slack_id("user", value) is not None
 
 
 def _decode(value: str, what: str) -> tuple[int, str, dict[str, object]]:

@@ -1,10 +1,11 @@
 """Requests refused for their signature, told to the operator without their bodies.
 
-Bolt refuses a request whose signature does not match SLACK_SIGNING_SECRET with
-a 401 and logs it at INFO with the whole body: a wrong secret then floods the
-log with Slack's payloads (user ids, message text) and never says what to fix.
-`watch_signature_refusals` drops that line and says instead, at WARNING and at
-most once a minute, how many were refused and what to check.
+A request whose signature does not match SLACK_SIGNING_SECRET is refused with a
+401, by bot/server.py before anything is parsed (it calls `refused()`), and
+by Bolt behind it, which logs at INFO with the whole body: a wrong secret would
+flood the log with Slack's payloads (user ids, message text) and never say
+what to fix. `watch_signature_refusals` drops Bolt's line and says instead, at
+WARNING and at most once a minute, how many were refused and what to check.
 """
 
 from __future__ import annotations
@@ -63,3 +64,11 @@ def watch_signature_refusals(clock: Callable[[], float] = time.monotonic) -> Sig
     # sees the records the level lets through, and the refusal is logged at INFO.
     bolt.setLevel(logging.INFO)
     return refusals
+
+
+def refused() -> None:
+    """One request refused for its signature by a check before Bolt's (bot/server.py):
+    tell the watcher `watch_signature_refusals` installed, if any."""
+    for watcher in logging.getLogger(BOLT_LOGGER).filters:
+        if isinstance(watcher, SignatureRefusals):
+            watcher.refused()

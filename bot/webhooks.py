@@ -4,6 +4,10 @@ A refused request stores nothing and says why; an accepted one is answered
 once its alerts are durable (one transaction for the whole request). Each
 source authenticates its own way (a bearer token, an HMAC of the body, a
 signed SNS message); this module only maps its refusals to HTTP statuses.
+
+Bodies are read as sent: the server does not decompress them (bot/server.py),
+so a body in any Content-Encoding is refused with 415 before it is read, and
+no body, however broken, reaches a parser in a form it was not signed in.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from bot.metrics import Metrics
 from bot.settings import Settings
@@ -56,6 +61,32 @@ def _refuse(status: int, reason: str, **headers: str) -> web.Response:
     return web.json_response({"ok": False, "error": reason}, status=status, headers=headers)
 
 
+class BodyRefused(Exception):
+    """A body GRACE will not read, with the HTTP status and the reason to answer."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def check_encoding(request: web.Request) -> None:
+    """No sender GRACE takes compresses its body; a compressed one is refused unread."""
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        shown = encoding[:40]
+        raise BodyRefused(415, f"Content-Encoding {shown!r} is not accepted: send the body as is")
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The raw body as sent, at most MAX_BODY_BYTES of it; BodyRefused when it cannot be had."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise BodyRefused(413, f"body larger than {MAX_BODY_BYTES:,} bytes") from None
+    except RequestPayloadError:  # broken chunked framing, say
+        raise BodyRefused(400, "the body could not be read as sent") from None
+
+
 def _handler(
     source: WebhookSource, healer: Healer, settings: Settings, metrics: Metrics, clock: Clock
 ) -> Handler:
@@ -69,13 +100,13 @@ def _handler(
                 shown = request.content_type or "none"
                 wanted = " or ".join(sorted(source.content_types))
                 raise IntakeError(f"Content-Type must be {wanted}, not {shown}")
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                return _refuse(413, f"body larger than {MAX_BODY_BYTES:,} bytes")
+            check_encoding(request)
+            body = await read_body(request)
             received = await source.receive(
                 Request(body, headers, received_at=clock.now(), channel_for=channel_for)
             )
+        except BodyRefused as exc:
+            return _refuse(exc.status, str(exc))
         except Unavailable as exc:
             return _refuse(503, str(exc))
         except Unauthorized as exc:

@@ -60,6 +60,7 @@ S = IncidentState
 DEFAULT_EXPIRY: Mapping[int, float] = {1: 1800.0, 2: 1800.0, 3: 3600.0}
 # Nothing was done to the target in these states, so a cleared alert can end them.
 _CLEARABLE = frozenset({S.OPEN, S.DIAGNOSED, S.AWAITING_APPROVAL, S.NEEDS_HUMAN})
+ALREADY_DECIDED = "You have already decided on this plan."
 
 
 class Healer:
@@ -421,7 +422,22 @@ class Healer:
         channel: str,
         reason: str | None = None,
     ) -> None:
-        """Apply one person's Approve or Reject; answers them privately when refused."""
+        """Apply one person's Approve or Reject; answers them privately when refused.
+
+        One decision at a time per incident, so a double click is answered in order.
+        Safe to run twice for one click: the inbox hands a click over again when
+        GRACE stopped half-way through it, and what its first run recorded is
+        carried out now (the compare-and-set moves the incident once).
+        """
+        async with self._lock(incident_id):
+            answer = await self._decide(incident_id, plan_hash, user, decision, reason)
+        if answer is not None:
+            await self.narrator.tell_user(channel, user, answer)
+
+    async def _decide(
+        self, incident_id: int, plan_hash: str, user: str, decision: Decision, reason: str | None
+    ) -> str | None:
+        """What to answer the person privately, if anything."""
         incident = await self.store.get_incident(incident_id)
         refusal = await self._refusal(incident, plan_hash, user, decision)
         if refusal is not None:
@@ -431,37 +447,36 @@ class Healer:
                 incident_id=incident_id,
                 detail={"decision": decision.value, "why": refusal, "plan_hash": plan_hash},
             )
-            await self.narrator.tell_user(channel, user, refusal)
-            return
+            return refusal
         assert incident is not None and incident.plan is not None
-        recorded = await self.store.add_approval(
-            Approval(
-                incident_id=incident_id,
-                user=user,
-                plan_hash=plan_hash,
-                decision=decision,
-                at=self.clock.now(),
-                reason=reason,
-            )
+        approval = Approval(
+            incident_id=incident_id,
+            user=user,
+            plan_hash=plan_hash,
+            decision=decision,
+            at=self.clock.now(),
+            reason=reason,
         )
-        if not recorded:
-            await self.narrator.tell_user(channel, user, "You have already decided on this plan.")
-            return
+        recorded = await self.store.add_approval(approval)
+        approvals = await self.store.approvals(incident_id)
+        # Not recorded now but stored alike: this click's own earlier run, cut short.
+        resumed = not recorded and any(_alike(a, approval) for a in approvals)
+        if not (recorded or resumed):
+            return ALREADY_DECIDED
         if decision is Decision.REJECT:
             await self._reject(incident, user, reason)
-            return
-        approvals = await self.store.approvals(incident_id)
+            return None
         if not self.policy.satisfied(incident.plan, approvals):
-            return
+            return None if recorded else ALREADY_DECIDED
         approved = await self.store.transition(
             incident_id, S.AWAITING_APPROVAL, S.APPROVED, actor=user
         )
         if approved is None:
-            await self.narrator.tell_user(channel, user, "Someone else decided on this plan first.")
-            return
+            return "Someone else decided on this plan first."
         await self.narrator.tell(approved, Approved(user=user))
         await self.narrator.show(approved)
         self.spawn(self.execution.run(incident_id))
+        return None
 
     async def _refusal(
         self, incident: Incident | None, plan_hash: str, user: str, decision: Decision
@@ -497,6 +512,12 @@ class Healer:
         if moved is not None:
             await self.narrator.post_card(moved)
             await self.narrator.tell(moved, NeedsHuman(reason=reason))
+
+
+def _alike(stored: Approval, new: Approval) -> bool:
+    """The same person's same decision on the same plan."""
+    same = (new.user, new.decision, new.plan_hash)
+    return (stored.user, stored.decision, stored.plan_hash) == same
 
 
 def _duration(seconds: float) -> str:

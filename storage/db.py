@@ -189,11 +189,18 @@ def time_text(value: datetime) -> str:
     """A datetime as fixed-width ISO-8601 UTC text, so text order is time order.
 
     A naive datetime is taken to be UTC already (the engine's clock is
-    tz-aware; this only guards against a stray `datetime.now()`).
+    tz-aware; this only guards against a stray `datetime.now()`). A sender's
+    instant whose UTC time leaves years 1 to 9999 is refused at intake
+    (engine/intake/limits.py `in_range`); reaching here it is a ValueError
+    that says so, not an OverflowError from deep in a transaction.
     """
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
+    return utc.isoformat(timespec="microseconds")
 
 
 def parse_time(text: str) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from bot.inbox import Inbox
-from bot.listeners import actions, alerts, commands, modals, shortcuts
+from bot.listeners import actions, alerts, commands, errors, modals, shortcuts
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.ports import Clock
@@ -24,3 +24,4 @@ def register_all(
     modals.register(app, inbox)
     commands.register(app, healer, inbox)
     shortcuts.register(app, healer, clock)
+    errors.register(app, healer)

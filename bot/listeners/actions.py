@@ -16,12 +16,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import TEXT_LIMIT, cap, dry_run_text, escape
-from bot.ids import ActionId, CardButton, RejectForm
+from bot.ids import ActionId, CardButton, RejectForm, slack_id, slack_id_at
 from bot.inbox import Inbox
+from bot.listeners.errors import refuse
 from bot.modals import reject_modal
 from engine.healer import Healer
 from engine.models import Decision
@@ -59,21 +61,26 @@ OnClick = Callable[[Healer, Click, AsyncWebClient], Awaitable[None]]
 
 
 def _card_click(healer: Healer, then: OnClick) -> Any:
-    """Ack at once; answer a value GRACE did not write privately; else hand the click on."""
+    """Refuse a click without whom and where to answer; else ack at once, answer a
+    value GRACE did not write privately, and hand the click on."""
 
     async def on_click(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
-    ) -> None:
+    ) -> BoltResponse | None:
+        user = slack_id_at(body, "user", "user", "id")
+        channel = slack_id_at(body, "channel", "channel", "id")
+        trigger_id = slack_id_at(body, "trigger", "trigger_id")
+        if user is None or channel is None or trigger_id is None:
+            return refuse("a click needs Slack's user, channel and trigger_id")
         await ack()
-        user, channel = body["user"]["id"], body["channel"]["id"]
         try:
             button = CardButton.decode(str(action.get("value", "")))
         except ValueError:
             healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
-            return
-        trigger_id = str(body.get("trigger_id", ""))
-        key = f"action:{action.get('action_ts') or trigger_id}:{user}"
+            return None
+        key = f"action:{slack_id('ts', action.get('action_ts')) or trigger_id}:{user}"
         await then(healer, Click(user, channel, button, trigger_id, key), client)
+        return None
 
     return on_click
 

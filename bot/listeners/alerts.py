@@ -14,10 +14,14 @@ from datetime import datetime
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
 
+from bot.ids import slack_id
 from bot.inbox import Inbox
+from bot.listeners.errors import refuse
 from bot.metrics import Metrics
 from engine.healer import Healer
+from engine.intake.limits import storable, storable_json
 from engine.intake.slack import parse_slack_message
 from engine.intake.slack_people import PERSON
 from engine.ports import Clock
@@ -37,15 +41,26 @@ def register(
     metrics: Metrics,
 ) -> None:
     @app.event("message")
-    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> None:
+    async def on_message(event: dict[str, Any], body: dict[str, Any]) -> BoltResponse | None:
         channel = event.get("channel")
-        if channel not in alert_channels or event.get("subtype") not in _ALERT_SUBTYPES:
-            return
+        if not isinstance(channel, str) or channel not in alert_channels:
+            return None
+        if event.get("subtype") not in _ALERT_SUBTYPES:
+            return None
+        # What becomes a reply's thread, a mention of who posted, a stored key: Slack's shapes.
+        if (
+            slack_id("ts", event.get("ts")) is None
+            or ("user" in event and slack_id("user", event["user"]) is None)
+            or ("thread_ts" in event and slack_id("ts", event["thread_ts"]) is None)
+        ):
+            return refuse("a message event needs a ts, and Slack's shapes for user and thread_ts")
+        # A lone surrogate (JSON's "\\ud83d") is stored nowhere: U+FFFD before it is kept.
+        event = storable_json(event)
         received_at = clock.now()
         alert = parse_slack_message(event, channel=channel, received_at=received_at)
         if alert is None:
-            return  # chatter never reaches the inbox
-        delivery_key = str(body.get("event_id") or alert.source_key)
+            return None  # chatter never reaches the inbox
+        delivery_key = storable(str(body.get("event_id") or alert.source_key))
         payload = {
             "event": event,
             "channel": channel,
@@ -53,6 +68,7 @@ def register(
             "received_at": received_at.isoformat(),
         }
         await inbox.accept(f"event:{delivery_key}", KIND, payload)
+        return None
 
     async def handle(payload: dict[str, Any]) -> None:
         channel = str(payload["channel"])

@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -27,8 +28,9 @@ from bot.blocks import (
     playbooks_text,
     readiness_text,
 )
-from bot.ids import Command
+from bot.ids import Command, slack_id, slack_id_at
 from bot.inbox import Inbox
+from bot.listeners.errors import refuse
 from engine.healer import Healer
 from engine.models import Incident
 
@@ -84,35 +86,45 @@ def register(app: AsyncApp, healer: Healer, inbox: Inbox) -> None:
 
 
 def _on_grace(healer: Healer, inbox: Inbox) -> Any:
-    async def on_grace(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    async def on_grace(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
+    ) -> BoltResponse | None:
+        user = slack_id_at(command, "user", "user_id")
+        channel = slack_id_at(command, "channel", "channel_id")
+        trigger_id = slack_id_at(command, "trigger", "trigger_id")
+        response_url = command.get("response_url")
+        if user is None or channel is None or trigger_id is None or not response_url:
+            return refuse("a command needs Slack's user_id, channel_id, trigger_id, response_url")
         words = slack_unescape(str(command.get("text") or "")).split()
         sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
         if sub == "heal" and isinstance(request := parse_heal(args), str):
             await _answer(ack, request)
-            return
+            return None
         if sub == "clear" and len(args) != 1:
             await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
-            return
+            return None
         if sub in ("heal", "pause", "resume", "clear"):
             # Committed before Slack's answer: a command Slack delivered is carried out
             # even if GRACE dies right after answering, and only once.
             payload = {
                 "sub": sub,
                 "args": args,
-                "user": command["user_id"],
-                "channel": command["channel_id"],
-                "team_domain": str(command.get("team_domain") or ""),
-                "response_url": str(command.get("response_url") or ""),
-                "trigger_id": str(command.get("trigger_id") or ""),
+                "user": user,
+                "channel": channel,
+                # Only ever part of a link to the card: a domain of Slack's shape, or none.
+                "team_domain": slack_id("team domain", command.get("team_domain")) or "",
+                "response_url": str(response_url),
+                "trigger_id": trigger_id,
             }
             await inbox.accept(f"command:{payload['trigger_id']}", KIND, payload)
             await ack()
-            return
+            return None
         if sub == "cloud":
             await ack()
             healer.spawn(_cloud(healer, respond))
-            return
+            return None
         await _answer(ack, _instant(healer, sub, args))
+        return None
 
     return on_grace
 

@@ -9,11 +9,14 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
+from slack_bolt.response import BoltResponse
 
-from bot.ids import ActionId, BlockId, CallbackId, RejectForm
+from bot.ids import ActionId, BlockId, CallbackId, RejectForm, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.actions import DECIDE
+from bot.listeners.errors import refuse
 from bot.modals import REASON_MAX
+from engine.intake.limits import storable
 from engine.models import Decision
 
 log = logging.getLogger(__name__)
@@ -27,27 +30,40 @@ def register(app: AsyncApp, inbox: Inbox) -> None:
     app.view(CallbackId.REJECT)(_on_reject_submitted(inbox))
 
 
-def _reason(view: dict[str, Any]) -> str:
-    values = view.get("state", {}).get("values", {})
-    entry = values.get(BlockId.REJECT_REASON, {}).get(ActionId.REJECT_REASON, {})
+def _values(view: dict[str, Any]) -> dict[str, Any] | None:
+    """The form's values; None when Slack could not have sent them (not an object)."""
+    state = view.get("state")
+    values = state.get("values") if isinstance(state, dict) else None
+    return values if isinstance(values, dict) else None
+
+
+def _reason(values: dict[str, Any]) -> str:
+    block = values.get(BlockId.REJECT_REASON)
+    entry = block.get(ActionId.REJECT_REASON) if isinstance(block, dict) else None
     value = entry.get("value") if isinstance(entry, dict) else None
-    return value.strip() if isinstance(value, str) else ""
+    return storable(value.strip()) if isinstance(value, str) else ""
 
 
 def _on_reject_submitted(inbox: Inbox) -> Any:
-    async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        user = body["user"]["id"]
+    async def on_submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> BoltResponse | None:
+        user = slack_id_at(body, "user", "user", "id")
+        values = _values(view)
+        submitted = slack_id("view", view.get("id")) or slack_id("trigger", body.get("trigger_id"))
+        if user is None or values is None or submitted is None:
+            return refuse("a submitted form needs Slack's user, view id and state.values")
         try:
             form = RejectForm.decode(str(view.get("private_metadata") or ""))
         except ValueError:
             log.warning("rejection form from %s with foreign metadata; refused", user)
             await ack(response_action="errors", errors={BlockId.REJECT_REASON: NOT_OURS})
-            return
-        reason = _reason(view)
+            return None
+        reason = _reason(values)
         problem = BLANK if not reason else TOO_LONG if len(reason) > REASON_MAX else None
         if problem is not None:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON: problem})
-            return
+            return None
         # Who may reject, and whether the plan is still the one awaiting approval, is
         # decide's to say: a refusal reaches the person privately in the card's channel.
         payload = {
@@ -58,9 +74,8 @@ def _on_reject_submitted(inbox: Inbox) -> Any:
             "decision": Decision.REJECT.value,
             "reason": reason,
         }
-        await inbox.accept(
-            f"view:{view.get('id') or body.get('trigger_id')}:{user}", DECIDE, payload
-        )
+        await inbox.accept(f"view:{submitted}:{user}", DECIDE, payload)
         await ack()
+        return None
 
     return on_submit

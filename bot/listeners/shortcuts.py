@@ -13,8 +13,10 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.respond.async_respond import AsyncRespond
+from slack_bolt.response import BoltResponse
 
-from bot.ids import CallbackId
+from bot.ids import CallbackId, slack_id_at
+from bot.listeners.errors import refuse
 from bot.readings import NOT_AN_ALERT, reading_text
 from engine.healer import Healer
 from engine.intake.slack import parse_slack_message
@@ -23,21 +25,29 @@ from engine.ports import Clock
 
 def register(app: AsyncApp, healer: Healer, clock: Clock) -> None:
     @app.shortcut(CallbackId.HEAL_THIS)
-    async def heal_this(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def heal_this(
+        ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond
+    ) -> BoltResponse | None:
+        channel = slack_id_at(body, "channel", "channel", "id")
+        message = body.get("message")
+        if (
+            slack_id_at(body, "user", "user", "id") is None
+            or channel is None
+            or not isinstance(message, dict)
+            or not body.get("response_url")
+        ):
+            return refuse("a message shortcut needs Slack's user, channel, message, response_url")
+        if "user" in message and slack_id_at(message, "user", "user") is None:
+            return refuse("the message's user is not a Slack user ID")
         await ack()
-        healer.spawn(_answer(healer, clock, body, respond))
+        healer.spawn(_answer(healer, clock, message, channel, respond))
+        return None
 
 
 async def _answer(
-    healer: Healer, clock: Clock, body: Mapping[str, Any], respond: AsyncRespond
+    healer: Healer, clock: Clock, message: Mapping[str, Any], channel: str, respond: AsyncRespond
 ) -> None:
-    message = body.get("message")
-    channel = body.get("channel")
-    channel_id = channel.get("id") if isinstance(channel, Mapping) else None
-    if not isinstance(message, Mapping) or not isinstance(channel_id, str):
-        await respond(NOT_AN_ALERT)
-        return
-    alert = parse_slack_message(_as_posted(message), channel=channel_id, received_at=clock.now())
+    alert = parse_slack_message(_as_posted(message), channel=channel, received_at=clock.now())
     if alert is None:
         await respond(NOT_AN_ALERT)
         return

@@ -34,11 +34,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
 from engine.intake.limits import (
     MAX_NAME,
+    Instant,
     cap_identity,
     cap_labels,
     cap_text,
@@ -69,8 +70,8 @@ class AlertmanagerAlert(BaseModel):
     status: AlertStatus | None = None
     labels: dict[str, str]
     annotations: dict[str, str] = Field(default_factory=dict)
-    startsAt: AwareDatetime | None = None
-    endsAt: AwareDatetime | None = ZERO_TIME
+    startsAt: Instant | None = None
+    endsAt: Instant | None = ZERO_TIME
     generatorURL: str = ""
     fingerprint: str = ""
 

@@ -18,7 +18,6 @@ from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -32,6 +31,7 @@ from engine.intake.errors import MAX_ALERTS, intake_error
 from engine.intake.limits import (
     MAX_NAME,
     MAX_VALUE,
+    Instant,
     cap_identity,
     cap_labels,
     cap_text,
@@ -75,8 +75,8 @@ class GenericAlert(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     text: str | None = None
-    starts_at: AwareDatetime | None = None
-    ends_at: AwareDatetime | None = None
+    starts_at: Instant | None = None
+    ends_at: Instant | None = None
     link: _Url | None = None
     fingerprint: _Key | None = None
     group: _Key | None = None

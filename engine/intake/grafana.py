@@ -29,7 +29,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -44,6 +43,7 @@ from engine.intake.alertmanager import AlertmanagerAlert, prometheus_alert
 from engine.intake.errors import MAX_ALERTS, IntakeError, intake_error
 from engine.intake.grafana_legacy import LegacyPayload, read_legacy, show_value
 from engine.intake.limits import (
+    Instant,
     capped_link,
     fresh_key,
 )
@@ -75,7 +75,7 @@ class GrafanaAlert(AlertmanagerAlert):
     """One alert of a unified notification (templates.ExtendedAlert in grafana/alerting):
     Alertmanager's alert with Grafana's additions."""
 
-    endsAt: AwareDatetime | None = None
+    endsAt: Instant | None = None
     silenceURL: str = ""
     dashboardURL: str = ""
     panelURL: str = ""

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from engine.intake.limits import (
     MAX_NAME,
+    AnyInstant,
     cap_identity,
     cap_labels,
     cap_pairs,
@@ -98,7 +99,7 @@ class Event(_Lenient):
     platform: _Str = None
     environment: _Str = None
     release: _Str = None
-    happened: datetime | None = Field(None, alias="datetime")
+    happened: AnyInstant | None = Field(None, alias="datetime")
     project: _Str = None
     tags: list[Any] | None = None
     exception: Exceptions | None = None
@@ -138,7 +139,7 @@ class Issue(_Lenient):
     metadata: Metadata | None = None
     web_url: _Str = None
     permalink: _Str = None
-    firstSeen: datetime | None = None
+    firstSeen: AnyInstant | None = None
 
 
 class IssueData(_Lenient):
@@ -168,7 +169,7 @@ class MetricIncident(_Lenient):
     identifier: _Str = None
     title: _Str = None
     projects: list[_Id] = Field(default_factory=list)
-    date_started: datetime | None = None
+    date_started: AnyInstant | None = None
     alert_rule: AlertRule
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Literal
 
-from engine.intake.limits import MAX_TEXT
+from engine.intake.limits import MAX_TEXT, in_range_or_none
 from engine.models import AlertStatus
 
 PARSE_LIMIT = 8 * MAX_TEXT
@@ -237,9 +237,10 @@ def parse_time(text: str | None) -> datetime | None:
         return None
     day, clock, zone = match.groups()
     try:
-        return datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=_zone(zone))
+        found = datetime.fromisoformat(f"{day}T{clock}").replace(tzinfo=_zone(zone))
     except ValueError:  # a 30th of February, or a zone of +99:00
         return None
+    return in_range_or_none(found)
 
 
 def clean_title(text: str) -> tuple[str, str]:

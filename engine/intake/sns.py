@@ -59,6 +59,7 @@ from engine.intake.limits import (
     cap_pairs,
     cap_text,
     capped_link,
+    in_range_or_none,
 )
 from engine.intake.sns_signature import BadSignature, BadUrl, check_url, public_key, verify
 from engine.intake.sources import (
@@ -356,7 +357,7 @@ def _instant(text: str) -> datetime | None:
         value = datetime.fromisoformat(text.strip())
     except ValueError:
         return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return in_range_or_none(value if value.tzinfo is not None else value.replace(tzinfo=UTC))
 
 
 def _labels(name: str, labels: Mapping[str, str]) -> Iterator[tuple[str, str]]:

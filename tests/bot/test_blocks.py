@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime
 
 import pytest
 from slack_sdk.models.blocks import Block
 
-from bot.blocks import card_blocks, story_text
+from bot.blocks import HEADER_LIMIT, card_blocks, escape, escaped_cap, story_text
 from bot.devslack import block_errors
 from bot.ids import ActionId, CardButton
 from engine.models import (
@@ -94,6 +95,35 @@ def test_alert_text_cannot_mention_or_link():
     for raw in ("<!channel>", "<@U0BOSS>", "<https://evil", " & more"):
         assert raw not in rendered
     assert "&lt;!channel&gt; &lt;@U0BOSS&gt;" in rendered and "&amp; more" in rendered
+
+
+def test_the_header_shows_an_alert_name_as_written_and_never_as_a_mention_or_link():
+    # plain_text, but Slack reads &amp; &lt; &gt; in it as in mrkdwn: escaped, so the
+    # reader sees the name as the sender wrote it and nobody is notified.
+    name = "<!channel> <@U0BOSS> <https://evil.example|click> & co"
+    alert = incident().alert.model_copy(update={"name": name, "reporter": "U1><!here"})
+    blocks = card_blocks(incident().model_copy(update={"alert": alert}))
+    header = blocks[0].to_dict()
+    assert header["type"] == "header" and header["text"]["type"] == "plain_text"
+    assert header["text"]["text"] == escape(name)
+    rendered = as_json(blocks)
+    assert "<!" not in rendered and "<https" not in rendered and "<@U0BOSS" not in rendered
+    assert "posted by" not in rendered  # a reporter that is not a user ID is mentioned nowhere
+
+
+def test_a_long_header_is_cut_to_slacks_150_characters_between_entities():
+    for name in ("<" * 200, "a" + "&" * 200, "x" * 200):
+        text = escaped_cap(name, HEADER_LIMIT)
+        assert len(text) <= HEADER_LIMIT and text.endswith("… (truncated)")
+        kept = text.removesuffix("… (truncated)")
+        assert name.startswith(html.unescape(kept)) and escape(html.unescape(kept)) == kept
+    assert block_errors([b.to_dict() for b in card_blocks(_named("<" * 200))]) == []
+
+
+def _named(name: str) -> Incident:
+    return incident().model_copy(
+        update={"alert": incident().alert.model_copy(update={"name": name})}
+    )
 
 
 def test_a_huge_explanation_is_capped_with_a_marker_and_slack_accepts_it():
