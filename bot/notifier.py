@@ -47,16 +47,25 @@ class OutboxNotifier:
         await self.store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
         self.outbox.wake()
 
+    async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
+        await self._enqueue(incident, "thread", {"text": story_text(event)}, f"once:{key}", True)
+
     async def _enqueue(
         self,
         incident: Incident,
         kind: str,
         payload: Mapping[str, Any],
         coalesce_key: str | None = None,
+        once: bool = False,
     ) -> None:
         if incident.channel is None:
             raise ValueError(f"incident {incident.id} has no channel to speak in")
         await self.store.enqueue(
-            incident.channel, kind, payload, incident_id=incident.id, coalesce_key=coalesce_key
+            incident.channel,
+            kind,
+            payload,
+            incident_id=incident.id,
+            coalesce_key=coalesce_key,
+            once=once,
         )
         self.outbox.wake()

@@ -47,6 +47,12 @@ class Narrator:
         except Exception:
             log.exception("could not tell incident %s: %s", incident.id, type(event).__name__)
 
+    async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
+        try:
+            await self.notifier.tell_once(incident, event, key)
+        except Exception:
+            log.exception("could not tell incident %s: %s", incident.id, type(event).__name__)
+
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         try:
             await self.notifier.tell_user(channel, user, text)

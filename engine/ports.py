@@ -150,6 +150,10 @@ class Notifier(Protocol):
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None: ...
 
+    async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
+        """tell_thread, unless a line with this key was ever told: a line told
+        before a state move, the move cut short by a stop, is not told twice."""
+
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         """An ephemeral answer only `user` sees."""
 

@@ -67,20 +67,21 @@ class Recovery:
                 if touched
                 else "GRACE stopped after the approval, before anything ran; nothing was changed."
             )
+            assert incident.plan is not None, "an approved incident always has a plan"
+            event = Interrupted(
+                was=incident.state.value,
+                target=incident.plan.target.name,
+                snapshots=tuple(await self.store.snapshots(incident.id)),
+                touched=touched,
+            )
+            # Told before the move, once: a stop between the two tells it at the next
+            # start (the incident is still running then), never not at all.
+            await self.narrator.tell_once(incident, event, key=f"interrupted:{incident.id}")
             moved = await self.store.transition(
                 incident.id, incident.state, S.INTERRUPTED, actor=GRACE, reason=why
             )
             if moved is None:
                 continue
-            snapshots = tuple(await self.store.snapshots(incident.id))
-            assert incident.plan is not None, "an approved incident always has a plan"
-            event = Interrupted(
-                was=incident.state.value,
-                target=incident.plan.target.name,
-                snapshots=snapshots,
-                touched=touched,
-            )
-            await self.narrator.tell(moved, event)
             await self.narrator.show(moved)
             stopped.append(moved)
         return stopped

@@ -124,8 +124,12 @@ def enqueue(
     user_id: str | None,
     coalesce_key: str | None,
     now_text: str,
+    once: bool = False,
 ) -> int:
     """Insert a row, or fold it into a waiting one; returns the row's id.
+
+    With `once`, a row with this coalesce key already queued, sent or dropped is
+    that write: nothing is added (a story line told again after a restart).
 
     An ephemeral identical to one this person has not been sent yet is that
     one: a burst of the same click gets one answer, not a queue of them.
@@ -136,6 +140,12 @@ def enqueue(
     behind it and becomes the one later writes with that key fold into.
     """
     lane = lane_of(channel, kind, user_id)
+    if once and coalesce_key is not None:
+        told = conn.execute(
+            "SELECT id FROM outbox WHERE coalesce_key = ? ORDER BY id LIMIT 1", (coalesce_key,)
+        ).fetchone()
+        if told is not None:
+            return int(told["id"])
     if kind == "ephemeral":
         same = _unsent_twin(conn, lane, channel, payload_text)
         if same is not None:

@@ -638,13 +638,15 @@ class SqliteStore:
         incident_id: int | None = None,
         user_id: str | None = None,
         coalesce_key: str | None = None,
+        once: bool = False,
     ) -> int:
         """Store a Slack write for the worker; returns its outbox id.
 
         With a coalesce key, a pending row with that key that is not its
         lane's head (which may be in flight) takes the new payload in place,
-        keeping its id and so its place in line. An ephemeral identical to
-        one not yet delivered to that person is that one.
+        keeping its id and so its place in line; with `once` too, a write with
+        that key ever queued is that write, and nothing is added. An ephemeral
+        identical to one not yet delivered to that person is that one.
         """
         payload_text = canonical_json(dict(payload))  # not JSON: fails here, not in the batch
         now_text = time_text(self._clock.now())
@@ -658,6 +660,7 @@ class SqliteStore:
                 user_id=user_id,
                 coalesce_key=coalesce_key,
                 now_text=now_text,
+                once=once,
             )
         )
 

@@ -69,7 +69,7 @@ class GraceDb:
 
     def steps_twice(self) -> list[int]:
         """Incidents with more step results than their one-step plans have."""
-        return [i for (i,) in self.rows(f"{STEPS} GROUP BY incident_id HAVING count(*) > 1")]
+        return [i for (i,) in self.rows(STEPS_TWICE)]
 
     def run_after_interruption(self) -> list[int]:
         return [i for (i,) in self.rows(RUN_AFTER_INTERRUPTION)]
@@ -83,7 +83,7 @@ class GraceDb:
         return [(i, ts) for i, ts in self.rows(INTERRUPTED)]
 
 
-STEPS = "SELECT incident_id FROM actions"
+STEPS_TWICE = "SELECT incident_id FROM actions GROUP BY incident_id HAVING count(*) > 1"
 RUN_AFTER_INTERRUPTION = """
 SELECT e.incident_id FROM audit_log AS i JOIN audit_log AS e
   ON e.incident_id = i.incident_id AND e.seq > i.seq

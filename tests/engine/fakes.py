@@ -276,9 +276,15 @@ class RecordingNotifier:
     cards: dict[int, list[Incident]] = field(default_factory=dict)
     thread: dict[int, list[StoryEvent]] = field(default_factory=dict)
     private: list[tuple[str, str, str]] = field(default_factory=list)
+    told_once: set[str] = field(default_factory=set)
 
     async def post_card(self, incident: Incident) -> None:
         self.cards[incident.id] = [self.store.incidents[incident.id]]
+
+    async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
+        if key not in self.told_once:
+            self.told_once.add(key)
+            await self.tell_thread(incident, event)
 
     async def post_card_once(self, incident: Incident) -> bool:
         if incident.id in self.cards:

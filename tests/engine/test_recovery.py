@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from engine.models import IncidentState
 from engine.story import Interrupted, NeedsHuman, Planned
 
@@ -99,3 +101,35 @@ async def test_a_run_approved_before_its_card_was_queued_is_carded_then_interrup
     assert kinds == ["Planned", "Interrupted"]
     assert isinstance(w.notifier.thread[incident.id][-1], Interrupted)
     assert w.executor.runs == 0
+
+
+async def test_an_interruption_is_told_even_when_a_stop_follows_its_move(world):
+    w = world(tier=1)
+    incident = await stored(w, w.alert())
+    proposal = await w.healer._propose(incident.alert)
+    await w.store.transition(
+        incident.id,
+        S.OPEN,
+        S.DIAGNOSED,
+        actor="grace",
+        diagnosis=proposal.diagnosis,
+        plan=proposal.plan,
+    )
+    await w.store.transition(incident.id, S.DIAGNOSED, S.APPROVED, actor="grace")
+    await w.store.transition(incident.id, S.APPROVED, S.EXECUTING, actor="grace")
+    transition = w.store.transition
+    stops = iter([True])
+
+    async def dies_right_after_the_move(*args, **kwargs):
+        moved = await transition(*args, **kwargs)
+        if next(stops, False):
+            raise SystemExit("killed right after the move was committed")
+        return moved
+
+    w.store.transition = dies_right_after_the_move
+    with contextlib.suppress(SystemExit):
+        await w.healer.recover()
+    assert w.store.incidents[incident.id].state is S.INTERRUPTED
+
+    assert await w.healer.recover() == []  # the next start: nothing runs any more
+    assert w.notifier.kinds(incident.id).count("Interrupted") == 1
