@@ -72,6 +72,13 @@ def chores(executors: dict[str, Executor], store: Store) -> list[Chore]:
     return [purge_quarantine]
 
 
+def _notice_channels(settings: Settings) -> list[str]:
+    """Every alert channel, and the channel webhook alerts go to when no route matches."""
+    fallback = [settings.fallback_channel] if settings.fallback_channel else []
+    routed = [route.channel for route in settings.routes]
+    return [*settings.alert_channels, *fallback, *routed]
+
+
 INBOX_KEPT = timedelta(days=2)
 """How long a handled delivery's key is kept: Slack retries within minutes."""
 
@@ -182,11 +189,17 @@ def _assemble(
         token=settings.slack_bot_token.get_secret_value(), base_url=settings.slack_api_url
     )
     outbox = OutboxWorker(
-        store, client, metrics, clock, rate=settings.slack_rate, burst=settings.slack_burst
+        store,
+        client,
+        metrics,
+        clock,
+        rate=settings.slack_rate,
+        burst=settings.slack_burst,
+        policy=settings.approval_policy,
     )
     healer = Healer(
         store=store,
-        notifier=OutboxNotifier(store, outbox),
+        notifier=OutboxNotifier(store, outbox, _notice_channels(settings)),
         executors=executors,
         catalog=catalog,
         policy=settings.approval_policy,

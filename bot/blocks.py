@@ -1,27 +1,18 @@
-"""Block Kit for the incident card and the text of its thread.
+"""The words GRACE posts: an incident's thread, its notices, and the helpers
+every message shares (escaping, caps, mentions, dates).
 
-Built with slack_sdk's block models, so Slack's limits are checked before a
-message is sent. Alert text is untrusted: it is escaped and capped here.
+Alert text is untrusted: it is escaped and capped here. The card's blocks
+are in bot/cards.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from slack_sdk.models.blocks import (
-    ActionsBlock,
-    Block,
-    ButtonElement,
-    ContextBlock,
-    HeaderBlock,
-    MarkdownTextObject,
-    SectionBlock,
-)
-
-from bot.ids import ActionId, BlockId, CardButton, is_user_id
 from engine.availability import Readiness
 from engine.catalog import PlaybookSpec
-from engine.models import Incident, IncidentState, Pause, Plan
+from engine.models import IncidentState, Plan
 from engine.proposal import DryRun
 from engine.story import (
     Approved,
@@ -33,10 +24,12 @@ from engine.story import (
     Interrupted,
     Learned,
     NeedsHuman,
+    Paused,
     Planned,
     Rejected,
     Reminder,
     RestoreFailed,
+    Resumed,
     RolledBack,
     SnapshotTaken,
     StepFinished,
@@ -94,97 +87,35 @@ def escaped_cap(text: str, limit: int) -> str:
     return kept + TRUNCATED
 
 
-def card_text(incident: Incident) -> str:
-    """The notification fallback: what a phone shows when blocks cannot be."""
-    return cap(f"{STATE_LABEL[incident.state]}: {escape(incident.alert.name)}", 3000)
+def slack_date(at: datetime, *, seconds: bool = False) -> str:
+    """A time each reader sees in their own time zone (Slack's date formatting),
+    with the UTC time as the fallback where Slack cannot format it. A story's
+    steps take seconds, so it shows them; a deadline does not need them."""
+    if seconds:
+        fallback = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time_secs}}|{fallback}>"
+    fallback = at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
 
 
-def card_blocks(incident: Incident, pause: Pause | None = None) -> list[Block]:
-    """The live card; while GRACE is paused it says so, at the top, on every card."""
-    alert = incident.alert
-    what = incident.diagnosis.explanation if incident.diagnosis else alert.text or alert.name
-    blocks: list[Block] = [
-        # plain_text, yet Slack decodes &amp;, &lt; and &gt; in it as in mrkdwn: the
-        # name is escaped like all alert text, and read back as the sender wrote it.
-        HeaderBlock(text=escaped_cap(alert.name, HEADER_LIMIT)),
-        *([_paused(pause)] if pause is not None else []),
-        SectionBlock(text=MarkdownTextObject(text=cap(escape(what), SECTION_LIMIT))),
-        SectionBlock(fields=_fields(incident)),
-    ]
-    if incident.reason:
-        blocks.append(
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=cap(f"*Why:* {escape(incident.reason)}", SECTION_LIMIT)
-                )
-            )
-        )
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_context(incident))]))
-    if incident.state is S.AWAITING_APPROVAL and incident.plan is not None:
-        value = CardButton(incident.id, incident.plan.hash).encode()
-        blocks.append(
-            ActionsBlock(
-                block_id=BlockId.DECISION,
-                elements=[
-                    ButtonElement(
-                        text="Approve", action_id=ActionId.APPROVE, value=value, style="primary"
-                    ),
-                    ButtonElement(
-                        text="Reject", action_id=ActionId.REJECT, value=value, style="danger"
-                    ),
-                    ButtonElement(text="Dry run", action_id=ActionId.DRY_RUN, value=value),
-                ],
-            )
-        )
-    return blocks
+def span(delta: timedelta) -> str:
+    """A duration as people say it: 40 s, 12 min, 3 h 5 min, 2 d 4 h."""
+    seconds = max(int(delta.total_seconds()), 0)
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, hours = seconds // 60, seconds // 3600
+    if hours == 0:
+        return f"{minutes} min"
+    if hours < 48:
+        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
+    return f"{hours // 24} d {hours % 24} h" if hours % 24 else f"{hours // 24} d"
 
 
-def _paused(pause: Pause) -> ContextBlock:
-    why = f": {escape(pause.reason)}" if pause.reason else ""
-    text = (
-        f":double_vertical_bar: *GRACE is paused* by <@{pause.by}>{why}. "
-        "Nothing runs until `/grace resume`."
-    )
-    return ContextBlock(elements=[MarkdownTextObject(text=cap(text, FIELD_LIMIT))])
-
-
-def _fields(incident: Incident) -> list[MarkdownTextObject]:
-    pairs = [("State", STATE_LABEL[incident.state]), ("Alerts", _seen(incident))]
-    if incident.alert.labels:
-        labels = ", ".join(f"{k}={v}" for k, v in incident.alert.labels.items())
-        pairs.append(("Labels", escape(labels)))
-    if incident.plan is not None:
-        plan = incident.plan
-        pairs += [
-            ("Playbook", escape(plan.title)),
-            ("Tier", f"{plan.tier} ({_approval_rule(plan.required_approvals)})"),
-            ("Target", f"{plan.target.executor}: `{escape(plan.target.name)}`"),
-        ]
-    return [MarkdownTextObject(text=cap(f"*{k}*\n{v}", FIELD_LIMIT)) for k, v in pairs]
-
-
-def _seen(incident: Incident) -> str:
-    times = f"{incident.alert_count} received, {incident.firing_count} firing"
-    if incident.first_seen and incident.last_seen:
-        first, last = (t.strftime("%H:%M:%S") for t in (incident.first_seen, incident.last_seen))
-        times += f"\nfirst {first}, last {last} UTC" if first != last else f"\nat {first} UTC"
-    return times
-
-
-def _approval_rule(required: int) -> str:
+def approval_rule(required: int) -> str:
     """What a plan needs before it runs: its tier's rule, or its playbook's stricter one."""
     if required <= 0:
         return "heals at once"
     return {1: "one approver", 2: "two approvers"}.get(required, f"{required} approvers")
-
-
-def _context(incident: Incident) -> str:
-    parts = [f"Incident #{incident.id}", f"source: {escape(incident.alert.source)}"]
-    if is_user_id(incident.alert.reporter):  # a mention only of what is a user's ID
-        parts.append(f"posted by <@{incident.alert.reporter}>")
-    if incident.plan is not None:
-        parts.append(f"plan `{incident.plan.hash}`")
-    return " · ".join(parts)
 
 
 def story_text(event: StoryEvent) -> str:
@@ -199,10 +130,10 @@ def _story(event: StoryEvent) -> str:
         case Cleared():
             return ":sparkles: The alert resolved by itself before anything was done. Closed."
         case Reminder(deadline=deadline, approvers=approvers):
-            who = ", ".join(_mention(a) for a in approvers) or "the approvers"
+            who = ", ".join(mention(a) for a in approvers) or "the approvers"
             return (
-                f":alarm_clock: Reminder for {who}: this plan expires at "
-                f"{deadline.strftime('%H:%M')} UTC unless someone decides."
+                f":alarm_clock: Reminder for {who}: this plan expires "
+                f"{slack_date(deadline)} unless someone decides."
             )
         case Expired():
             return ":hourglass: Expired: nobody decided in time. Nothing was done."
@@ -216,8 +147,22 @@ def _story(event: StoryEvent) -> str:
             return f":raising_hand: *Needs a human.* {escape(reason)}"
         case Approved(automatic=True):
             return ":zap: Tier 1: healing at once, no approval needed."
+        case Approved(user=user, waits=True):
+            return f":+1: Approved by <@{user}>. It runs once GRACE is resumed."
         case Approved(user=user):
             return f":+1: Approved by <@{user}>. Executing."
+        case Paused(pause=pause):
+            why = f": {escape(pause.reason)}" if pause.reason else ""
+            return (
+                f":double_vertical_bar: *GRACE is paused* by <@{pause.by}>{why}. Nothing new "
+                "runs, tier 1 included, until an admin runs `/grace resume`; approvals are "
+                "still taken and count then."
+            )
+        case Resumed(user=user, waiting=waiting):
+            return (
+                f":arrow_forward: *GRACE is resumed* by <@{user}>. "
+                f"{waiting} approved plan(s) that waited now run."
+            )
         case Rejected(user=user, reason=reason):
             return f":no_entry_sign: Rejected by <@{user}>" + (
                 f": {escape(reason)}" if reason else "."
@@ -318,7 +263,7 @@ def _params(params: dict[str, object]) -> str:
     return f" {escape(', '.join(f'{k}={v}' for k, v in params.items()))}" if params else ""
 
 
-def _mention(entry: str) -> str:
+def mention(entry: str) -> str:
     """Approvers are user IDs or user group IDs (S…); each is mentioned its own way."""
     return f"<!subteam^{entry}>" if entry.startswith("S") else f"<@{entry}>"
 
@@ -352,7 +297,7 @@ def dry_run_text(dry: DryRun) -> str:
     lines = [
         ":test_tube: *Dry run: nothing was touched.* This is what approving would do.",
         f"*Playbook:* {escape(plan.title)} (`{escape(plan.playbook_id)}`), tier {plan.tier}: "
-        f"{_approval_rule(plan.required_approvals)}",
+        f"{approval_rule(plan.required_approvals)}",
         f"*Target:* {escape(plan.target.executor)} `{escape(plan.target.name)}`",
         f"*1. Snapshot:* {escape(dry.snapshot)}",
         "*2. Steps*, each stopped at its deadline:",
@@ -375,7 +320,7 @@ def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
     lines = [f"*Playbooks GRACE knows* ({len(playbooks)}):"]
     lines += [
         f"• `{escape(p.id)}`: {escape(p.title)} · tier {p.tier} "
-        f"({_approval_rule(p.required_approvals)}) · executor `{escape(p.target.executor)}` · "
+        f"({approval_rule(p.required_approvals)}) · executor `{escape(p.target.executor)}` · "
         f"TARGET is its `{escape(p.target.shape)}`"
         for p in playbooks
     ]

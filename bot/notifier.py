@@ -6,7 +6,7 @@ outage or a restart delays what it says without losing a word of it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot.blocks import story_text
@@ -17,9 +17,19 @@ from storage.store import SqliteStore
 
 
 class OutboxNotifier:
-    def __init__(self, store: SqliteStore, outbox: OutboxWorker) -> None:
+    def __init__(
+        self, store: SqliteStore, outbox: OutboxWorker, channels: Sequence[str] = ()
+    ) -> None:
         self.store = store
         self.outbox = outbox
+        self.channels = tuple(dict.fromkeys(channels))
+        """Where notices go: every alert channel, and the default channel."""
+
+    async def announce(self, event: StoryEvent) -> None:
+        text = story_text(event)
+        for channel in self.channels:
+            await self.store.enqueue(channel, "notice", {"text": text})
+        self.outbox.wake()
 
     async def post_card(self, incident: Incident) -> None:
         await self._enqueue(incident, "post_card", {})

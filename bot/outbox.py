@@ -35,9 +35,10 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import card_blocks, card_text
+from bot.cards import CardReader, card_blocks, card_text
 from bot.metrics import Metrics
-from engine.models import Incident, Pause
+from engine.approval import ApprovalPolicy
+from engine.models import Incident
 from engine.ports import Clock
 from storage.store import OutboxItem, SqliteStore
 
@@ -106,6 +107,8 @@ class OutboxWorker:
     burst: int = BURST_PER_CHANNEL
     sleep: Sleep = asyncio.sleep
     """How the worker waits for the clock; a test's simulated time passes it its own."""
+    policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    """Who a waiting card names as able to approve it."""
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
@@ -117,6 +120,7 @@ class OutboxWorker:
         # second message. Every retry here is the worker's own, after a lookup.
         self.client = copy.copy(self.client)
         self.client.retry_handlers = []
+        self._cards = CardReader(self.store, self.policy)
 
     def wake(self) -> None:
         self._wake.set()
@@ -299,7 +303,9 @@ class OutboxWorker:
         return str(response["ts"])
 
     async def _message(self, item: OutboxItem) -> dict[str, Any]:
-        """chat.postMessage's arguments for a card or a thread reply."""
+        """chat.postMessage's arguments for a card, a thread reply or a notice."""
+        if item.kind == "notice":
+            return {"channel": item.channel, "text": item.payload["text"]}
         assert item.incident_id is not None
         if item.kind == "post_card":
             incident = await self.store.get_incident(item.incident_id)
@@ -308,8 +314,7 @@ class OutboxWorker:
             # A person's words are answered in their thread; an alert gets a card of its own.
             return {
                 "channel": item.channel,
-                "text": card_text(incident),
-                "blocks": _blocks(incident, await self.store.paused()),
+                **await self._card(incident),
                 "thread_ts": incident.alert.thread_ts,
             }
         card = await self.store.card_of(item.incident_id)
@@ -326,11 +331,17 @@ class OutboxWorker:
         if card is None or incident is None:
             raise _Refused(f"the card of incident {item.incident_id} was never posted")
         await self.client.chat_update(
-            channel=card.channel,
-            ts=card.ts,
-            text=card_text(incident),
-            blocks=_blocks(incident, await self.store.paused()),
+            channel=card.channel, ts=card.ts, **await self._card(incident)
         )
+
+    async def _card(self, incident: Incident) -> dict[str, Any]:
+        """The card as it is true now: its text and blocks."""
+        facts = await self._cards.facts(incident)
+        try:
+            blocks = [block.to_dict() for block in card_blocks(incident, facts)]
+        except SlackObjectFormationError as exc:
+            raise _Refused(f"the card breaks Slack's block rules: {exc}") from None
+        return {"text": card_text(incident, facts), "blocks": blocks}
 
     async def _find(self, item: OutboxItem, channel: str, thread_ts: str | None) -> str | None:
         """The ts of the message this row already became, if Slack has it: searched
@@ -364,6 +375,7 @@ class OutboxWorker:
 
 
 _METHOD = {
+    "notice": "chat.postMessage",
     "post_card": "chat.postMessage",
     "update_card": "chat.update",
     "thread": "chat.postMessage",
@@ -384,13 +396,6 @@ def _tagged(message: dict[str, Any], item: OutboxItem) -> bool:
     return metadata.get("event_type") == EVENT_TYPE and all(
         payload.get(key) == value for key, value in tag["event_payload"].items()
     )
-
-
-def _blocks(incident: Incident, pause: Pause | None) -> list[dict[str, object]]:
-    try:
-        return [block.to_dict() for block in card_blocks(incident, pause)]
-    except SlackObjectFormationError as exc:
-        raise _Refused(f"the card breaks Slack's block rules: {exc}") from None
 
 
 def _retry_after(exc: SlackApiError) -> float:

@@ -20,6 +20,7 @@ from engine.approval import ApprovalPolicy
 from engine.availability import Availabilities, Readiness, survey
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution, hold_refusal
+from engine.kill_switch import KillSwitch
 from engine.models import (
     Alert,
     Approval,
@@ -92,6 +93,9 @@ class Healer:
         self.narrator = Narrator(notifier)
         self.resilience = resilience or Resilience()
         self.execution = Execution(store, self.narrator, executors, clock, self.resilience)
+        self.kill_switch = KillSwitch(
+            store, self.narrator, clock, admins, lambda i: self.spawn(self.execution.run(i))
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         # Locks live while a follow-up holds or awaits them, then go.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -231,6 +235,14 @@ class Healer:
         if next_state is S.APPROVED:
             await self.narrator.tell(moved, Approved(user=GRACE, automatic=True))
             self.spawn(self.execution.run(moved.id))
+        elif (
+            plan.tier == 1
+            and not await self.store.paused()
+            and await self.kill_switch.release(moved)
+        ):
+            # Resumed between the pause check and the move: the resume's sweep missed it.
+            await self.narrator.show(moved)
+            self.spawn(self.execution.run(moved.id))
 
     async def request_heal(
         self, playbook_id: str, target: str, *, user: str, channel: str, key: str | None = None
@@ -341,28 +353,12 @@ class Healer:
             await self.narrator.show(expired)
 
     async def pause(self, user: str, reason: str | None) -> str:
-        """The kill switch, admins only: nothing new runs until resumed, tier 1 included."""
-        if user not in self.admins:
-            await self.store.audit(user, "pause.refused", detail={"reason": reason})
-            return "Only GRACE's admins may pause it."
-        await self.store.set_pause(Pause(by=user, reason=reason, at=self.clock.now()), actor=user)
-        return (
-            "GRACE is paused: nothing new will run. "
-            "Steps already running finish their current call."
-        )
+        """The kill switch, admins only (engine/kill_switch.py)."""
+        return await self.kill_switch.pause(user, reason)
 
     async def resume(self, user: str) -> str:
-        """Lift the kill switch and start the approved plans that waited behind it."""
-        if user not in self.admins:
-            await self.store.audit(user, "resume.refused")
-            return "Only GRACE's admins may resume it."
-        if await self.store.paused() is None:
-            return "GRACE is not paused."
-        await self.store.set_pause(None, actor=user)
-        waiting = await self.store.incidents_in([S.APPROVED])
-        for incident in waiting:
-            self.spawn(self.execution.run(incident.id))
-        return f"GRACE resumed; {len(waiting)} approved plan(s) that waited will now run."
+        """Lift the kill switch; the approved plans that waited behind it run."""
+        return await self.kill_switch.resume(user)
 
     async def recover(self) -> list[Incident]:
         """At start-up, every incident goes on from where it was left (engine/recovery.py);
@@ -467,14 +463,21 @@ class Healer:
             await self._reject(incident, user, reason)
             return None
         if not self.policy.satisfied(incident.plan, approvals):
-            return None if recorded else ALREADY_DECIDED
+            if not recorded:
+                return ALREADY_DECIDED
+            pause = await self.store.paused()
+            return _waits_for_resume(pause) if pause is not None else None
         approved = await self.store.transition(
             incident_id, S.AWAITING_APPROVAL, S.APPROVED, actor=user
         )
         if approved is None:
             return "Someone else decided on this plan first."
-        await self.narrator.tell(approved, Approved(user=user))
+        # Read after the move: a resume that came between missed nothing, it saw APPROVED.
+        pause = await self.store.paused()
+        await self.narrator.tell(approved, Approved(user=user, waits=pause is not None))
         await self.narrator.show(approved)
+        if pause is not None:
+            return _waits_for_resume(pause)
         self.spawn(self.execution.run(incident_id))
         return None
 
@@ -487,11 +490,6 @@ class Healer:
             return f"This incident is already {incident.state.value.replace('_', ' ')}."
         if incident.plan.hash != plan_hash:
             return "The plan changed since this card was posted; approve the current plan instead."
-        # A pause stops what would run; rejecting runs nothing, so it stays possible.
-        pause = await self.store.paused() if decision is Decision.APPROVE else None
-        if pause is not None:
-            why = f": {pause.reason}" if pause.reason else ""
-            return f"GRACE is paused by <@{pause.by}>{why}. Nothing runs until `/grace resume`."
         return await self.policy.refusal(
             incident.plan, user, incident.alert.reporter, self.directory
         )
@@ -518,6 +516,14 @@ def _alike(stored: Approval, new: Approval) -> bool:
     """The same person's same decision on the same plan."""
     same = (new.user, new.decision, new.plan_hash)
     return (stored.user, stored.decision, stored.plan_hash) == same
+
+
+def _waits_for_resume(pause: Pause) -> str:
+    why = f": {pause.reason}" if pause.reason else ""
+    return (
+        f"Your approval is recorded and counts. GRACE is paused by <@{pause.by}>{why}; "
+        "nothing runs until `/grace resume`, and the plan is checked again then."
+    )
 
 
 def _duration(seconds: float) -> str:

@@ -53,6 +53,12 @@ class Narrator:
         except Exception:
             log.exception("could not tell incident %s: %s", incident.id, type(event).__name__)
 
+    async def announce(self, event: StoryEvent) -> None:
+        try:
+            await self.notifier.announce(event)
+        except Exception:
+            log.exception("could not announce %s", type(event).__name__)
+
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         try:
             await self.notifier.tell_user(channel, user, text)

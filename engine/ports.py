@@ -157,6 +157,9 @@ class Notifier(Protocol):
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         """An ephemeral answer only `user` sees."""
 
+    async def announce(self, event: StoryEvent) -> None:
+        """A notice for every alert channel, not about one incident (the kill switch)."""
+
 
 class Directory(Protocol):
     async def members(self, group: str) -> frozenset[str]:

@@ -59,7 +59,11 @@ class Recovery:
 
     async def _interrupt_runs(self) -> list[Incident]:
         stopped: list[Incident] = []
+        # While paused an approved plan is not cut short: it waits for the resume, as planned.
+        paused = await self.store.paused() is not None
         for incident in await self.store.incidents_in(RUNNING):
+            if paused and incident.state is S.APPROVED:
+                continue
             touched = incident.state is not S.APPROVED
             why = (
                 f"GRACE stopped while the plan was {incident.state.value}; "

@@ -59,6 +59,22 @@ class Expired(_Event):
 class Approved(_Event):
     user: str
     automatic: bool = False
+    waits: bool = False
+    """GRACE is paused: the plan runs once it is resumed."""
+
+
+class Paused(_Event):
+    """A notice for every alert channel: an admin pulled the kill switch."""
+
+    pause: Pause
+
+
+class Resumed(_Event):
+    """A notice for every alert channel: the kill switch is lifted."""
+
+    user: str
+    waiting: int
+    """Approved plans that waited and now run."""
 
 
 class Rejected(_Event):
@@ -141,4 +157,6 @@ StoryEvent = (
     | Interrupted
     | HoldCleared
     | Learned
+    | Paused
+    | Resumed
 )

@@ -51,6 +51,7 @@ from storage import controls, intake
 from storage import holds as hold_rows
 from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
+from storage import reports as report_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
 from storage.outbox import Card, OutboxItem
@@ -735,3 +736,25 @@ class SqliteStore:
         """Whether the incident's card was ever queued (sent or not): a card is
         posted once, and GRACE may have died between an incident's move and it."""
         return await self._fetchone(inbox_rows.CARD_QUEUED, (incident_id,)) is not None
+
+    # -- reports for people ------------------------------------------------
+
+    async def status_rows(self, limit: int = 20) -> report_rows.StatusRows:
+        """`/grace status`: open incidents by state, the first `limit` pending
+        approvals (soonest deadline first) and the outbox backlog, as of one moment."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(conn, lambda c: report_rows.status(c, limit))
+
+    async def incident_page(
+        self, *, open_only: bool, limit: int = 20
+    ) -> report_rows.Page[Incident]:
+        """`/grace incidents`: the newest `limit` incidents (not ended, or all) and their total."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(
+                conn, lambda c: report_rows.incident_page(c, open_only, limit)
+            )
+
+    async def incident_story(self, incident_id: int) -> report_rows.IncidentStory | None:
+        """`/grace incidents N`: everything stored about one incident; None if unknown."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(conn, lambda c: report_rows.story(c, incident_id))

@@ -29,6 +29,10 @@ class Reader:
                 return "@" + (label or self.users.get(target[1:], target[1:]))
             if target.startswith("#"):
                 return "#" + (label or self.channels.get(target[1:], target[1:]))
+            if target.startswith("!date^"):  # the reader's own time; the fallback here
+                return label or target
+            if target.startswith("!subteam^"):
+                return "@" + (label or target.removeprefix("!subteam^"))
             if target.startswith("!"):
                 return "@" + (label or target[1:].split("^")[0])
             return label or target

@@ -1,14 +1,17 @@
 """`/grace`: what GRACE knows, and asking it to heal something by name.
 
+A dispatcher: the answers are built in bot/reports.py and bot/blocks.py.
 Answers that are instant are the ack itself (Slack shows them to the person
-alone); a heal is acked at once and answered through the command's
-response_url when it is done. Command text is untrusted: it is escaped
-wherever it is echoed.
+alone); a heal, and anything that asks the executors, is acked at once and
+answered through the command's response_url when it is done. Command text is
+untrusted: it is escaped wherever it is echoed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +34,14 @@ from bot.blocks import (
 from bot.ids import Command, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
+from bot.reports import (
+    LIST_LIMIT,
+    ReportStore,
+    Status,
+    incidents_text,
+    status_text,
+    story_answer,
+)
 from engine.healer import Healer
 from engine.models import Incident
 
@@ -39,13 +50,19 @@ log = logging.getLogger(__name__)
 DRY_RUN_FLAG = "--dry-run"
 HEAL_USAGE = f"`/grace heal PLAYBOOK TARGET [{DRY_RUN_FLAG}]`"
 CLEAR_USAGE = "`/grace clear TARGET`"
-COMING = ("status", "incidents", "stats")
+INCIDENTS_USAGE = "`/grace incidents [open|all|N]`"
+NO_ARGUMENTS = ("status", "playbooks", "resume", "cloud")
 ECHO_LIMIT = 60  # characters of a person's own words quoted back in an error
+INCIDENT_ID = re.compile(r"#?([0-9]{1,9})")
 
 HELP = "\n".join(
     [
         "*GRACE* heals production systems from Slack. `/grace` commands:",
         "• `/grace help`: this list",
+        "• `/grace status`: paused or not, open incidents, approvals waiting and their "
+        "deadlines, executors that cannot act, open breakers, held targets, Slack writes queued",
+        f"• {INCIDENTS_USAGE}: the latest incidents (open ones, or all) with a link to each "
+        "card; with an incident's number, its whole story",
         "• `/grace playbooks`: the playbooks GRACE knows, with their tier and executor",
         "• `/grace heal PLAYBOOK TARGET`: open an incident that runs PLAYBOOK on TARGET in this "
         "channel; its card asks for approval as its tier requires",
@@ -55,7 +72,6 @@ HELP = "\n".join(
         "• `/grace clear TARGET`: after a safe hold or an interrupted run, say TARGET is checked "
         "(admins); GRACE may act on it again",
         "• `/grace cloud`: which executors can act here and why not; open breakers; held targets",
-        "Coming, not built yet: `status`, `incidents`, `stats [days]`.",
     ]
 )
 
@@ -81,11 +97,14 @@ KIND = "command"
 
 
 def register(app: AsyncApp, healer: Healer, inbox: Inbox) -> None:
-    app.command(Command.GRACE)(_on_grace(healer, inbox))
+    store = healer.store
+    if not isinstance(store, ReportStore):
+        raise TypeError("`/grace status` and `/grace incidents` need a store with reports")
+    app.command(Command.GRACE)(_on_grace(healer, inbox, store))
     inbox.handle(KIND, lambda payload: _carry_out(healer, app.client, payload))
 
 
-def _on_grace(healer: Healer, inbox: Inbox) -> Any:
+def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
     async def on_grace(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond
     ) -> BoltResponse | None:
@@ -97,11 +116,11 @@ def _on_grace(healer: Healer, inbox: Inbox) -> Any:
             return refuse("a command needs Slack's user_id, channel_id, trigger_id, response_url")
         words = slack_unescape(str(command.get("text") or "")).split()
         sub, args = (words[0].lower(), words[1:]) if words else ("help", [])
-        if sub == "heal" and isinstance(request := parse_heal(args), str):
-            await _answer(ack, request)
-            return None
-        if sub == "clear" and len(args) != 1:
-            await _answer(ack, f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}")
+        # Only ever part of a link to a card: a domain of Slack's shape, or none.
+        team_domain = slack_id("team domain", command.get("team_domain")) or ""
+        refusal = _argument_error(sub, args)
+        if refusal is not None:
+            await _answer(ack, refusal)
             return None
         if sub in ("heal", "pause", "resume", "clear"):
             # Committed before Slack's answer: a command Slack delivered is carried out
@@ -111,22 +130,39 @@ def _on_grace(healer: Healer, inbox: Inbox) -> Any:
                 "args": args,
                 "user": user,
                 "channel": channel,
-                # Only ever part of a link to the card: a domain of Slack's shape, or none.
-                "team_domain": slack_id("team domain", command.get("team_domain")) or "",
+                "team_domain": team_domain,
                 "response_url": str(response_url),
                 "trigger_id": trigger_id,
             }
             await inbox.accept(f"command:{payload['trigger_id']}", KIND, payload)
             await ack()
             return None
-        if sub == "cloud":
+        if sub in ("cloud", "status"):
+            # After the ack: asking the executors whether they can act may take seconds.
             await ack()
-            healer.spawn(_cloud(healer, respond))
+            text = _cloud(healer) if sub == "cloud" else _status(healer, store, team_domain)
+            healer.spawn(_later(respond, sub, text))
             return None
-        await _answer(ack, _instant(healer, sub, args))
+        if sub == "incidents":
+            await _answer(ack, await _incidents(healer, store, args, team_domain))
+            return None
+        await _answer(ack, _instant(healer, sub))
         return None
 
     return on_grace
+
+
+def _argument_error(sub: str, args: list[str]) -> str | None:
+    """What is wrong with the words, with the command's usage; None when they are right."""
+    if sub == "heal" and isinstance(request := parse_heal(args), str):
+        return request
+    if sub == "clear" and len(args) != 1:
+        return f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}"
+    if sub == "incidents" and parse_incidents(args) is None:
+        return f"`incidents` takes `open`, `all` or an incident's number. Usage: {INCIDENTS_USAGE}"
+    if sub in NO_ARGUMENTS and args:
+        return f"`/grace {sub}` takes no arguments; got {_quoted(args)}. Usage: `/grace {sub}`"
+    return None
 
 
 async def _carry_out(healer: Healer, client: AsyncWebClient, payload: dict[str, Any]) -> None:
@@ -145,10 +181,57 @@ async def _carry_out(healer: Healer, client: AsyncWebClient, payload: dict[str, 
         await _clear(healer, respond, user, args[0])
 
 
-async def _cloud(healer: Healer, respond: AsyncRespond) -> None:
-    """After the ack: an executor may take seconds to say whether its platform answers."""
-    text = readiness_text(await healer.readiness(), healer.catalog.playbooks)
-    await respond(text=text, response_type="ephemeral")
+async def _later(respond: AsyncRespond, sub: str, text: Awaitable[str]) -> None:
+    """An answer built after the ack, sent through the command's response_url."""
+    try:
+        answer = await text
+    except Exception:
+        log.exception("/grace %s failed", sub)
+        answer = "GRACE could not answer that: something failed inside it (its log says what)."
+    try:
+        await respond(text=cap(answer, TEXT_LIMIT), response_type="ephemeral")
+    except Exception:
+        log.exception("could not answer /grace %s through its response_url", sub)
+
+
+async def _cloud(healer: Healer) -> str:
+    return readiness_text(await healer.readiness(), healer.catalog.playbooks)
+
+
+async def _status(healer: Healer, store: ReportStore, team_domain: str) -> str:
+    readiness = await healer.readiness()  # first: it takes longest, the rest is then fresh
+    status = Status(
+        pause=await store.paused(),
+        rows=await store.status_rows(LIST_LIMIT),
+        readiness=readiness,
+        now=healer.clock.now(),
+    )
+    return status_text(status, team_domain)
+
+
+async def _incidents(healer: Healer, store: ReportStore, args: list[str], team_domain: str) -> str:
+    which = parse_incidents(args)
+    if isinstance(which, int):
+        story = await store.incident_story(which)
+        if story is None:
+            return f"There is no incident #{which}. `/grace incidents all` lists them."
+        return story_answer(story, team_domain)
+    open_only = which == "open"
+    page = await store.incident_page(open_only=open_only, limit=LIST_LIMIT)
+    return incidents_text(page, open_only, healer.clock.now(), team_domain)
+
+
+def parse_incidents(args: list[str]) -> str | int | None:
+    """`open` (also no word), `all`, or an incident's number (`12` or `#12`); None otherwise."""
+    if not args:
+        return "open"
+    if len(args) != 1:
+        return None
+    word = args[0].lower()
+    if word in ("open", "all"):
+        return word
+    number = INCIDENT_ID.fullmatch(word)
+    return int(number[1]) if number and int(number[1]) > 0 else None
 
 
 async def _clear(healer: Healer, respond: AsyncRespond, user: str, target: str) -> None:
@@ -164,16 +247,12 @@ async def _switch(
     await respond(text=text, response_type="ephemeral")
 
 
-def _instant(healer: Healer, sub: str, args: list[str]) -> str:
+def _instant(healer: Healer, sub: str) -> str:
     if sub == "help":
         return HELP
     if sub == "playbooks":
-        if args:
-            return f"`/grace playbooks` takes no arguments; got {_quoted(args)}."
         return playbooks_text(healer.catalog.playbooks)
-    if sub in COMING:
-        return f"`/grace {sub}` is coming but not built yet. `/grace help` lists what works today."
-    return f"Unknown subcommand {_quoted([sub])}. `/grace help` lists the commands."
+    return f"Unknown subcommand {_quoted([sub])}.\n{HELP}"
 
 
 def parse_heal(args: list[str]) -> HealRequest | str:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
 from bot.ids import CallbackId
+from bot.listeners.commands import HELP
 from bot.metrics import Metrics
 from bot.server import make_web_app
 from bot.settings import Settings
 from bot.webhooks import build_sources
 
-MANIFEST = yaml.safe_load((Path(__file__).parents[2] / "manifest.yml").read_text())
+ROOT = Path(__file__).parents[2]
+MANIFEST = yaml.safe_load((ROOT / "manifest.yml").read_text())
 SLACK_PATH = "/slack/events"
 
 
@@ -57,3 +63,35 @@ def test_the_slash_command_is_grace():
 def test_the_heal_this_shortcut_is_the_one_grace_listens_for():
     [shortcut] = MANIFEST["features"]["shortcuts"]
     assert (shortcut["type"], shortcut["callback_id"]) == ("message", CallbackId.HEAL_THIS)
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.glob("manifest*.yml")), ids=lambda p: p.name)
+def test_the_usage_hint_names_exactly_the_commands_help_lists(path):
+    """Slack shows the hint as people type: it must offer nothing that answers "unknown"."""
+    [command] = yaml.safe_load(path.read_text())["features"]["slash_commands"]
+    hinted = [usage.strip() for usage in command["usage_hint"].split(" | ")]
+    helped = re.findall(r"^• `/grace ([a-z]+)", HELP, flags=re.MULTILINE)
+    assert [usage.split()[0] for usage in hinted] == list(dict.fromkeys(helped))
+
+
+SOCKET = yaml.safe_load((ROOT / "manifest.socket.yml").read_text())
+
+
+def _keys(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        return set(node) | {k for v in node.values() for k in _keys(v)}
+    return {k for v in node for k in _keys(v)} if isinstance(node, list) else set()
+
+
+def test_the_socket_mode_manifest_is_the_http_one_without_its_urls():
+    """Both modes grant the same scopes, events, command and shortcut: a team that
+    switches modes loses nothing; only where Slack delivers differs."""
+    http = copy.deepcopy(MANIFEST)
+    del http["settings"]["event_subscriptions"]["request_url"]
+    del http["settings"]["interactivity"]["request_url"]
+    for command in http["features"]["slash_commands"]:
+        del command["url"]
+    assert MANIFEST["settings"]["socket_mode_enabled"] is False
+    http["settings"]["socket_mode_enabled"] = True
+    assert http == SOCKET
+    assert not {"url", "request_url"} & _keys(SOCKET)

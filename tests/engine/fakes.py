@@ -277,9 +277,13 @@ class RecordingNotifier:
     thread: dict[int, list[StoryEvent]] = field(default_factory=dict)
     private: list[tuple[str, str, str]] = field(default_factory=list)
     told_once: set[str] = field(default_factory=set)
+    notices: list[StoryEvent] = field(default_factory=list)
 
     async def post_card(self, incident: Incident) -> None:
         self.cards[incident.id] = [self.store.incidents[incident.id]]
+
+    async def announce(self, event: StoryEvent) -> None:
+        self.notices.append(event)
 
     async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
         if key not in self.told_once:

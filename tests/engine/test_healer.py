@@ -3,7 +3,7 @@ from __future__ import annotations
 import asyncio
 
 from engine.models import AlertStatus, Availability, Decision, IncidentState, Pause
-from engine.story import Learned, NeedsHuman, RestoreFailed, RolledBack
+from engine.story import Approved, Learned, NeedsHuman, Paused, RestoreFailed, Resumed, RolledBack
 
 S = IncidentState
 HEAL_STORY = ["Planned", "Approved", "SnapshotTaken", "StepFinished", "Verified", "Learned"]
@@ -367,24 +367,70 @@ async def test_dry_runs_show_the_plan_and_touch_nothing(world):
 async def test_only_admins_pull_the_kill_switch_and_it_is_audited(world):
     w = world()
     assert "Only GRACE's admins" in await w.healer.pause("U0ONCALL", "nope")
-    assert w.store.pause is None
+    assert w.store.pause is None and w.notifier.notices == []
     assert "GRACE is paused" in await w.healer.pause("U0LEAD", "db migration")
     assert w.store.pause.by == "U0LEAD" and w.store.pause.reason == "db migration"
     actions = [a for _, a, _, _ in w.store.audit_rows]
     assert "pause.refused" in actions and "grace.paused" in actions
     assert "Only GRACE's admins" in await w.healer.resume("U0ONCALL")
     assert "resumed" in await w.healer.resume("U0LEAD") and w.store.pause is None
+    assert w.notifier.notices == [
+        Paused(pause=w.notifier.notices[0].pause),
+        Resumed(user="U0LEAD", waiting=0),
+    ]
+    assert w.notifier.notices[0].pause.by == "U0LEAD"
 
 
-async def test_while_paused_approvals_are_refused_and_tier1_waits(world):
+async def test_pausing_and_resuming_redraw_every_card_a_person_may_be_looking_at(world):
+    w = world()
+    waiting = await w.open(w.alert())
+    shown = len(w.notifier.cards[waiting.id])
+    await w.healer.pause("U0LEAD", "freeze")
+    assert len(w.notifier.cards[waiting.id]) == shown + 1, "the card gains the banner"
+    await w.healer.resume("U0LEAD")
+    assert len(w.notifier.cards[waiting.id]) == shown + 2, "and loses it"
+
+
+async def test_while_paused_an_approval_is_recorded_and_runs_once_resumed(world):
+    w = world(tier=2)
+    await w.healer.pause("U0LEAD", "freeze")
+    incident = await w.open(w.alert())
+    final = await approve(w, incident)
+    assert final.state is S.APPROVED and w.executor.runs == 0
+    told = w.notifier.private[-1][2]
+    assert "Your approval is recorded and counts" in told and "paused by <@U0LEAD>: freeze" in told
+    assert "checked again" in told
+    assert w.notifier.thread[incident.id][-1] == Approved(user="U0ONCALL", waits=True)
+    assert "Held" not in w.notifier.kinds(incident.id), "said once, by the approval"
+    assert "1 approved plan(s)" in await w.healer.resume("U0LEAD")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED and w.executor.runs == 1
+    assert w.notifier.notices[-1] == Resumed(user="U0LEAD", waiting=1)
+
+
+async def test_while_paused_tier1_waits_and_runs_by_itself_once_resumed(world):
     w = world(tier=1)
     await w.healer.pause("U0LEAD", "freeze")
     incident = await w.open(w.alert())
-    assert incident.state is S.AWAITING_APPROVAL, "tier 1 waits for a person while paused"
+    assert incident.state is S.AWAITING_APPROVAL, "tier 1 waits while paused"
     assert w.executor.runs == 0
-    final = await approve(w, incident)
-    assert final.state is S.AWAITING_APPROVAL
-    assert "paused by <@U0LEAD>: freeze" in w.notifier.private[-1][2]
+    assert "1 approved plan(s)" in await w.healer.resume("U0LEAD")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED and w.executor.runs == 1
+    assert Approved(user="grace", automatic=True) in w.notifier.thread[incident.id]
+
+
+async def test_an_approval_given_while_paused_is_checked_again_when_resumed(world):
+    w = world()
+    await w.healer.pause("U0LEAD", "freeze")
+    incident = await w.open(w.alert())
+    await approve(w, incident)
+    w.store.incidents[incident.id] = w.store.incidents[incident.id].model_copy(
+        update={"firing_count": 0}
+    )  # the alert resolved while GRACE waited
+    await w.healer.resume("U0LEAD")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.AUTO_RESOLVED and w.executor.runs == 0
 
 
 async def test_a_plan_approved_before_the_pause_waits_and_runs_on_resume(world):

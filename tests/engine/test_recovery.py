@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 
-from engine.models import IncidentState
+from engine.models import Decision, IncidentState
 from engine.story import Interrupted, NeedsHuman, Planned
 
 S = IncidentState
@@ -133,3 +133,24 @@ async def test_an_interruption_is_told_even_when_a_stop_follows_its_move(world):
 
     assert await w.healer.recover() == []  # the next start: nothing runs any more
     assert w.notifier.kinds(incident.id).count("Interrupted") == 1
+
+
+async def test_a_plan_approved_while_paused_still_waits_for_the_resume_after_a_restart(world):
+    w = world()
+    await w.healer.pause("U0LEAD", "freeze")
+    incident = await w.open(w.alert())
+    await w.healer.decide(
+        incident_id=incident.id,
+        plan_hash=incident.plan.hash,
+        user="U0ONCALL",
+        decision=Decision.APPROVE,
+        channel="C0ALERTS",
+    )
+    assert w.store.incidents[incident.id].state is S.APPROVED
+
+    assert await w.healer.recover() == [], "waiting behind the switch is not an interruption"
+
+    assert w.store.incidents[incident.id].state is S.APPROVED and w.executor.runs == 0
+    await w.healer.resume("U0LEAD")
+    await w.healer.drain()
+    assert w.store.incidents[incident.id].state is S.RESOLVED and w.executor.runs == 1

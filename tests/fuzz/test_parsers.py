@@ -14,7 +14,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.blocks import card_blocks, card_text
+from bot.cards import card_blocks, card_text
 from bot.ids import slack_id
 from bot.settings import Settings
 from bot.webhooks import build_sources
