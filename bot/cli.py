@@ -37,7 +37,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser(
         "run", help="serve Slack (HTTP, or Socket Mode when SLACK_APP_TOKEN is set)"
     )
-    commands.add_parser("demo", help="one whole incident against a local Slack stand-in")
+    demo = commands.add_parser("demo", help="one whole incident against a local Slack stand-in")
+    demo.add_argument(
+        "--socket-mode", action="store_true", help="deliver over Socket Mode, not HTTP"
+    )
+    devslack = commands.add_parser(
+        "devslack", help="a local Slack stand-in with a web page, to try GRACE before installing"
+    )
+    devslack.add_argument("--port", type=int, default=3001, help="its port on 127.0.0.1")
+    devslack.add_argument(
+        "--request-url", help="POST deliveries to GRACE's /slack/events here (default: Socket Mode)"
+    )
     commands.add_parser("check", help="validate the config and every playbook")
     simulate = commands.add_parser(
         "simulate", help="how GRACE would read an alert (a payload, a Slack message, a line)"
@@ -67,8 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from bot.demo import run_demo
 
-            return asyncio.run(run_demo())
+            return asyncio.run(run_demo(socket_mode=args.socket_mode))
         settings = load_settings()
+        if args.command == "devslack":
+            return asyncio.run(_devslack(settings, args.port, args.request_url))
         if args.command == "run":
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 return runner.run(_run(settings))
@@ -104,6 +116,12 @@ async def _run(settings: Settings) -> int:
     finally:
         await grace.stop()
     return 0
+
+
+async def _devslack(settings: Settings, port: int, request_url: str | None) -> int:
+    from bot.devslack.serve import serve
+
+    return await serve(settings, port, request_url, _stop_on_signals())
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -2,14 +2,17 @@
 
 It is a real aiohttp server on loopback. The bot talks to it with the real
 ``slack_sdk.AsyncWebClient(base_url=devslack.api_url)``, and it delivers events and
-interactions to the app's ``/slack/events`` URL signed exactly as Slack signs them.
-It refuses what Slack refuses (auth, block limits, unknown channels and messages,
-stale triggers, opt-in rate limits) so that what works here works against Slack.
+interactions to the app's ``/slack/events`` URL signed exactly as Slack signs them,
+or, once `use_socket_mode()` issued an app-level token, over the app's Socket Mode
+WebSocket. It refuses what Slack refuses (auth, token types, block limits, unknown
+channels and messages, stale triggers, opt-in rate limits) so that what works here
+works against Slack.
 
 `web_api` serves the Web API and keeps what it stores; `workspace` holds
-DevSlack, which adds the people whose requests reach the app. `message` is a
-message as it stores one, `blockkit` holds Slack's Block Kit limits and
-`render` shows messages as a person reads them.
+DevSlack, which adds the people whose requests reach the app; `socket` is
+Slack's side of Socket Mode and `page` the page `grace devslack` serves.
+`message` is a message as it stores one, `blockkit` holds Slack's Block Kit
+limits and `render` shows messages as a person reads them.
 """
 
 from bot.devslack.blockkit import MAX_MESSAGE_BLOCKS, MAX_VIEW_BLOCKS, block_errors

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import secrets
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MAX_MESSAGE_BLOCKS = 50
@@ -146,4 +147,14 @@ def with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for el in [*elements, b.get("accessory"), b.get("element")]:
             if isinstance(el, dict) and el.get("type") != "image":
                 el.setdefault("action_id", secrets.token_urlsafe(3))
+    return out
+
+
+def buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
+    """A message's buttons, each with its block's id: what a person can click."""
+    out = []
+    for b in blocks:
+        for el in [*b.get("elements", []), b.get("accessory")]:
+            if isinstance(el, dict) and el.get("type") == "button":
+                out.append((b.get("block_id", ""), el))
     return out

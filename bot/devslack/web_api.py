@@ -120,13 +120,17 @@ class WebApi:
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_route("*", "/api/{method}", self._handle_api)
-        app.router.add_post("/respond/{key}", self._handle_response_url)
+        self._add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, host, port).start()
         bound_host, bound_port = self._runner.addresses[0][:2]
         self._base = f"http://{bound_host}:{bound_port}"
+
+    def _add_routes(self, app: web.Application) -> None:
+        """The Web API and response URLs; DevSlack adds Socket Mode's link and its page."""
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/respond/{key}", self._handle_response_url)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -319,9 +323,9 @@ class WebApi:
         }
 
     def _apps_connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
-        """Socket Mode's URL is only for an app-level token (xapp-), which the stand-in
-        does not issue: any other token it knows is refused here, as Slack refuses a
-        bot token, and an unknown one before this (invalid_auth)."""
+        """Socket Mode's URL is only for an app-level token (xapp-), which DevSlack
+        answers before this: the bot token is refused here, as Slack refuses it, and
+        an unknown token before this (invalid_auth)."""
         raise SlackError("not_allowed_token_type")
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """DevSlack: the Web API stand-in plus the workspace around it, the people whose messages,
-clicks, modal submissions and slash commands reach the app as Slack's signed requests."""
+clicks, modal submissions and slash commands reach the app as Slack's signed requests,
+or in Socket Mode as envelopes over the app's WebSocket."""
 
 from __future__ import annotations
 
@@ -14,15 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
+from bot.devslack.blockkit import buttons
 from bot.devslack.message import Message
-from bot.devslack.web_api import WebApi
+from bot.devslack.page import Page
+from bot.devslack.socket import Exchange, SocketMode, enveloped
+from bot.devslack.web_api import SlackError, WebApi
 
 
 @dataclass
 class Delivery:
-    """One Slack -> app HTTP request and the app's answer."""
+    """One Slack -> app delivery and the app's answer.
+
+    Over HTTP, the request and the response. In Socket Mode, the same: `request_body`
+    is what HTTP mode would POST, `status` 200 and `body` the ack's payload as JSON
+    once acknowledged; with no ack, status 0 and `body` what the person would see
+    (dispatch_failed, operation_timeout). `envelope` is the last one sent.
+    """
 
     status: int
     body: str
@@ -30,6 +41,7 @@ class Delivery:
     request_body: str
     request_headers: dict[str, str]
     elapsed: float = 0.0  # seconds until the app answered; Slack gives up after 3
+    envelope: dict[str, Any] | None = None
 
     def payload(self) -> dict[str, Any]:
         """The delivered document: the JSON event, the ``payload`` form field, or the form."""
@@ -46,15 +58,28 @@ class DevSlack(WebApi):
     """
 
     request_url: str | None = None
+    socket_mode = False
     _session: aiohttp.ClientSession | None = None
 
+    def __init__(self, **workspace: Any) -> None:
+        """The workspace is the Web API's (see WebApi); Socket Mode is off until asked for."""
+        super().__init__(**workspace)
+        self.socket = SocketMode(self.app_id, self._notify)
+        self.page = Page(self)
+
     # ------------------------------------------------------------ lifecycle
+
+    def _add_routes(self, app: web.Application) -> None:
+        super()._add_routes(app)
+        app.router.add_get("/link/", self.socket.handle)
+        self.page.add_routes(app)
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
         await super().start(host, port)
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
 
     async def stop(self) -> None:
+        await self.socket.drop()  # open WebSockets would hold the server's shutdown up
         if self._session is not None:
             await self._session.close()
         self._session = None
@@ -63,6 +88,25 @@ class DevSlack(WebApi):
     def connect(self, request_url: str) -> None:
         """Tell the stand-in where the app receives Slack's requests (its /slack/events)."""
         self.request_url = request_url
+
+    def use_socket_mode(self) -> str:
+        """Deliver over Socket Mode from now on (the app's toggle turned on); returns the
+        app-level token the app opens its connections with."""
+        self.socket_mode = True
+        return self.socket.issue_token()
+
+    def _dispatch(self, method: str, args: dict[str, Any], token: str | None) -> dict[str, Any]:
+        """An app-level token opens Socket Mode connections and nothing else, as on Slack;
+        any other token is the Web API's to judge (the bot token is refused there)."""
+        if not (token and self.socket.issued(token)):
+            return super()._dispatch(method, args, token)
+        if method not in self._methods():
+            raise SlackError("unknown_method", 404, req_method=method)
+        if self._failures.get(method):
+            raise self._failures[method].pop(0)
+        if method != "apps.connections.open":
+            raise SlackError("not_allowed_token_type")
+        return {"ok": True, "url": self.socket.open_url(self._base)}
 
     def issue_trigger_id(self) -> str:
         """A trigger_id as Slack hands out with an interaction; valid for 3 s, once."""
@@ -106,11 +150,26 @@ class DevSlack(WebApi):
         return delivery
 
     async def redeliver(self, delivery: Delivery, retry_num: int = 1) -> Delivery:
-        """Send the same body again with a fresh signature and Slack's retry headers."""
+        """Send the same body again with a fresh signature and Slack's retry headers
+        (in Socket Mode: in a new envelope with that retry_attempt)."""
         headers = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": "http_timeout"}
-        return await self.signed_post(
-            delivery.request_body, delivery.request_headers["Content-Type"], headers=headers
+        return await self._deliver(
+            delivery.request_body, delivery.request_headers["Content-Type"], headers
         )
+
+    async def _deliver(
+        self, body: str, content_type: str, headers: Mapping[str, str] | None = None
+    ) -> Delivery:
+        """What HTTP mode POSTs, signed; in Socket Mode the same document in an envelope."""
+        if not self.socket_mode:
+            return await self.signed_post(body, content_type, headers=headers)
+        sent = {"Content-Type": content_type, **(headers or {})}
+        kind, payload = enveloped(body, content_type)
+        retry = int(sent.get("X-Slack-Retry-Num", 0))
+        reason = sent.get("X-Slack-Retry-Reason", "")
+        exchange = await self.socket.deliver(kind, payload, retry, reason)
+        await self._notify()
+        return _socket_delivery(exchange, body, sent)
 
     async def deliver_event(self, event: Mapping[str, Any]) -> Delivery:
         """Wrap any Events API event (app_home_opened, ...) in an event_callback and deliver it."""
@@ -137,7 +196,7 @@ class DevSlack(WebApi):
             "is_ext_shared_channel": False,
             "event_context": "4-" + secrets.token_urlsafe(24),
         }
-        return await self.signed_post(json.dumps(envelope), "application/json")
+        return await self._deliver(json.dumps(envelope), "application/json")
 
     async def post_message_as(
         self,
@@ -219,14 +278,14 @@ class DevSlack(WebApi):
 
     async def _post_form(self, fields: Mapping[str, str]) -> Delivery:
         body = urllib.parse.urlencode(fields)
-        return await self.signed_post(body, "application/x-www-form-urlencoded")
+        return await self._deliver(body, "application/x-www-form-urlencoded")
 
     async def click(self, channel: str, ts: str, action_id: str, *, user: str) -> Delivery:
         """A person clicks a button on the message as it is now (stale cards cannot be clicked)."""
         msg = self.message(channel, ts)
         found = _find_button(msg.blocks, action_id)
         if found is None:
-            present = [b[1].get("action_id") for b in _buttons(msg.blocks)]
+            present = [b[1].get("action_id") for b in buttons(msg.blocks)]
             raise LookupError(
                 f"message {ts} in {channel} has no button {action_id!r} "
                 f"(its buttons now: {present or 'none'})"
@@ -319,16 +378,18 @@ class DevSlack(WebApi):
         )
 
 
-def _buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
-    out = []
-    for b in blocks:
-        for el in [*b.get("elements", []), b.get("accessory")]:
-            if isinstance(el, dict) and el.get("type") == "button":
-                out.append((b.get("block_id", ""), el))
-    return out
-
-
 def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[str, Any] | None:
     return next(
-        ((bid, el) for bid, el in _buttons(blocks) if el.get("action_id") == action_id), None
+        ((bid, el) for bid, el in buttons(blocks) if el.get("action_id") == action_id), None
     )
+
+
+def _socket_delivery(exchange: Exchange, body: str, sent: dict[str, str]) -> Delivery:
+    ack, took, envelope = exchange.ack, exchange.elapsed, exchange.envelope
+    if ack is None:
+        return Delivery(0, exchange.error or "operation_timeout", {}, body, sent, took, envelope)
+    answer = ack.get("payload")
+    if not answer:
+        return Delivery(200, "", {}, body, sent, took, envelope)
+    headers = {"Content-Type": "application/json"}
+    return Delivery(200, json.dumps(answer), headers, body, sent, took, envelope)

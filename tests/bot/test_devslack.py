@@ -19,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.devslack import RULE, DevSlack, Message
+from bot.devslack import RULE, Delivery, DevSlack, Message
 from tests.bot.conftest import DevSlackFactory
 
 TS = re.compile(r"^\d{10}\.\d{6}$")
@@ -974,3 +974,219 @@ async def test_an_outage_can_answer_429_with_retry_after(devslack: DevSlack) -> 
     devslack.outage = False
     assert devslack.messages("C0ALERTS") == []
     assert [c.response for c in devslack.calls] == [{"outage": 429}, {"outage": 500}]
+
+
+# ------------------------------------------------------------------ Socket Mode
+
+
+class SocketApp:
+    """A Socket Mode app at the protocol's level: it opens connections, reads envelopes
+    and acks them by hand, so that each test says exactly what the app does."""
+
+    def __init__(self, slack: DevSlack, token: str, http: aiohttp.ClientSession) -> None:
+        self.slack, self.token, self.http = slack, token, http
+
+    async def url(self) -> str:
+        web_client = AsyncWebClient(token=self.token, base_url=self.slack.api_url)
+        return str((await web_client.apps_connections_open(app_token=self.token))["url"])
+
+    async def connect(self) -> aiohttp.ClientWebSocketResponse:
+        """A new connection, its `hello` read."""
+        ws = await self.http.ws_connect(await self.url())
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello"
+        return ws
+
+
+async def help_command(slack: DevSlack) -> Delivery:
+    return await slack.slash_command("help", user="U0BOB", channel="C0OPS")
+
+
+@pytest.fixture
+async def socket_app(devslack: DevSlack) -> AsyncIterator[SocketApp]:
+    async with aiohttp.ClientSession() as http:
+        yield SocketApp(devslack, devslack.use_socket_mode(), http)
+
+
+async def test_app_tokens_open_socket_mode_and_nothing_else(devslack: DevSlack) -> None:
+    app_token = devslack.use_socket_mode()
+    assert re.fullmatch(r"xapp-1-A0GRACE-\d+-[0-9a-f]{64}", app_token)
+    opened = await client_for(devslack, app_token).apps_connections_open(app_token=app_token)
+    base = devslack.api_url.removeprefix("http").removesuffix("/api/")
+    assert re.fullmatch(
+        rf"ws{re.escape(base)}/link/\?ticket=[0-9a-f-]{{36}}&app_id=A0GRACE", opened["url"]
+    )
+    bot = client_for(devslack)
+    refusals = [
+        await refused(bot.apps_connections_open(app_token=devslack.token)),
+        await refused(bot.apps_connections_open(app_token="xapp-1-A0GRACE-1-" + "0" * 64)),
+        await refused(client_for(devslack, app_token).chat_postMessage(channel="C0OPS", text="x")),
+    ]
+    errors = [r["error"] for r in refusals]
+    assert errors == ["not_allowed_token_type", "invalid_auth", "not_allowed_token_type"]
+    assert devslack.messages("C0OPS") == []
+    async with aiohttp.ClientSession() as http:
+        ws = await http.ws_connect(opened["url"])
+        hello = await ws.receive_json(timeout=5)
+        assert hello["type"] == "hello" and hello["num_connections"] == 1
+        assert hello["connection_info"] == {"app_id": "A0GRACE"}
+        with pytest.raises(aiohttp.WSServerHandshakeError) as again:
+            await http.ws_connect(opened["url"])  # a URL is good for one connection
+        assert again.value.status == 401
+        await ws.close()
+
+
+async def test_socket_envelopes_carry_what_http_mode_posts(
+    devslack: DevSlack, socket_app: SocketApp
+) -> None:
+    ws = await socket_app.connect()
+    posting = asyncio.ensure_future(devslack.post_message_as("C0OPS", "disk full", user="U0BOB"))
+    envelope = await ws.receive_json(timeout=5)
+    assert {k: v for k, v in envelope.items() if k not in ("envelope_id", "payload")} == {
+        "type": "events_api",
+        "accepts_response_payload": False,
+        "retry_attempt": 0,
+        "retry_reason": "",
+    }
+    await ws.send_json({"envelope_id": envelope["envelope_id"]})
+    delivery = await posting
+    assert (delivery.status, delivery.body, delivery.envelope) == (200, "", envelope)
+    assert envelope["payload"] == delivery.payload()
+    assert envelope["payload"]["event"]["text"] == "disk full" and delivery.elapsed < 3
+
+    commanding = asyncio.ensure_future(help_command(devslack))
+    envelope = await ws.receive_json(timeout=5)
+    assert (envelope["type"], envelope["accepts_response_payload"]) == ("slash_commands", True)
+    answer = {"text": "all quiet", "response_type": "ephemeral"}
+    await ws.send_json({"envelope_id": envelope["envelope_id"], "payload": answer})
+    delivery = await commanding
+    assert envelope["payload"] == delivery.payload() and envelope["payload"]["text"] == "help"
+    assert delivery.status == 200 and json.loads(delivery.body) == answer
+
+    card = await client_for(devslack).chat_postMessage(channel="C0OPS", text="c", blocks=CARD)
+    clicking = asyncio.ensure_future(devslack.click("C0OPS", card["ts"], "approve", user="U0BOB"))
+    envelope = await ws.receive_json(timeout=5)
+    assert (envelope["type"], envelope["accepts_response_payload"]) == ("interactive", False)
+    assert envelope["payload"]["type"] == "block_actions" and "retry_attempt" not in envelope
+    await ws.send_json({"envelope_id": envelope["envelope_id"]})
+    assert (await clicking).payload() == envelope["payload"]
+
+    view = await client_for(devslack).views_open(trigger_id=devslack.issue_trigger_id(), view=MODAL)
+    values = {"reason": {"text": ""}}
+    submitting = asyncio.ensure_future(
+        devslack.submit_view(view["view"]["id"], user="U0BOB", values=values)
+    )
+    envelope = await ws.receive_json(timeout=5)
+    assert envelope["payload"]["type"] == "view_submission"
+    assert envelope["accepts_response_payload"] is True
+    errors = {"response_action": "errors", "errors": {"reason": "Say why"}}
+    await ws.send_json({"envelope_id": envelope["envelope_id"], "payload": errors})
+    assert json.loads((await submitting).body) == errors
+    assert len({e["envelope_id"] for e in devslack.socket.sent}) == 4 == len(devslack.socket.acks)
+    await ws.close()
+
+
+async def test_an_unacknowledged_event_is_retried_and_a_command_times_out_at_3_s(
+    devslack: DevSlack, socket_app: SocketApp
+) -> None:
+    ws = await socket_app.connect()
+    assert devslack.socket.ack_timeout == 3.0  # Slack's, as the default
+    commanding = asyncio.ensure_future(help_command(devslack))
+    ignored = await ws.receive_json(timeout=5)
+    delivery = await commanding
+    assert (delivery.status, delivery.body) == (0, "operation_timeout")
+    assert delivery.elapsed >= 3.0 and devslack.socket.sent == [ignored]  # commands: no retry
+
+    devslack.socket.ack_timeout = 0.2  # the app below never acks: no need to wait 3 s a time
+    posting = asyncio.ensure_future(devslack.post_message_as("C0OPS", "disk full", user="U0BOB"))
+    attempts = [await ws.receive_json(timeout=5) for _ in range(4)]
+    delivery = await posting
+    assert [(e["retry_attempt"], e["retry_reason"]) for e in attempts] == [
+        (0, ""),
+        (1, "timeout"),
+        (2, "timeout"),
+        (3, "timeout"),
+    ]
+    assert len({e["envelope_id"] for e in attempts}) == 4  # a new envelope each attempt ...
+    assert all(e["payload"] == attempts[0]["payload"] for e in attempts)  # ... the same event
+    assert (delivery.status, delivery.body) == (0, "operation_timeout")
+    assert delivery.envelope == attempts[3]
+    assert devslack.socket.acks == []
+    await ws.close()
+
+
+async def test_a_lost_ack_closes_the_connection_and_the_event_comes_again(
+    devslack: DevSlack, socket_app: SocketApp
+) -> None:
+    first = await socket_app.connect()
+    devslack.socket.ack_timeout = 1.0  # Slack's wait for the lost ack, shortened; all else acks
+    devslack.socket.lose_ack()
+    posting = asyncio.ensure_future(devslack.post_message_as("C0OPS", "disk full", user="U0BOB"))
+    lost = await first.receive_json(timeout=5)
+    await first.send_json({"envelope_id": lost["envelope_id"]})
+    assert (await first.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+    second = await socket_app.connect()
+    again = await second.receive_json(timeout=5)
+    assert (again["retry_attempt"], again["retry_reason"]) == (1, "timeout")
+    assert again["payload"]["event_id"] == lost["payload"]["event_id"]
+    await second.send_json({"envelope_id": again["envelope_id"]})
+    delivery = await posting
+    assert delivery.status == 200 and delivery.envelope == again
+    assert [a["envelope_id"] for a in devslack.socket.acks] == [again["envelope_id"]]
+    assert len(devslack.messages("C0OPS")) == 1
+    await second.close()
+
+
+async def test_refresh_warns_then_asks_and_closes_and_nothing_is_lost_meanwhile(
+    devslack: DevSlack, socket_app: SocketApp
+) -> None:
+    ws = await socket_app.connect()
+    await devslack.socket.refresh(grace=0.2)  # an app that ignores the warning
+    said = [await ws.receive_json(timeout=5) for _ in range(2)]
+    assert [(m["type"], m["reason"]) for m in said] == [
+        ("disconnect", "warning"),
+        ("disconnect", "refresh_requested"),
+    ]
+    assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+    # With no connection a person's command fails at once; an event waits for one.
+    delivery = await help_command(devslack)
+    assert (delivery.status, delivery.body) == (0, "dispatch_failed")
+    posting = asyncio.ensure_future(devslack.post_message_as("C0OPS", "disk full", user="U0BOB"))
+    ws = await socket_app.connect()
+    envelope = await ws.receive_json(timeout=5)
+    assert envelope["payload"]["event"]["text"] == "disk full"
+    await ws.send_json({"envelope_id": envelope["envelope_id"]})
+    assert (await posting).status == 200
+    await devslack.socket.drop()
+    assert (await ws.receive(timeout=5)).type == aiohttp.WSMsgType.CLOSE
+    assert devslack.socket.opened == 2 and devslack.socket.connections == []
+
+
+# ------------------------------------------------------------------ the page
+
+
+async def test_the_page_shows_channels_and_its_forms_act_as_people(
+    devslack: DevSlack, receiver: Receiver
+) -> None:
+    client = client_for(devslack)
+    await client.chat_postMessage(channel="C0OPS", text="<script>alert(1)</script>", blocks=CARD)
+    page_url = devslack.api_url.removesuffix("api/")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(page_url) as resp:
+            page = await resp.text()
+        assert resp.status == 200 and "#ops" in page and "Disk full on web-1" in page
+        assert "<script>" not in page and "&lt;script&gt;" not in page  # the blocks are shown
+        assert page.count('action="/act/click"') == 2  # Approve and Reject
+        form = {"channel": "C0ALERTS", "user": "U0ALICE", "text": "disk full"}
+        async with http.post(f"{page_url}act/post", data=form, allow_redirects=False) as resp:
+            assert resp.status == 403  # no page token: another site's form
+        token = re.search(r'name="form_token" value="([^"]+)"', page)
+        assert token is not None
+        signed = {**form, "form_token": token[1]}
+        async with http.post(f"{page_url}act/post", data=signed, allow_redirects=False) as resp:
+            assert resp.status == 303
+        await devslack.wait_for(lambda: devslack.page.outcomes)
+        assert devslack.page.outcomes[0].startswith("post: the app answered in")
+        assert [json.loads(r.body)["event"]["text"] for r in receiver.requests] == ["disk full"]
+        async with http.get(page_url) as resp:
+            assert "disk full" in await resp.text()
