@@ -125,9 +125,11 @@ async def run_grace(mode: Mode, bodies: Bodies, args: argparse.Namespace) -> Run
             run.error = f"GRACE did not start ({'exited' if url else 'timeout'}): {tail}"
             return run
         grace.url = url
+        watch = asyncio.create_task(_all_visible(grace, run, mode.expected_incidents))
         metrics_before, calls_start = await _storm(grace, run, bodies, args)
         observe_until = await _first_card(grace, run, calls_start, args.observe)
-        _slack_pace(grace, run, calls_start, observe_until)
+        await watch
+        _slack_pace(grace, run, calls_start, max(observe_until, time.monotonic()))
         await _account(grace, run, metrics_before)
         return run
     finally:
@@ -231,6 +233,37 @@ async def _first_card(grace: _Grace, run: Run, calls_start: int, observe: float)
     if card and STORM not in json.dumps(card.args):
         run.notes.append("the first card after the storm began does not name StormAlert")
     return observe_until
+
+
+async def _all_visible(grace: _Grace, run: Run, expected: int) -> None:
+    """When every incident became visible in Slack: its own card, or a line of a
+    storm rollup, as the stand-in holds the channel. Watched from before the
+    storm (the warm-up opens no incident) for at most two minutes."""
+    if await wait_until(lambda: len(_visible(grace.slack)) >= expected, within=120, step=0.05):
+        done = time.monotonic()
+        # The load's own timings come when it has finished.
+        if await wait_until(lambda: run.load is not None and run.load.samples, within=600):
+            assert run.load is not None
+            run.all_visible_ms = (done - run.load.first_sent) * 1000
+    seen = _visible(grace.slack)
+    rolled = sum(1 for m in grace.slack.messages(CHANNEL) if m.text.startswith("Alert storm"))
+    run.notes.append(f"visible: {len(seen)} of {expected} incidents; {rolled} rollup message(s)")
+
+
+def _visible(slack: DevSlack) -> set[int]:
+    """Incident numbers Slack shows: a card names its incident, a rollup line too."""
+    seen: set[int] = set()
+    for message in slack.messages(CHANNEL):
+        text = slack.render_message(message)
+        if message.text.startswith("Alert storm"):
+            seen |= {int(n) for n in _ROLLUP_LINE.findall(text)}
+        elif message.blocks:
+            seen |= {int(n) for n in _CARD_CONTEXT.findall(text)}
+    return seen
+
+
+_ROLLUP_LINE = re.compile(r"^• #(\d+) ", re.MULTILINE)
+_CARD_CONTEXT = re.compile(r"^Incident #(\d+) ·", re.MULTILINE)
 
 
 def _slack_pace(grace: _Grace, run: Run, calls_start: int, observe_until: float) -> None:

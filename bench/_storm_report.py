@@ -16,6 +16,7 @@ from _storm_runs import Run
 MIN_RATIO = 0.5
 MAX_P99_MS = 50.0
 MAX_FIRST_CARD_MS = 200.0
+MAX_ALL_VISIBLE_MS = 10_000.0  # its card or its rollup line (GRACE issue 17)
 
 Verdict = tuple[str, bool | None, str]  # (target, met or None when not measured, detail)
 
@@ -179,6 +180,11 @@ def _grace_verdicts(g: Run) -> list[Verdict]:
             f"{mode}: first card < {MAX_FIRST_CARD_MS:g} ms",
             first is not None and first < MAX_FIRST_CARD_MS,
             f"{first:,.0f} ms" if first is not None else "no card",
+        ),
+        (
+            f"{mode}: every incident visible in Slack <= {MAX_ALL_VISIBLE_MS / 1000:g} s",
+            g.all_visible_ms is not None and g.all_visible_ms <= MAX_ALL_VISIBLE_MS,
+            f"{g.all_visible_ms / 1000:.1f} s" if g.all_visible_ms is not None else "not all",
         ),
         (
             f"{mode}: Slack writes <= limit ({SLACK_RATE:g}/s, burst {SLACK_BURST})",

@@ -28,6 +28,7 @@ class Run:
     requests_sent: int = 0
     server_cpu_s: float = 0.0
     first_event_ms: float | None = None  # first card (GRACE) / first notification (Alertmanager)
+    all_visible_ms: float | None = None  # GRACE: until every incident has a card or rollup line
     incidents: int | None = None
     max_writes_1s: int | None = None
     writes_per_s: float | None = None

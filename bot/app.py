@@ -11,8 +11,10 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.directory import SlackDirectory
+from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
 from bot.listeners import register_all
+from bot.listeners import rollup as rollup_listeners
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
 from bot.outbox import OutboxWorker
@@ -117,6 +119,7 @@ class Grace:
     scheduler: Scheduler
     sources: dict[str, WebhookSource]
     inbox: Inbox
+    home: HomePublisher
     runner: web.AppRunner | None = None
 
     @property
@@ -133,6 +136,7 @@ class Grace:
         watch_signature_refusals()
         await self.healer.recover()
         self.outbox.start()
+        await self.home.start(self.healer.readiness)
         # Deliveries Slack was answered for but GRACE did not finish before it stopped.
         await self.inbox.resume()
         self.scheduler.start()
@@ -149,6 +153,7 @@ class Grace:
             await self.runner.cleanup()
         await self.scheduler.stop()
         await self.healer.drain()
+        await self.home.stop()
         for executor in self.healer.executors.values():
             if isinstance(executor, Closeable):
                 await executor.aclose()
@@ -197,13 +202,26 @@ def _assemble(
         burst=settings.slack_burst,
         policy=settings.approval_policy,
     )
+    directory = SlackDirectory(client)
+    # App Home: republished when the notifier says something it shows changed; the
+    # engine's private answers to a click on someone's Home are shown on that Home.
+    home = HomePublisher(
+        store,
+        client,
+        clock,
+        metrics,
+        policy=settings.approval_policy,
+        directory=directory,
+        admins=frozenset(settings.admins),
+    )
+    notifier = OutboxNotifier(store, outbox, _notice_channels(settings), on_change=home.changed)
     healer = Healer(
         store=store,
-        notifier=OutboxNotifier(store, outbox, _notice_channels(settings)),
+        notifier=home.answering(notifier),
         executors=executors,
         catalog=catalog,
         policy=settings.approval_policy,
-        directory=SlackDirectory(client),
+        directory=directory,
         allowlists=settings.targets,
         clock=clock,
         admins=frozenset(settings.admins),
@@ -219,12 +237,15 @@ def _assemble(
         process_before_response=True,
     )
     inbox = Inbox(store, healer.spawn)
-    register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics)
+    register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home)
+    rollup_listeners.register(bolt, store, notifier)
     sources = build_sources(settings)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources)
     housekeeping = [*chores(executors, store), forget_deliveries(store, clock)]
     scheduler = Scheduler(healer, settings.tick_seconds, housekeeping)
-    return Grace(settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources, inbox)
+    return Grace(
+        settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources, inbox, home
+    )
 
 
 __all__ = ["ConfigError", "Grace", "build"]

@@ -13,6 +13,7 @@ took, and whether its alert still fires.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -78,6 +79,12 @@ class CardReader:
         decided = incident.plan is not None and not waiting
         approvals = tuple(await self.store.approvals(incident.id)) if decided else ()
         return CardFacts(await self.store.paused(), approvers, approvals)
+
+
+def card_message(incident: Incident, facts: CardFacts) -> dict[str, Any]:
+    """chat.postMessage / chat.update arguments (less the channel and ts)."""
+    blocks = [block.to_dict() for block in card_blocks(incident, facts)]
+    return {"text": card_text(incident, facts), "blocks": blocks}
 
 
 def card_text(incident: Incident, facts: CardFacts = CardFacts()) -> str:

@@ -16,16 +16,27 @@ class ActionId(StrEnum):
     REJECT = "grace.reject"
     DRY_RUN = "grace.dry_run"
     REJECT_REASON = "grace.reject.reason_input"
+    PAUSE = "grace.home.pause"
+    RESUME = "grace.home.resume"
+    PAUSE_REASON = "grace.pause.reason_input"
+    SHOW_CARD = "grace.rollup.show"
+    """A rollup's Show menus; each is this and its number (Slack wants them unique)."""
 
 
 class BlockId(StrEnum):
     DECISION = "grace.decision"
+    ROLLUP_SHOW = "grace.rollup.show"
     REJECT_REASON = "grace.reject.reason"
+    HOME_DECISION = "grace.home.decision"
+    """A waiting approval's buttons on App Home; each is this and its incident's number."""
+    HOME_SWITCH = "grace.home.switch"
+    PAUSE_REASON = "grace.pause.reason"
 
 
 class CallbackId(StrEnum):
     REJECT = "grace.reject_form"
     HEAL_THIS = "grace.heal_this"
+    PAUSE = "grace.pause_form"
 
 
 class Command(StrEnum):
@@ -130,3 +141,41 @@ class RejectForm:
         if not (isinstance(channel, str) and _CHANNEL_ID.fullmatch(channel)):
             raise ValueError(f"not a GRACE rejection form: {value[:80]!r}")
         return cls(incident_id=incident_id, plan_hash=plan, channel=channel)
+
+
+@dataclass(frozen=True)
+class HomeView:
+    """The private_metadata of a published App Home: its channel (the person's IM
+    with GRACE), where a click on the Home is answered. Slack sends such a click
+    with the view and no channel."""
+
+    channel: str
+
+    def encode(self) -> str:
+        return json.dumps({"home": self.channel})
+
+    @classmethod
+    def decode(cls, value: str) -> HomeView:
+        """Raises ValueError for anything GRACE did not put on a Home."""
+        try:
+            channel = json.loads(value)["home"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a GRACE Home: {value[:80]!r}") from exc
+        if not (isinstance(channel, str) and _CHANNEL_ID.fullmatch(channel)):
+            raise ValueError(f"not a GRACE Home: {value[:80]!r}")
+        return cls(channel=channel)
+
+
+def home_channel(body: Mapping[str, Any]) -> str | None:
+    """The App Home channel of a click on GRACE's Home; None for a click elsewhere
+    or on a view GRACE did not publish."""
+    view = body.get("view")
+    container = body.get("container")
+    if not (isinstance(view, Mapping) and isinstance(container, Mapping)):
+        return None
+    if container.get("type") != "view" or view.get("type") != "home":
+        return None
+    try:
+        return HomeView.decode(str(view.get("private_metadata") or "")).channel
+    except ValueError:
+        return None

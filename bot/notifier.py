@@ -1,16 +1,22 @@
 """The engine's Notifier: every Slack write is stored in the outbox first.
 
 The outbox worker delivers them; the engine never waits on Slack, and a Slack
-outage or a restart delays what it says without losing a word of it.
+outage or a restart delays what it says without losing a word of it. In a
+storm (bot/storm.py) an incident may be shown as a line of its channel's
+rollup instead of a card: then its changes redraw the rollup, and its thread
+lines wait in the database, told as its story when it gets a card (someone
+must act on it, or asked for it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from bot.blocks import story_text
 from bot.outbox import OutboxWorker
+from bot.reports import story_answer
+from bot.storm import NEEDS_SOMEONE, URGENT, Storms, card_priority, story_priority
 from engine.models import Incident
 from engine.story import StoryEvent
 from storage.store import SqliteStore
@@ -18,37 +24,93 @@ from storage.store import SqliteStore
 
 class OutboxNotifier:
     def __init__(
-        self, store: SqliteStore, outbox: OutboxWorker, channels: Sequence[str] = ()
+        self,
+        store: SqliteStore,
+        outbox: OutboxWorker,
+        channels: Sequence[str] = (),
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.outbox = outbox
+        self.storms = Storms(outbox.rate, outbox.burst)
         self.channels = tuple(dict.fromkeys(channels))
         """Where notices go: every alert channel, and the default channel."""
+        self.on_change = on_change
+        """Called when an incident or the pause changed: views that show them redraw."""
 
     async def announce(self, event: StoryEvent) -> None:
         text = story_text(event)
         for channel in self.channels:
-            await self.store.enqueue(channel, "notice", {"text": text})
+            await self.store.enqueue(channel, "notice", {"text": text}, priority=URGENT)
         self.outbox.wake()
+        self.on_change()
 
     async def post_card(self, incident: Incident) -> None:
-        await self._enqueue(incident, "post_card", {})
+        """Its card, or (in a storm, when nobody needs to act on it) a rollup line."""
+        if incident.channel is None:
+            raise ValueError(f"incident {incident.id} has no channel to speak in")
+        await self.store.place_card(
+            incident,
+            priority=card_priority(incident),
+            needs_someone=incident.state in NEEDS_SOMEONE,
+            rule=self.storms.rule(self.outbox.clock.now()),
+        )
+        self.outbox.wake()
+        self.on_change()
 
     async def post_card_once(self, incident: Incident) -> bool:
-        if await self.store.card_queued(incident.id):
+        if await self.store.card_queued(incident.id) or await self.store.rolled_up(incident.id):
             return False
         await self.post_card(incident)
         return True
 
+    async def show_card(self, incident: Incident) -> bool:
+        """A card of its own for an incident shown in a rollup, its story so far under
+        it; False when it has one already."""
+        story = await self.store.incident_story(incident.id)
+        if story is None:
+            return False
+        told = story_answer(story, team_domain="")
+        text = f"*The story so far* (shown in the channel's rollup until now)\n{told}"
+        promoted = await self.store.promote(
+            incident.id,
+            priority=card_priority(incident),
+            story_priority=story_priority(incident),
+            story_text=text,
+        )
+        self.outbox.wake()
+        self.on_change()
+        return promoted
+
     async def update_card(self, incident: Incident) -> None:
+        if await self.store.rolled_up(incident.id):
+            if incident.state in NEEDS_SOMEONE:
+                await self.show_card(incident)
+            else:
+                await self.store.refresh_rollup_of(incident.id)
+                self.outbox.wake()
+                self.on_change()
+            return
         # Cards render when sent, so one waiting update shows every change before it.
         if self.outbox.refresh_waiting(incident.id):
+            self.on_change()
             return
-        await self._enqueue(incident, "update_card", {}, coalesce_key=f"card:{incident.id}")
+        await self._enqueue(
+            incident,
+            "update_card",
+            {},
+            coalesce_key=f"card:{incident.id}",
+            priority=card_priority(incident),
+        )
         self.outbox.refresh_queued(incident.id)
+        self.on_change()
 
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
-        await self._enqueue(incident, "thread", {"text": story_text(event)})
+        if await self.store.rolled_up(incident.id):
+            return  # told from the records as its story, if it ever gets a card
+        await self._enqueue(
+            incident, "thread", {"text": story_text(event)}, priority=story_priority(incident)
+        )
 
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         """Stored before it is sent, in the person's own lane (never behind a story);
@@ -58,7 +120,16 @@ class OutboxNotifier:
         self.outbox.wake()
 
     async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
-        await self._enqueue(incident, "thread", {"text": story_text(event)}, f"once:{key}", True)
+        if await self.store.rolled_up(incident.id):
+            return
+        await self._enqueue(
+            incident,
+            "thread",
+            {"text": story_text(event)},
+            f"once:{key}",
+            once=True,
+            priority=story_priority(incident),
+        )
 
     async def _enqueue(
         self,
@@ -66,7 +137,9 @@ class OutboxNotifier:
         kind: str,
         payload: Mapping[str, Any],
         coalesce_key: str | None = None,
+        *,
         once: bool = False,
+        priority: int,
     ) -> None:
         if incident.channel is None:
             raise ValueError(f"incident {incident.id} has no channel to speak in")
@@ -77,5 +150,6 @@ class OutboxNotifier:
             incident_id=incident.id,
             coalesce_key=coalesce_key,
             once=once,
+            priority=priority,
         )
         self.outbox.wake()

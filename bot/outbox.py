@@ -35,11 +35,13 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cards import CardReader, card_blocks, card_text
+from bot.cards import CardReader, card_message
 from bot.metrics import Metrics
+from bot.rollup import rollup_message
 from engine.approval import ApprovalPolicy
 from engine.models import Incident
 from engine.ports import Clock
+from storage.rollups import Rollup
 from storage.store import OutboxItem, SqliteStore
 
 log = logging.getLogger(__name__)
@@ -189,7 +191,11 @@ class OutboxWorker:
         heads = await self.store.outbox_heads(at)
         ready: list[OutboxItem] = []
         waits: list[float] = []
-        for item in heads:
+        lanes: set[str] = set()
+        for item in heads:  # the most urgent first: each lane's first is its next write
+            if item.lane in lanes:
+                continue
+            lanes.add(item.lane)
             bucket = self._buckets.setdefault(
                 item.lane, _Bucket(self.rate, self.burst, self.burst, now)
             )
@@ -278,6 +284,14 @@ class OutboxWorker:
         if item.kind == "update_card":
             await self._update_card(item)
             return None
+        if item.kind == "rollup":
+            rollup = await self._rollup(item)
+            if rollup.ts is not None:  # posted: updated in place
+                attempt.method = "chat.update"
+                await self.client.chat_update(
+                    channel=rollup.channel, ts=rollup.ts, **_rendered(rollup_message, rollup)
+                )
+                return None
         if item.kind == "ephemeral":
             if attempt.in_doubt:
                 raise _Refused("an earlier try may have reached the person; not sent twice")
@@ -306,6 +320,8 @@ class OutboxWorker:
         """chat.postMessage's arguments for a card, a thread reply or a notice."""
         if item.kind == "notice":
             return {"channel": item.channel, "text": item.payload["text"]}
+        if item.kind == "rollup":
+            return {"channel": item.channel, **_rendered(rollup_message, await self._rollup(item))}
         assert item.incident_id is not None
         if item.kind == "post_card":
             incident = await self.store.get_incident(item.incident_id)
@@ -337,11 +353,13 @@ class OutboxWorker:
     async def _card(self, incident: Incident) -> dict[str, Any]:
         """The card as it is true now: its text and blocks."""
         facts = await self._cards.facts(incident)
-        try:
-            blocks = [block.to_dict() for block in card_blocks(incident, facts)]
-        except SlackObjectFormationError as exc:
-            raise _Refused(f"the card breaks Slack's block rules: {exc}") from None
-        return {"text": card_text(incident, facts), "blocks": blocks}
+        return _rendered(card_message, incident, facts)
+
+    async def _rollup(self, item: OutboxItem) -> Rollup:
+        rollup = await self.store.rollup(int(item.payload["rollup"]))
+        if rollup is None:
+            raise _Refused(f"rollup {item.payload['rollup']} does not exist")
+        return rollup
 
     async def _find(self, item: OutboxItem, channel: str, thread_ts: str | None) -> str | None:
         """The ts of the message this row already became, if Slack has it: searched
@@ -376,6 +394,7 @@ class OutboxWorker:
 
 _METHOD = {
     "notice": "chat.postMessage",
+    "rollup": "chat.postMessage",  # chat.update once it is posted
     "post_card": "chat.postMessage",
     "update_card": "chat.update",
     "thread": "chat.postMessage",
@@ -396,6 +415,14 @@ def _tagged(message: dict[str, Any], item: OutboxItem) -> bool:
     return metadata.get("event_type") == EVENT_TYPE and all(
         payload.get(key) == value for key, value in tag["event_payload"].items()
     )
+
+
+def _rendered(render: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """A message's text and blocks; one that breaks Slack's rules is refused here."""
+    try:
+        return render(*args)
+    except SlackObjectFormationError as exc:
+        raise _Refused(f"the message breaks Slack's block rules: {exc}") from None
 
 
 def _retry_after(exc: SlackApiError) -> float:

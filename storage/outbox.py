@@ -1,11 +1,15 @@
 """The durable Slack outbox, storage side: rows in, lane heads out.
 
-Every Slack write is a row first; the bot's worker sends each lane's head
-(its oldest unsettled row) and reports back. A lane is a channel for what
-everyone reads there, or one person ('@' and their user id) for the
-ephemeral answers only they see. A lane's later rows never overtake an
-earlier one, so a thread reads in the order it was told, even across a
-Slack outage or a restart, and answers to clicks never wait behind a story.
+Every Slack write is a row first; the bot's worker sends each lane's most
+urgent write and reports back. A lane is a channel for what everyone reads
+there (Slack's rate limit is per channel), or one person ('@' and their user
+id) for the ephemeral answers only they see, so answers to clicks never wait
+behind a story. Within a lane, rows belong to streams that each keep their
+order: an incident's card and then its thread, as it was told (even across a
+Slack outage or a restart); the card's updates, once the card is out; a
+rollup's writes; a channel's notices. The lane sends the head of the stream
+with the lowest priority number, then the oldest: cards that need someone and
+rollups before other cards, cards before thread chatter, most severe first.
 
 A row is 'pending' until the worker is about to call Slack, which first
 commits it 'sending'. From then on Slack may have it: a 'sending' row that
@@ -60,6 +64,7 @@ class OutboxItem:
     created_at: datetime
     sending: bool
     """An earlier attempt may have reached Slack: look it up before posting again."""
+    priority: int = 10
 
 
 def lane_of(channel: str, kind: str, user_id: str | None) -> str:
@@ -67,23 +72,45 @@ def lane_of(channel: str, kind: str, user_id: str | None) -> str:
     return f"@{user_id or ''}" if kind == "ephemeral" else channel
 
 
+def stream_of(lane: str, kind: str, incident_id: int | None) -> str:
+    """The rows that must go out in the order they were queued."""
+    if kind == "ephemeral":
+        return lane
+    if kind == "update_card":
+        return f"card:{incident_id}"
+    if incident_id is not None:
+        return f"story:{incident_id}"  # its card first, then its thread
+    return f"notice:{lane}"
+
+
+# Each stream's oldest unsettled row; an update waits until its card went out.
 _HEADS = """
 SELECT h.head_id FROM (
-    SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY lane
+    SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY stream
 ) AS h
+"""
+_CARD_OUT = """
+NOT (o.kind = 'update_card' AND EXISTS (
+    SELECT 1 FROM outbox AS p
+    WHERE p.stream = 'story:' || o.incident_id AND p.kind = 'post_card'
+      AND p.state IN ('pending', 'sending')
+))
 """
 
 HEADS_DUE = f"""
 SELECT o.id, o.channel, o.lane, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
-       o.state, o.attempts, o.not_before, o.created_at
+       o.state, o.attempts, o.not_before, o.created_at, o.priority
 FROM outbox AS o
-WHERE o.id IN ({_HEADS}) AND o.not_before <= ?
-ORDER BY o.id
+WHERE o.id IN ({_HEADS}) AND o.not_before <= ? AND {_CARD_OUT}
+ORDER BY o.priority, o.id
 """
+"""Every stream head that may go now, the most urgent first: the first of each
+lane is the lane's next write."""
 
-NEXT_DUE = (
-    f"SELECT MIN(o.not_before) FROM outbox AS o WHERE o.id IN ({_HEADS}) AND o.not_before > ?"
-)
+NEXT_DUE = f"""
+SELECT MIN(o.not_before) FROM outbox AS o
+WHERE o.id IN ({_HEADS}) AND o.not_before > ? AND {_CARD_OUT}
+"""
 
 PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"
 
@@ -111,6 +138,7 @@ def item_from_row(row: Any) -> OutboxItem:
         not_before=parse_time(row["not_before"]),
         created_at=parse_time(row["created_at"]),
         sending=row["state"] == SENDING,
+        priority=row["priority"],
     )
 
 
@@ -125,6 +153,8 @@ def enqueue(
     coalesce_key: str | None,
     now_text: str,
     once: bool = False,
+    priority: int = 10,
+    stream: str | None = None,
 ) -> int:
     """Insert a row, or fold it into a waiting one; returns the row's id.
 
@@ -134,12 +164,13 @@ def enqueue(
     An ephemeral identical to one this person has not been sent yet is that
     one: a burst of the same click gets one answer, not a queue of them.
     With a coalesce key, the latest pending row with that key takes the new
-    payload in place, unless it is its lane's head: the worker may be
+    payload in place, unless it is its stream's head: the worker may be
     sending it this very moment, and a payload replaced under it would be
     marked sent without ever being delivered. The new row then queues
     behind it and becomes the one later writes with that key fold into.
     """
     lane = lane_of(channel, kind, user_id)
+    stream = stream or stream_of(lane, kind, incident_id)
     if once and coalesce_key is not None:
         told = conn.execute(
             "SELECT id FROM outbox WHERE coalesce_key = ? ORDER BY id LIMIT 1", (coalesce_key,)
@@ -154,18 +185,33 @@ def enqueue(
         target = conn.execute(
             "SELECT o.id FROM outbox AS o WHERE o.coalesce_key = ? AND o.state = 'pending'"
             " AND o.id > (SELECT MIN(h.id) FROM outbox AS h"
-            "             WHERE h.lane = o.lane AND h.state IN ('pending', 'sending'))"
+            "             WHERE h.stream = o.stream AND h.state IN ('pending', 'sending'))"
             " ORDER BY o.id DESC LIMIT 1",
             (coalesce_key,),
         ).fetchone()
         if target is not None:
-            conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (payload_text, target["id"]))
+            conn.execute(
+                "UPDATE outbox SET payload = ?, priority = MIN(priority, ?) WHERE id = ?",
+                (payload_text, priority, target["id"]),
+            )
             return int(target["id"])
     cursor = conn.execute(
-        "INSERT INTO outbox (channel, lane, kind, incident_id, user_id, payload, coalesce_key,"
-        " state, attempts, not_before, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
-        (channel, lane, kind, incident_id, user_id, payload_text, coalesce_key, now_text, now_text),
+        "INSERT INTO outbox (channel, lane, stream, priority, kind, incident_id, user_id, payload,"
+        " coalesce_key, state, attempts, not_before, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        (
+            channel,
+            lane,
+            stream,
+            priority,
+            kind,
+            incident_id,
+            user_id,
+            payload_text,
+            coalesce_key,
+            now_text,
+            now_text,
+        ),
     )
     return rowid(cursor)
 
@@ -191,8 +237,8 @@ def begin_send(conn: sqlite3.Connection, item_id: int) -> None:
 
 def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_text: str) -> None:
     """Delivered (or found delivered). A delivered card also becomes its incident's
-    card, in the same transaction, so no later write can find the row sent but
-    the card unknown."""
+    card (and a rollup's first post the rollup's message), in the same
+    transaction, so no later write can find the row sent but the card unknown."""
     row = _unsettled(conn, item_id)
     if row is None:
         return
@@ -204,6 +250,12 @@ def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_
         conn.execute(
             "UPDATE incidents SET channel = ?, card_ts = ?, updated_at = ? WHERE id = ?",
             (row["channel"], slack_ts, now_text, row["incident_id"]),
+        )
+    if row["kind"] == "rollup" and slack_ts is not None:  # later writes of it update it
+        conn.execute(
+            "UPDATE rollups SET ts = ? WHERE id ="
+            " (SELECT json_extract(payload, '$.rollup') FROM outbox WHERE id = ?)",
+            (slack_ts, item_id),
         )
 
 

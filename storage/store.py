@@ -49,12 +49,15 @@ from engine.ports import Clock
 from storage import audit as audit_log
 from storage import controls, intake
 from storage import holds as hold_rows
+from storage import home as home_rows
 from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
 from storage import reports as report_rows
+from storage import rollups as rollup_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
 from storage.outbox import Card, OutboxItem
+from storage.rollups import StormRule
 from storage.rows import (
     ACTIVE,
     INCIDENT_SELECT,
@@ -640,6 +643,7 @@ class SqliteStore:
         user_id: str | None = None,
         coalesce_key: str | None = None,
         once: bool = False,
+        priority: int = 10,
     ) -> int:
         """Store a Slack write for the worker; returns its outbox id.
 
@@ -662,6 +666,7 @@ class SqliteStore:
                 coalesce_key=coalesce_key,
                 now_text=now_text,
                 once=once,
+                priority=priority,
             )
         )
 
@@ -712,6 +717,55 @@ class SqliteStore:
             return None
         return Card(str(row["channel"]), str(row["card_ts"]), row["thread_ts"])
 
+    # -- storms: rollups instead of cards that would wait ---------------------
+
+    async def place_card(
+        self, incident: Incident, *, priority: int, needs_someone: bool, rule: StormRule
+    ) -> bool:
+        """Queue the incident's card, or show it in its channel's rollup; True for a card."""
+        now_text = time_text(self._clock.now())
+        return await self._write(
+            lambda conn: rollup_rows.place_card(
+                conn,
+                incident,
+                priority=priority,
+                needs_someone=needs_someone,
+                rule=rule,
+                now_text=now_text,
+            )
+        )
+
+    async def promote(
+        self, incident_id: int, *, priority: int, story_priority: int, story_text: str
+    ) -> bool:
+        """A card of its own for an incident shown in a rollup, with its story so far;
+        False when its card was queued already."""
+        now_text = time_text(self._clock.now())
+        return await self._write(
+            lambda conn: rollup_rows.promote(
+                conn,
+                incident_id,
+                priority=priority,
+                story_priority=story_priority,
+                story_text=story_text,
+                now_text=now_text,
+            )
+        )
+
+    async def refresh_rollup_of(self, incident_id: int) -> bool:
+        """Redraw the rollup line of an incident shown only there; False if it has a card."""
+        now_text = time_text(self._clock.now())
+        return await self._write(lambda conn: rollup_rows.refresh_of(conn, incident_id, now_text))
+
+    async def rolled_up(self, incident_id: int) -> bool:
+        """Shown only as a rollup line: no card of its own to tell its story under."""
+        return await self._fetchone(rollup_rows.ROLLED_UP, (incident_id,)) is not None
+
+    async def rollup(self, rollup_id: int) -> rollup_rows.Rollup | None:
+        """A rollup and its incidents, as of one moment."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(conn, lambda c: rollup_rows.read(c, rollup_id))
+
     # -- the inbox of Slack deliveries -------------------------------------
 
     async def accept_delivery(self, key: str, kind: str, payload: Mapping[str, Any]) -> int | None:
@@ -758,3 +812,30 @@ class SqliteStore:
         """`/grace incidents N`: everything stored about one incident; None if unknown."""
         async with self._reading() as conn:
             return await report_rows.consistent(conn, lambda c: report_rows.story(c, incident_id))
+
+    # -- App Home ------------------------------------------------------------
+
+    async def home_opened(self, user: str, channel: str) -> None:
+        """`user` opened GRACE's Home (its channel is `channel`): committed before
+        Slack is answered, so a restart still republishes theirs."""
+        now = time_text(self._clock.now())
+        await self._write(lambda conn: home_rows.opened(conn, user, channel, now))
+
+    async def home_notice(self, user: str, text: str) -> bool:
+        """GRACE's answer to `user` on their Home; False when they never opened it."""
+        now = time_text(self._clock.now())
+        return await self._write(lambda conn: home_rows.notice(conn, user, text, now))
+
+    async def home_viewers(self) -> list[home_rows.Viewer]:
+        """Everyone who ever opened the Home: one row a person."""
+        return [home_rows.viewer_from_row(r) for r in await self._fetchall(home_rows.VIEWERS)]
+
+    async def home_rows(
+        self, week: tuple[datetime, datetime], *, pending_limit: int, open_limit: int
+    ) -> home_rows.HomeRows:
+        """What every Home shows, as of one moment; `week` is [start, end)."""
+        bounds = (time_text(week[0]), time_text(week[1]))
+        async with self._reading() as conn:
+            return await report_rows.consistent(
+                conn, lambda c: home_rows.rows(c, bounds, pending_limit, open_limit)
+            )

@@ -58,6 +58,21 @@ def _element(errs: list[str], el: Any, pointer: str) -> None:
         _too_long(errs, el.get("url"), 3000, f"{pointer}/url")
         if el.get("style") not in (None, "primary", "danger"):
             errs.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
+        if "confirm" in el:
+            _confirm(errs, el["confirm"], f"{pointer}/confirm")
+
+
+def _confirm(errs: list[str], confirm: Any, pointer: str) -> None:
+    """A confirm dialog: Slack shows it before the click is sent."""
+    if not isinstance(confirm, dict):
+        errs.append(f"must be an object [json-pointer:{pointer}]")
+        return
+    _text_obj(errs, confirm.get("title"), 100, f"{pointer}/title", plain_only=True)
+    _text_obj(errs, confirm.get("text"), 300, f"{pointer}/text")
+    _text_obj(errs, confirm.get("confirm"), 30, f"{pointer}/confirm", plain_only=True)
+    _text_obj(errs, confirm.get("deny"), 30, f"{pointer}/deny", plain_only=True)
+    if confirm.get("style") not in (None, "primary", "danger"):
+        errs.append(f"must be one of primary, danger [json-pointer:{pointer}/style]")
 
 
 def _block(errs: list[str], b: dict[str, Any], p: str) -> None:

@@ -1,6 +1,7 @@
 """DevSlack's page (`grace devslack`): the channels as a person reads them, and forms to
 act as the workspace's people: post a message, click a button, run a slash command,
-submit an open modal. What a form does reaches the app exactly as the tests' calls do.
+submit an open modal, open the app's Home and click on it. What a form does reaches
+the app exactly as the tests' calls do.
 
 Every form carries the page's own token: a click here may approve a real heal, so
 another site open in the same browser must not be able to post these forms.
@@ -87,6 +88,16 @@ class Page:
             return await slack.click(channel, form["ts"], form["action_id"], user=user)
         if what == "command":
             return await slack.slash_command(form["text"], user=user, channel=channel)
+        if what == "home":
+            return await slack.home.open(user)
+        if what == "homeclick":
+            # A button with a confirm dialog is sent once the browser's dialog said yes.
+            confirm = True if form.get("confirm") else None
+            clicked = await slack.home.click(
+                user, form["action_id"], block_id=form["block_id"], confirm=confirm
+            )
+            assert clicked is not None, "a confirmed click is always sent"
+            return clicked
         if what == "submit":
             values: dict[str, dict[str, Any]] = {}
             for name, value in form.items():
@@ -119,7 +130,8 @@ class Page:
                 if message.channel == channel:
                     who = slack.users.get(message.recipient or "", message.recipient)
                     parts.append(f"<p>Only visible to {_e(who or '')}:</p>{self._message(message)}")
-        parts.extend([self._post_form(), self._command_form()])
+        parts.extend([self._post_form(), self._command_form(), self._home_form()])
+        parts.extend(self._home(user, view) for user, view in slack.homes.items())
         parts.extend(self._view_form(v) for v in slack.views if v["id"] not in self.closed)
         return "\n".join(parts)
 
@@ -151,6 +163,31 @@ class Page:
             f'{self._channels()} as {self._people()} /grace <input name="text" size="40">'
             "<button>Run</button></form>"
         )
+
+    def _home_form(self) -> str:
+        return (
+            f'<h2>App Home</h2><form method="post" action="/act/home">{self._hidden()}'
+            f"Open the app's Home as {self._people()} <button>Open</button></form>"
+        )
+
+    def _home(self, user: str, view: Mapping[str, Any]) -> str:
+        """A published Home as its owner reads it, with its buttons to click as them."""
+        name = self.slack.users.get(user, user)
+        out = [f"<h3>{_e(name)}'s Home</h3><pre>{_e(self.slack.home.render(user))}</pre>"]
+        for block_id, button in buttons(view.get("blocks", [])):
+            label = button.get("text", {}).get("text", "?")
+            confirm = button.get("confirm")
+            asks = ""
+            if isinstance(confirm, dict):
+                question = json.dumps(str(confirm.get("text", {}).get("text", "Sure?")))
+                asks = f' onsubmit="return confirm({_e(question)})"'
+            out.append(
+                f'<form class="inline" method="post" action="/act/homeclick"{asks}>'
+                f"{self._hidden()}{_hidden('user', user)}{_hidden('block_id', block_id)}"
+                f"{_hidden('action_id', str(button.get('action_id', '')))}"
+                f"{_hidden('confirm', '1') if asks else ''}<button>{_e(label)}</button></form>"
+            )
+        return "".join(out)
 
     def _view_form(self, view: Mapping[str, Any]) -> str:
         title = view.get("title", {}).get("text", "modal")

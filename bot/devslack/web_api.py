@@ -93,7 +93,6 @@ class WebApi:
         self.post_rate, self.post_burst, self._clock = post_rate_per_channel, post_burst, clock
         self.calls: list[ApiCall] = []
         self.views: list[dict[str, Any]] = []
-        self.homes: dict[str, dict[str, Any]] = {}  # user id -> published App Home view
         self._top: dict[str, list[Message]] = {c: [] for c in self.channels}
         self._replies: dict[tuple[str, str], list[Message]] = {}
         self._by_ts: dict[tuple[str, str], Message] = {}
@@ -314,7 +313,6 @@ class WebApi:
             "chat.postEphemeral": self._post_ephemeral,
             "views.open": self._views_open,
             "views.update": self._views_update,
-            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroup_users,
             "conversations.info": self._conversation_info,
@@ -550,13 +548,6 @@ class WebApi:
         old.clear()
         old.update(new)
         return {"view": copy.deepcopy(old)}
-
-    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
-        user = str(args.get("user_id") or "")
-        if not user:
-            raise SlackError("invalid_arguments")
-        self.homes[user] = self._check_view(args.get("view"), ("home",))
-        return {"view": copy.deepcopy(self.homes[user])}
 
     def _conversation_info(self, args: dict[str, Any]) -> dict[str, Any]:
         """Slack looks conversations up by ID only, never by name."""

@@ -10,7 +10,7 @@ import secrets
 import time
 import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,7 @@ from aiohttp import web
 from slack_sdk.signature import SignatureVerifier
 
 from bot.devslack.blockkit import buttons
+from bot.devslack.home import HomeTabs
 from bot.devslack.message import Message
 from bot.devslack.page import Page
 from bot.devslack.socket import Exchange, SocketMode, enveloped
@@ -64,6 +65,7 @@ class DevSlack(WebApi):
     def __init__(self, **workspace: Any) -> None:
         """The workspace is the Web API's (see WebApi); Socket Mode is off until asked for."""
         super().__init__(**workspace)
+        self.home = HomeTabs(self)
         self.socket = SocketMode(self.app_id, self._notify)
         self.page = Page(self)
 
@@ -107,6 +109,17 @@ class DevSlack(WebApi):
         if method != "apps.connections.open":
             raise SlackError("not_allowed_token_type")
         return {"ok": True, "url": self.socket.open_url(self._base)}
+
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {**super()._methods(), "views.publish": self._views_publish}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        return self.home.publish(args)
+
+    @property
+    def homes(self) -> dict[str, dict[str, Any]]:
+        """Each person's App Home as Slack shows it: user id -> the view last published."""
+        return self.home.homes
 
     def issue_trigger_id(self) -> str:
         """A trigger_id as Slack hands out with an interaction; valid for 3 s, once."""
@@ -294,6 +307,29 @@ class DevSlack(WebApi):
         action = {"action_id": action_id, "block_id": block_id, "text": button["text"]}
         action.update({k: button[k] for k in ("value", "style") if k in button})
         action.update(type="button", action_ts=self._next_ts())
+        return await self._message_action(msg, action, user)
+
+    async def pick(self, channel: str, ts: str, value: str, *, user: str) -> Delivery:
+        """A person picks the option `value` in a static select menu of the message."""
+        msg = self.message(channel, ts)
+        found = _find_option(msg.blocks, value)
+        if found is None:
+            raise LookupError(f"message {ts} in {channel} offers no option {value!r}")
+        block_id, menu, option = found
+        action = {
+            "type": "static_select",
+            "action_id": menu["action_id"],
+            "block_id": block_id,
+            "selected_option": option,
+            "action_ts": self._next_ts(),
+        }
+        if "placeholder" in menu:
+            action["placeholder"] = menu["placeholder"]
+        return await self._message_action(msg, action, user)
+
+    async def _message_action(self, msg: Message, action: dict[str, Any], user: str) -> Delivery:
+        """block_actions for an action on a channel message, as Slack sends it."""
+        channel, ts = msg.channel, msg.ts
         container = {
             "type": "message",
             "message_ts": ts,
@@ -376,6 +412,20 @@ class DevSlack(WebApi):
                 "trigger_id": self.issue_trigger_id(),
             }
         )
+
+
+def _find_option(
+    blocks: Sequence[Mapping[str, Any]], value: str
+) -> tuple[str, Mapping[str, Any], Mapping[str, Any]] | None:
+    for b in blocks:
+        for el in [*b.get("elements", []), b.get("accessory")]:
+            if not (isinstance(el, dict) and el.get("type") == "static_select"):
+                continue
+            groups = [g.get("options", []) for g in el.get("option_groups", [])]
+            for option in [*el.get("options", []), *(o for g in groups for o in g)]:
+                if option.get("value") == value:
+                    return b.get("block_id", ""), el, option
+    return None
 
 
 def _find_button(blocks: Sequence[Mapping[str, Any]], action_id: str) -> tuple[str, Any] | None:

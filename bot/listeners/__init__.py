@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
-from bot.listeners import actions, alerts, commands, errors, modals, shortcuts
+from bot.listeners import actions, alerts, commands, errors, home, modals, shortcuts
 from bot.metrics import Metrics
 from engine.healer import Healer
 from engine.ports import Clock
@@ -18,10 +19,12 @@ def register_all(
     alert_channels: frozenset[str],
     clock: Clock,
     metrics: Metrics,
+    home_publisher: HomePublisher,
 ) -> None:
     alerts.register(app, healer, inbox, alert_channels, clock, metrics)
     actions.register(app, healer, inbox)
     modals.register(app, inbox)
     commands.register(app, healer, inbox)
     shortcuts.register(app, healer, clock)
+    home.register(app, healer, inbox, home_publisher)
     errors.register(app, healer)

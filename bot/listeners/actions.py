@@ -1,10 +1,15 @@
-"""The card's buttons: the click is committed, answered, then acted on.
+"""The card's buttons, also on App Home: the click is committed, answered, then acted on.
 
 Approve and Dry run are committed to the inbox (bot/inbox.py) before Slack is
 answered, and handled after the answer; a click Slack sends again is handled
 once. Reject opens a modal that asks why (bot/listeners/modals.py commits it
 when it is submitted); the modal must open within the click's three seconds,
 so it opens at once.
+
+The same buttons on a person's App Home (bot/home.py) carry the same values
+and are handled here the same way. Slack sends such a click with the Home's
+view and no channel: the view names the person's App Home channel, where the
+engine's answer goes, and bot/home_publisher.py shows it on the Home.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.blocks import TEXT_LIMIT, cap, dry_run_text, escape
-from bot.ids import ActionId, CardButton, RejectForm, slack_id, slack_id_at
+from bot.ids import ActionId, CardButton, RejectForm, home_channel, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
 from bot.modals import reject_modal
@@ -51,6 +56,7 @@ class Click:
 
     user: str
     channel: str
+    """Where the answer goes: the card's channel, or the App Home channel of a Home click."""
     button: CardButton
     trigger_id: str
     key: str
@@ -68,10 +74,10 @@ def _card_click(healer: Healer, then: OnClick) -> Any:
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
     ) -> BoltResponse | None:
         user = slack_id_at(body, "user", "user", "id")
-        channel = slack_id_at(body, "channel", "channel", "id")
+        channel = slack_id_at(body, "channel", "channel", "id") or home_channel(body)
         trigger_id = slack_id_at(body, "trigger", "trigger_id")
         if user is None or channel is None or trigger_id is None:
-            return refuse("a click needs Slack's user, channel and trigger_id")
+            return refuse("a click needs Slack's user, channel (or GRACE's Home) and trigger_id")
         await ack()
         try:
             button = CardButton.decode(str(action.get("value", "")))

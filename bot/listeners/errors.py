@@ -23,7 +23,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
-from bot.ids import BlockId, CallbackId, slack_id, slack_id_at
+from bot.ids import BlockId, CallbackId, home_channel, slack_id, slack_id_at
 from engine.healer import Healer
 
 log = logging.getLogger(__name__)
@@ -55,9 +55,9 @@ def register(app: AsyncApp, healer: Healer) -> None:
             return None  # Bolt's 500: not taken, so Slack delivers it again
         if kind == "command":
             return _json(200, {"response_type": "ephemeral", "text": COULD_NOT})
-        if kind == "view_submission" and _view_callback(body) == CallbackId.REJECT:
-            errors = {BlockId.REJECT_REASON: COULD_NOT}
-            return _json(200, {"response_action": "errors", "errors": errors})
+        field = _FORM_FIELD.get(_view_callback(body)) if kind == "view_submission" else None
+        if field is not None:  # the form stays open and says so
+            return _json(200, {"response_action": "errors", "errors": {field: COULD_NOT}})
         await _tell(healer, body, context)
         return BoltResponse(status=200, body="")
 
@@ -75,11 +75,17 @@ async def _tell(healer: Healer, body: dict[str, Any], context: AsyncBoltContext)
         healer.spawn(answer())
         return
     user = slack_id_at(body, "user", "user", "id")
-    channel = slack_id_at(body, "channel", "channel", "id") or slack_id(
-        "channel", context.channel_id
+    channel = (
+        slack_id_at(body, "channel", "channel", "id")
+        or home_channel(body)  # a click on App Home: answered there
+        or slack_id("channel", context.channel_id)
     )
     if user is not None and channel is not None:
         healer.spawn(healer.narrator.tell_user(channel, user, COULD_NOT))
+
+
+_FORM_FIELD = {CallbackId.REJECT: BlockId.REJECT_REASON, CallbackId.PAUSE: BlockId.PAUSE_REASON}
+"""GRACE's forms, and the field that carries a failure's message."""
 
 
 def _kind(body: dict[str, Any]) -> str:

@@ -1,6 +1,6 @@
-"""Modal submissions: the rejection form. The answer is the ack itself (close,
-or errors that keep the modal open); the decision is committed to the inbox
-before that answer and runs after it."""
+"""Modal submissions: the rejection form, and App Home's pause form. The answer
+is the ack itself (close, or errors that keep the modal open); the decision
+or the pause is committed to the inbox before that answer and runs after it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from bot.ids import ActionId, BlockId, CallbackId, RejectForm, slack_id, slack_i
 from bot.inbox import Inbox
 from bot.listeners.actions import DECIDE
 from bot.listeners.errors import refuse
-from bot.modals import REASON_MAX
+from bot.listeners.home import SWITCH
+from bot.modals import PAUSE_REASON_MAX, REASON_MAX
 from engine.intake.limits import storable
 from engine.models import Decision
 
@@ -24,10 +25,12 @@ log = logging.getLogger(__name__)
 NOT_OURS = "This form is not one of GRACE's; nothing was done. Close it and use the card's buttons."
 BLANK = "Say why you reject the plan: the reason goes on the record."
 TOO_LONG = f"Keep the reason under {REASON_MAX + 1} characters."
+PAUSE_TOO_LONG = f"Keep the reason under {PAUSE_REASON_MAX + 1} characters."
 
 
 def register(app: AsyncApp, inbox: Inbox) -> None:
     app.view(CallbackId.REJECT)(_on_reject_submitted(inbox))
+    app.view(CallbackId.PAUSE)(_on_pause_submitted(inbox))
 
 
 def _values(view: dict[str, Any]) -> dict[str, Any] | None:
@@ -37,9 +40,9 @@ def _values(view: dict[str, Any]) -> dict[str, Any] | None:
     return values if isinstance(values, dict) else None
 
 
-def _reason(values: dict[str, Any]) -> str:
-    block = values.get(BlockId.REJECT_REASON)
-    entry = block.get(ActionId.REJECT_REASON) if isinstance(block, dict) else None
+def _reason(values: dict[str, Any], block_id: str, action_id: str) -> str:
+    block = values.get(block_id)
+    entry = block.get(action_id) if isinstance(block, dict) else None
     value = entry.get("value") if isinstance(entry, dict) else None
     return storable(value.strip()) if isinstance(value, str) else ""
 
@@ -59,7 +62,7 @@ def _on_reject_submitted(inbox: Inbox) -> Any:
             log.warning("rejection form from %s with foreign metadata; refused", user)
             await ack(response_action="errors", errors={BlockId.REJECT_REASON: NOT_OURS})
             return None
-        reason = _reason(values)
+        reason = _reason(values, BlockId.REJECT_REASON, ActionId.REJECT_REASON)
         problem = BLANK if not reason else TOO_LONG if len(reason) > REASON_MAX else None
         if problem is not None:
             await ack(response_action="errors", errors={BlockId.REJECT_REASON: problem})
@@ -75,6 +78,30 @@ def _on_reject_submitted(inbox: Inbox) -> Any:
             "reason": reason,
         }
         await inbox.accept(f"view:{submitted}:{user}", DECIDE, payload)
+        await ack()
+        return None
+
+    return on_submit
+
+
+def _on_pause_submitted(inbox: Inbox) -> Any:
+    """Pause from App Home: the reason is optional; whether the person may pause is
+    the kill switch's to say (bot/listeners/home.py), as for `/grace pause`."""
+
+    async def on_submit(
+        ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]
+    ) -> BoltResponse | None:
+        user = slack_id_at(body, "user", "user", "id")
+        values = _values(view)
+        submitted = slack_id("view", view.get("id")) or slack_id("trigger", body.get("trigger_id"))
+        if user is None or values is None or submitted is None:
+            return refuse("a submitted form needs Slack's user, view id and state.values")
+        reason = _reason(values, BlockId.PAUSE_REASON, ActionId.PAUSE_REASON)
+        if len(reason) > PAUSE_REASON_MAX:
+            await ack(response_action="errors", errors={BlockId.PAUSE_REASON: PAUSE_TOO_LONG})
+            return None
+        payload = {"sub": "pause", "user": user, "reason": reason or None}
+        await inbox.accept(f"view:{submitted}:{user}", SWITCH, payload)
         await ack()
         return None
 

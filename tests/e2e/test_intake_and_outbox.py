@@ -179,7 +179,16 @@ async def test_a_slack_outage_delays_messages_and_loses_none(make_harness):
     await h.post("generic", generic(*(firing(n) for n in range(3))))
     await h.grace.healer.drain()
     # A 5xx leaves the outcome unknown: before posting again, GRACE looks in the channel.
-    await h.slack.wait_for(lambda: sum("outage" in c.response for c in h.slack.calls) >= 3)
+    await h.slack.wait_for(
+        lambda: (
+            sum(
+                c.method == "conversations.history" and "outage" in c.response
+                for c in h.slack.calls
+            )
+            >= 2
+        ),
+        timeout=15,
+    )
     assert h.cards() == [] and await h.grace.store.outbox_pending() >= 3
     h.slack.outage = False
     h.slack.fail_next("chat.postMessage", times=2, retry_after=1)  # then rate limited twice

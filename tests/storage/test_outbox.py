@@ -112,17 +112,22 @@ async def test_coalescing_replaces_a_waiting_row_in_place(
         "C1", "update_card", {"v": 1}, incident_id=inc.id, coalesce_key="card:1"
     )
     thread = await store.enqueue("C1", "thread", {"text": "t"}, incident_id=inc.id)
-    again = await store.enqueue(
+    # The first update heads its stream (it may be sent any moment): the next queues.
+    later = await store.enqueue(
         "C1", "update_card", {"v": 2}, incident_id=inc.id, coalesce_key="card:1"
     )
-    assert again == update, "same row, same place in line"
-    assert await store.outbox_pending() == 3
+    again = await store.enqueue(
+        "C1", "update_card", {"v": 3}, incident_id=inc.id, coalesce_key="card:1"
+    )
+    assert update < thread < later == again, "same row, same place in line"
+    assert await store.outbox_pending() == 4
 
+    assert await _head_ids(store, clock) == [post], "an update and a story wait for the card"
     await store.mark_sent(post, "1.1")
-    [head] = await store.outbox_heads(clock.now())
-    assert (head.id, head.payload) == (update, {"v": 2})
+    assert await _head_ids(store, clock) == [update, thread]
     await store.mark_sent(update, None)
-    assert await _head_ids(store, clock) == [thread]
+    heads = await store.outbox_heads(clock.now())
+    assert [(h.id, h.payload) for h in heads] == [(thread, {"text": "t"}), (later, {"v": 3})]
 
 
 async def test_coalescing_never_touches_a_head_in_flight(
@@ -215,9 +220,9 @@ async def test_the_outbox_survives_a_restart(
         assert await _head_ids(store, clock) == [other]
         assert await store.outbox_heads(clock.now() + timedelta(seconds=5)) == before
         assert before[0].attempts == 1
-        assert await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="k") == post + 1
         await store.mark_sent(post, "9.9")
         assert await store.card_of(inc.id) == ("C1", "9.9", None)
+        assert await _head_ids(store, clock) == [post + 1, other], "then its update"
 
 
 async def test_ephemerals_queue_per_person_not_behind_the_channel(
@@ -258,11 +263,10 @@ async def test_sending_stays_the_head_until_settled_and_survives_a_restart(
         later = await store.enqueue("C1", "thread", {"text": "two"})
         await store.begin_send(card)
         assert _row(db_path, card)["state"] == "sending"
-        assert await store.enqueue("C1", "update_card", {}, coalesce_key="k") > later
     async with await SqliteStore.open(db_path, clock) as store:
         [head] = await store.outbox_heads(clock.now())
         assert (head.id, head.sending) == (card, True), "the next start looks it up"
-        assert await store.outbox_pending() == 3
+        assert await store.outbox_pending() == 2
         await store.retry_later(card, clock.now(), "HTTP 503", maybe_delivered=True)
         [head] = await store.outbox_heads(clock.now())
         assert (head.id, head.sending, head.attempts) == (card, True, 1)
