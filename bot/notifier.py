@@ -37,6 +37,9 @@ class OutboxNotifier:
         """Where notices go: every alert channel, and the default channel."""
         self.on_change = on_change
         """Called when an incident or the pause changed: views that show them redraw."""
+        self._rolled: dict[int, int] | None = None
+        """Incidents shown only as rollup lines, and their rollup: asked on every word
+        said about an incident, so kept here (read from the database once)."""
 
     async def announce(self, event: StoryEvent) -> None:
         text = story_text(event)
@@ -49,17 +52,21 @@ class OutboxNotifier:
         """Its card, or (in a storm, when nobody needs to act on it) a rollup line."""
         if incident.channel is None:
             raise ValueError(f"incident {incident.id} has no channel to speak in")
-        await self.store.place_card(
+        rolled = await self._rolled_up()
+        placed = await self.store.place_card(
             incident,
             priority=card_priority(incident),
             needs_someone=incident.state in NEEDS_SOMEONE,
             rule=self.storms.rule(self.outbox.clock.now()),
         )
+        if placed.rollup is not None:
+            rolled.update(dict.fromkeys(placed.joined, placed.rollup))
+            self.outbox.refresh_queued(f"rollup:{placed.rollup}")
         self.outbox.wake()
         self.on_change()
 
     async def post_card_once(self, incident: Incident) -> bool:
-        if await self.store.card_queued(incident.id) or await self.store.rolled_up(incident.id):
+        if incident.id in await self._rolled_up() or await self.store.card_queued(incident.id):
             return False
         await self.post_card(incident)
         return True
@@ -78,35 +85,52 @@ class OutboxNotifier:
             story_priority=story_priority(incident),
             story_text=text,
         )
+        (await self._rolled_up()).pop(incident.id, None)
         self.outbox.wake()
         self.on_change()
         return promoted
 
     async def update_card(self, incident: Incident) -> None:
-        if await self.store.rolled_up(incident.id):
-            if incident.state in NEEDS_SOMEONE:
-                await self.show_card(incident)
-            else:
-                await self.store.refresh_rollup_of(incident.id)
-                self.outbox.wake()
-                self.on_change()
+        rollup = (await self._rolled_up()).get(incident.id)
+        if rollup is not None:
+            await self._update_rollup(incident, rollup)
             return
         # Cards render when sent, so one waiting update shows every change before it.
-        if self.outbox.refresh_waiting(incident.id):
+        if self.outbox.refresh_waiting(f"card:{incident.id}"):
             self.on_change()
             return
-        await self._enqueue(
+        queued = await self._enqueue(
             incident,
             "update_card",
             {},
             coalesce_key=f"card:{incident.id}",
             priority=card_priority(incident),
         )
-        self.outbox.refresh_queued(incident.id)
+        if not queued:  # its queued card joined a rollup just now
+            self._rolled = None
+            await self.update_card(incident)
+            return
+        self.outbox.refresh_queued(f"card:{incident.id}")
         self.on_change()
 
+    async def _update_rollup(self, incident: Incident, rollup: int) -> None:
+        """Someone must act now: its own card. Else its line: one waiting write of
+        the rollup renders it when sent, so it shows this change too."""
+        if incident.state in NEEDS_SOMEONE:
+            await self.show_card(incident)
+        elif not self.outbox.refresh_waiting(f"rollup:{rollup}"):
+            await self.store.refresh_rollup_of(incident.id)
+            self.outbox.refresh_queued(f"rollup:{rollup}")
+            self.outbox.wake()
+        self.on_change()
+
+    async def _rolled_up(self) -> dict[int, int]:
+        if self._rolled is None:
+            self._rolled = await self.store.rolled_up_incidents()
+        return self._rolled
+
     async def tell_thread(self, incident: Incident, event: StoryEvent) -> None:
-        if await self.store.rolled_up(incident.id):
+        if incident.id in await self._rolled_up():
             return  # told from the records as its story, if it ever gets a card
         await self._enqueue(
             incident, "thread", {"text": story_text(event)}, priority=story_priority(incident)
@@ -120,7 +144,7 @@ class OutboxNotifier:
         self.outbox.wake()
 
     async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
-        if await self.store.rolled_up(incident.id):
+        if incident.id in await self._rolled_up():
             return
         await self._enqueue(
             incident,
@@ -140,10 +164,12 @@ class OutboxNotifier:
         *,
         once: bool = False,
         priority: int,
-    ) -> None:
+    ) -> bool:
+        """Queued, unless its incident is (by now) shown only as a rollup line: the
+        check is made where the write is, so a card joining a rollup meanwhile counts."""
         if incident.channel is None:
             raise ValueError(f"incident {incident.id} has no channel to speak in")
-        await self.store.enqueue(
+        queued = await self.store.enqueue(
             incident.channel,
             kind,
             payload,
@@ -151,5 +177,7 @@ class OutboxNotifier:
             coalesce_key=coalesce_key,
             once=once,
             priority=priority,
+            unless_rolled_up=True,
         )
         self.outbox.wake()
+        return queued is not None

@@ -115,7 +115,7 @@ class OutboxWorker:
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
-    _refresh_waiting: set[int] = field(default_factory=set)
+    _refresh_waiting: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         # The SDK re-sends a request whose connection dropped; a re-sent post is a
@@ -127,13 +127,14 @@ class OutboxWorker:
     def wake(self) -> None:
         self._wake.set()
 
-    def refresh_waiting(self, incident_id: int) -> bool:
+    def refresh_waiting(self, key: str) -> bool:
         """True when an update of this card waits in the outbox and has not started
         going out: it renders the card when sent, so it will show any later change."""
-        return incident_id in self._refresh_waiting
+        return key in self._refresh_waiting
 
-    def refresh_queued(self, incident_id: int) -> None:
-        self._refresh_waiting.add(incident_id)
+    def refresh_queued(self, key: str) -> None:
+        """`key` is a card's or a rollup's coalesce key: "card:N", "rollup:N"."""
+        self._refresh_waiting.add(key)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="grace-outbox")
@@ -285,6 +286,7 @@ class OutboxWorker:
             await self._update_card(item)
             return None
         if item.kind == "rollup":
+            self._refresh_waiting.discard(str(item.coalesce_key))  # later changes: a new write
             rollup = await self._rollup(item)
             if rollup.ts is not None:  # posted: updated in place
                 attempt.method = "chat.update"
@@ -341,7 +343,7 @@ class OutboxWorker:
     async def _update_card(self, item: OutboxItem) -> None:
         assert item.incident_id is not None
         # From here on a change needs a new update: this one may read too early.
-        self._refresh_waiting.discard(item.incident_id)
+        self._refresh_waiting.discard(f"card:{item.incident_id}")
         card = await self.store.card_of(item.incident_id)
         incident = await self.store.get_incident(item.incident_id)
         if card is None or incident is None:

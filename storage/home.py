@@ -21,7 +21,7 @@ from engine.models import Incident, IncidentState, Pause
 from storage import controls
 from storage.db import parse_time
 from storage.reports import PENDING, PENDING_APPROVERS, PENDING_COUNT, Page, Pending
-from storage.rows import INCIDENT_SELECT, incident_from_row
+from storage.rows import INCIDENT_SELECT, OPEN, incident_from_row
 
 S = IncidentState
 
@@ -80,9 +80,8 @@ _NOTICE = "UPDATE home_viewers SET notice = ?, notice_at = ? WHERE user_id = ?"
 _PAUSE = f"SELECT value FROM controls WHERE name = '{controls.PAUSE}'"
 # The states that hold their group, listed: SQLite then reads them through the state
 # index, however many ended incidents there are (a NOT IN would scan them all).
-_OPEN_STATES = ", ".join(f"'{s.value}'" for s in IncidentState if s.holds_group)
-_OPEN = f"{INCIDENT_SELECT} WHERE i.state IN ({_OPEN_STATES}) ORDER BY i.id DESC LIMIT ?"
-_OPEN_COUNT = f"SELECT COUNT(*) FROM incidents AS i WHERE i.state IN ({_OPEN_STATES})"
+_OPEN = f"{INCIDENT_SELECT} WHERE {OPEN} ORDER BY i.id DESC LIMIT ?"
+_OPEN_COUNT = f"SELECT COUNT(*) FROM incidents AS i WHERE {OPEN}"
 _OPENED_IN = "SELECT COUNT(*) FROM incidents WHERE created_at >= ? AND created_at < ?"
 _ENTERED_IN = (
     f"SELECT action, COUNT(*) AS n FROM audit_log"

@@ -84,6 +84,14 @@ def stream_of(lane: str, kind: str, incident_id: int | None) -> str:
 
 
 # Each stream's oldest unsettled row; an update waits until its card went out.
+ROLLED_UP = """
+SELECT i.rollup_id, i.channel FROM incidents AS i
+WHERE i.id = ? AND i.rollup_id IS NOT NULL AND NOT EXISTS (
+    SELECT 1 FROM outbox AS o WHERE o.incident_id = i.id AND o.kind = 'post_card'
+)
+"""
+"""An incident shown only as a rollup line: no card of its own to speak under."""
+
 _HEADS = """
 SELECT h.head_id FROM (
     SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY stream
@@ -155,8 +163,12 @@ def enqueue(
     once: bool = False,
     priority: int = 10,
     stream: str | None = None,
-) -> int:
+    unless_rolled_up: bool = False,
+) -> int | None:
     """Insert a row, or fold it into a waiting one; returns the row's id.
+
+    With `unless_rolled_up`, nothing is queued (None) for an incident shown only
+    as a rollup line: it has no card to update or to speak under.
 
     With `once`, a row with this coalesce key already queued, sent or dropped is
     that write: nothing is added (a story line told again after a restart).
@@ -171,6 +183,8 @@ def enqueue(
     """
     lane = lane_of(channel, kind, user_id)
     stream = stream or stream_of(lane, kind, incident_id)
+    if unless_rolled_up and conn.execute(ROLLED_UP, (incident_id,)).fetchone() is not None:
+        return None
     if once and coalesce_key is not None:
         told = conn.execute(
             "SELECT id FROM outbox WHERE coalesce_key = ? ORDER BY id LIMIT 1", (coalesce_key,)

@@ -28,7 +28,7 @@ from engine.models import (
     Verification,
 )
 from storage.db import parse_time
-from storage.rows import ACTIVE, INCIDENT_SELECT, incident_from_row
+from storage.rows import INCIDENT_SELECT, OPEN, incident_from_row
 
 T = TypeVar("T")
 
@@ -108,7 +108,7 @@ class IncidentStory:
 
 _AWAITING = f"i.state = '{IncidentState.AWAITING_APPROVAL.value}'"
 
-OPEN_COUNTS = f"SELECT i.state, COUNT(*) AS n FROM incidents AS i WHERE {ACTIVE} GROUP BY i.state"
+OPEN_COUNTS = f"SELECT i.state, COUNT(*) AS n FROM incidents AS i WHERE {OPEN} GROUP BY i.state"
 
 PENDING = f"{INCIDENT_SELECT} WHERE {_AWAITING} ORDER BY i.approval_deadline, i.id LIMIT ?"
 PENDING_COUNT = f"SELECT COUNT(*) FROM incidents AS i WHERE {_AWAITING}"
@@ -172,7 +172,7 @@ async def status(conn: aiosqlite.Connection, limit: int) -> StatusRows:
 
 async def incident_page(conn: aiosqlite.Connection, open_only: bool, limit: int) -> Page[Incident]:
     """The newest incidents first: those not ended, or all of them."""
-    where = f"WHERE {ACTIVE}" if open_only else ""
+    where = f"WHERE {OPEN}" if open_only else ""
     rows = await _all(conn, f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (limit,))
     total = await _count(conn, f"SELECT COUNT(*) FROM incidents AS i {where}")
     return Page(tuple(incident_from_row(row) for row in rows), total)

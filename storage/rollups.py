@@ -18,7 +18,7 @@ import aiosqlite
 
 from engine.models import Incident, canonical_json
 from storage.inbox import CARD_QUEUED
-from storage.outbox import enqueue
+from storage.outbox import ROLLED_UP, enqueue
 from storage.rows import INCIDENT_SELECT, incident_from_row, rowid
 
 
@@ -48,6 +48,15 @@ class Rollup:
     """Members whose own card was queued (someone must act, or asked)."""
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where an incident is shown: its own card (rollup None), or a rollup, which
+    `joined` incidents (it, and queued cards that went with it) now belong to."""
+
+    rollup: int | None = None
+    joined: tuple[int, ...] = ()
+
+
 def place_card(
     conn: sqlite3.Connection,
     incident: Incident,
@@ -56,18 +65,18 @@ def place_card(
     needs_someone: bool,
     rule: StormRule,
     now_text: str,
-) -> bool:
-    """Queue the incident's card, or show it in its channel's rollup; True for a card."""
+) -> Placement:
+    """Queue the incident's card, or show it in its channel's rollup."""
     assert incident.channel is not None
     if needs_someone or not _stormy(conn, incident.channel, priority, rule):
         _queue_card(conn, incident.channel, incident.id, priority, now_text)
-        return True
+        return Placement()
     rollup_id = _joined(conn, incident.channel, rule.joined_since, now_text)
-    _roll_up_queued_cards(conn, incident.channel, rollup_id, rule.demotable)
+    demoted = _roll_up_queued_cards(conn, incident.channel, rollup_id, rule.demotable)
     conn.execute("UPDATE incidents SET rollup_id = ? WHERE id = ?", (rollup_id, incident.id))
     conn.execute("UPDATE rollups SET last_added_at = ? WHERE id = ?", (now_text, rollup_id))
     refresh(conn, rollup_id, incident.channel, now_text)
-    return False
+    return Placement(rollup_id, (*demoted, incident.id))
 
 
 def promote(
@@ -131,13 +140,13 @@ def refresh_of(conn: sqlite3.Connection, incident_id: int, now_text: str) -> boo
     return True
 
 
-ROLLED_UP = """
-SELECT i.rollup_id, i.channel FROM incidents AS i
-WHERE i.id = ? AND i.rollup_id IS NOT NULL AND NOT EXISTS (
+ROLLED_UP_ALL = """
+SELECT i.id, i.rollup_id FROM incidents AS i
+WHERE i.rollup_id IS NOT NULL AND NOT EXISTS (
     SELECT 1 FROM outbox AS o WHERE o.incident_id = i.id AND o.kind = 'post_card'
 )
 """
-"""An incident shown only as a rollup line: no card of its own to speak under."""
+"""Every incident shown only as a rollup line, and its rollup."""
 
 ROLLUP = "SELECT id, channel, ts FROM rollups WHERE id = ?"
 MEMBERS = f"{INCIDENT_SELECT} WHERE i.rollup_id = ? ORDER BY i.id"
@@ -182,7 +191,7 @@ ROLLED_UP_CARD = "rolled_up_card"
 
 def _roll_up_queued_cards(
     conn: sqlite3.Connection, lane: str, rollup_id: int, demotable: int
-) -> None:
+) -> list[int]:
     """Cards still waiting their turn become lines of the rollup; their queued story
     lines go with them (told from the records if the incident gets a card later)."""
     queued = conn.execute(
@@ -207,6 +216,7 @@ def _roll_up_queued_cards(
         conn.execute(
             "UPDATE incidents SET rollup_id = ? WHERE id = ?", (rollup_id, row["incident_id"])
         )
+    return [int(row["incident_id"]) for row in queued]
 
 
 def _stormy(conn: sqlite3.Connection, channel: str, priority: int, rule: StormRule) -> bool:

@@ -644,8 +644,10 @@ class SqliteStore:
         coalesce_key: str | None = None,
         once: bool = False,
         priority: int = 10,
-    ) -> int:
-        """Store a Slack write for the worker; returns its outbox id.
+        unless_rolled_up: bool = False,
+    ) -> int | None:
+        """Store a Slack write for the worker; returns its outbox id (None: not
+        queued, its incident being shown only as a rollup line, if so asked).
 
         With a coalesce key, a pending row with that key that is not its
         lane's head (which may be in flight) takes the new payload in place,
@@ -667,6 +669,7 @@ class SqliteStore:
                 now_text=now_text,
                 once=once,
                 priority=priority,
+                unless_rolled_up=unless_rolled_up,
             )
         )
 
@@ -721,8 +724,8 @@ class SqliteStore:
 
     async def place_card(
         self, incident: Incident, *, priority: int, needs_someone: bool, rule: StormRule
-    ) -> bool:
-        """Queue the incident's card, or show it in its channel's rollup; True for a card."""
+    ) -> rollup_rows.Placement:
+        """Queue the incident's card, or show it in its channel's rollup."""
         now_text = time_text(self._clock.now())
         return await self._write(
             lambda conn: rollup_rows.place_card(
@@ -757,9 +760,10 @@ class SqliteStore:
         now_text = time_text(self._clock.now())
         return await self._write(lambda conn: rollup_rows.refresh_of(conn, incident_id, now_text))
 
-    async def rolled_up(self, incident_id: int) -> bool:
-        """Shown only as a rollup line: no card of its own to tell its story under."""
-        return await self._fetchone(rollup_rows.ROLLED_UP, (incident_id,)) is not None
+    async def rolled_up_incidents(self) -> dict[int, int]:
+        """Every incident shown only as a rollup line, and the rollup it is in."""
+        rows = await self._fetchall(rollup_rows.ROLLED_UP_ALL)
+        return {int(row["id"]): int(row["rollup_id"]) for row in rows}
 
     async def rollup(self, rollup_id: int) -> rollup_rows.Rollup | None:
         """A rollup and its incidents, as of one moment."""

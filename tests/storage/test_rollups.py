@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from engine.models import Alert, Incident
 from storage.db import time_text
@@ -35,6 +36,11 @@ def stormy(clock: FakeClock, max_ahead: int = 5) -> StormRule:
         time_text(clock.now() - timedelta(minutes=10)),
         10,
     )
+
+
+async def carded(store: SqliteStore, incident: Incident, **how: Any) -> bool:
+    """Placed as a card of its own (else as a rollup line)."""
+    return (await store.place_card(incident, **how)).rollup is None
 
 
 async def incidents(
@@ -80,8 +86,8 @@ async def test_in_calm_a_card_is_queued(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
     [a] = await incidents(store, make_alert, 1)
-    carded = await store.place_card(a, priority=11, needs_someone=False, rule=calm(clock))
-    assert carded and await store.card_queued(a.id) and not await store.rolled_up(a.id)
+    assert await carded(store, a, priority=11, needs_someone=False, rule=calm(clock))
+    assert await store.card_queued(a.id) and await store.rolled_up_incidents() == {}
 
 
 async def test_a_card_that_would_wait_too_long_becomes_a_rollup_line(
@@ -90,10 +96,18 @@ async def test_a_card_that_would_wait_too_long_becomes_a_rollup_line(
     crowd = await incidents(store, make_alert, 40)
     await store.enqueue("C1", "thread", {"text": "x"}, incident_id=crowd[0].id, priority=21)
     placed = [
-        await store.place_card(i, priority=11, needs_someone=False, rule=stormy(clock, 3))
+        await carded(store, i, priority=11, needs_someone=False, rule=stormy(clock, 3))
         for i in crowd
     ]
     assert placed == [True] * 4 + [False] * 36, "four cards, then the rest waits too long"
+    fifth = await store.place_card(
+        await open_incident(store, make_alert(channel="C1"), "d-x"),
+        priority=11,
+        needs_someone=False,
+        rule=stormy(clock, 3),
+    )
+    assert fifth.rollup is not None and len(fifth.joined) == 1, "the four went with the fifth"
+    crowd.append((await store.rollup(fifth.rollup)).members[-1])
     # The four queued cards join the rollup too, and their story lines wait in the records.
     assert await store.outbox_pending() == 2, "the rollup's post, and one coalesced update"
     [head, *_] = await store.outbox_heads(clock.now())
@@ -102,7 +116,7 @@ async def test_a_card_that_would_wait_too_long_becomes_a_rollup_line(
     assert rollup is not None and rollup.ts is None and rollup.channel == "C1"
     assert [m.id for m in rollup.members] == [i.id for i in crowd]
     assert rollup.carded == frozenset()
-    assert all([await store.rolled_up(i.id) for i in crowd])
+    assert set(await store.rolled_up_incidents()) == {i.id for i in crowd}
     with sqlite3.connect(db_path) as db:
         kinds = db.execute("SELECT kind, state FROM outbox ORDER BY id LIMIT 5").fetchall()
     assert kinds == [("thread", "dropped")] + [("rolled_up_card", "dropped")] * 4
@@ -116,19 +130,21 @@ async def test_a_card_already_tried_is_not_rolled_up(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
     a, b = await incidents(store, make_alert, 2)
-    assert await store.place_card(a, priority=11, needs_someone=False, rule=calm(clock))
+    assert await carded(store, a, priority=11, needs_someone=False, rule=calm(clock))
     [card] = await store.outbox_heads(clock.now())
     await store.begin_send(card.id)  # Slack may have it: it stays a card
-    assert not await store.place_card(b, priority=11, needs_someone=False, rule=calm(clock, -1))
-    assert not await store.rolled_up(a.id) and await store.rolled_up(b.id)
+    assert not await carded(store, b, priority=11, needs_someone=False, rule=calm(clock, -1))
+    assert (
+        a.id not in await store.rolled_up_incidents() and b.id in await store.rolled_up_incidents()
+    )
 
 
 async def test_someone_who_must_act_gets_a_card_storm_or_not(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
     a, b = await incidents(store, make_alert, 2)
-    assert not await store.place_card(a, priority=11, needs_someone=False, rule=calm(clock, -1))
-    assert await store.place_card(b, priority=1, needs_someone=True, rule=stormy(clock, -1))
+    assert not await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
+    assert await carded(store, b, priority=1, needs_someone=True, rule=stormy(clock, -1))
     assert await store.card_queued(b.id)
 
 
@@ -136,18 +152,18 @@ async def test_a_storm_holds_while_incidents_keep_coming_then_a_new_rollup_start
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
     a, b, c, d = await incidents(store, make_alert, 4)
-    assert not await store.place_card(a, priority=11, needs_someone=False, rule=calm(clock, -1))
+    assert not await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
     first = await store.rollup(1)
     for item in await store.outbox_heads(clock.now()):
         await store.mark_sent(item.id, "1.1")  # the backlog is gone
     clock.advance(20)
-    assert not await store.place_card(b, priority=11, needs_someone=False, rule=stormy(clock))
+    assert not await carded(store, b, priority=11, needs_someone=False, rule=stormy(clock))
     clock.advance(31)
-    assert await store.place_card(c, priority=11, needs_someone=False, rule=stormy(clock))
+    assert await carded(store, c, priority=11, needs_someone=False, rule=stormy(clock))
     for item in await store.outbox_heads(clock.now()):
         await store.mark_sent(item.id, "2.2")
     clock.advance(11 * 60)
-    assert not await store.place_card(d, priority=11, needs_someone=False, rule=calm(clock, -1))
+    assert not await carded(store, d, priority=11, needs_someone=False, rule=calm(clock, -1))
     assert [m.id for m in (await store.rollup(first.id)).members] == [a.id, b.id]
     assert [m.id for m in (await store.rollup(first.id + 1)).members] == [d.id]
 
@@ -157,13 +173,15 @@ async def test_a_promoted_incident_gets_its_card_then_its_story_once(
 ) -> None:
     a, b = await incidents(store, make_alert, 2)
     for i in (a, b):
-        await store.place_card(i, priority=11, needs_someone=False, rule=calm(clock, -1))
+        await carded(store, i, priority=11, needs_someone=False, rule=calm(clock, -1))
     [rollup_write] = await store.outbox_heads(clock.now())
     await store.mark_sent(rollup_write.id, "1.1")
 
     assert await store.promote(b.id, priority=1, story_priority=21, story_text="so far")
     assert not await store.promote(b.id, priority=1, story_priority=21, story_text="again")
-    assert not await store.rolled_up(b.id) and await store.rolled_up(a.id)
+    assert (
+        b.id not in await store.rolled_up_incidents() and a.id in await store.rolled_up_incidents()
+    )
     heads = await store.outbox_heads(clock.now())
     assert [(h.kind, h.incident_id) for h in heads] == [("rollup", None), ("post_card", b.id)]
     rollup = await store.rollup(rollup_write.payload["rollup"])
@@ -177,8 +195,8 @@ async def test_a_rollup_line_is_refreshed_by_one_coalesced_write(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
     a, b = await incidents(store, make_alert, 2)
-    await store.place_card(a, priority=11, needs_someone=False, rule=calm(clock, -1))
-    await store.place_card(b, priority=11, needs_someone=True, rule=calm(clock, -1))
+    await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
+    await carded(store, b, priority=11, needs_someone=True, rule=calm(clock, -1))
     [first] = [h for h in await store.outbox_heads(clock.now()) if h.kind == "rollup"]
     await store.begin_send(first.id)
     assert await store.refresh_rollup_of(a.id)
