@@ -20,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
+from bot.ack_first import AckFirst
 from storage.inbox import Delivery
 from storage.store import SqliteStore
 
@@ -29,9 +30,17 @@ Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class Inbox:
-    def __init__(self, store: SqliteStore, spawn: Callable[[Coroutine[Any, Any, Any]], None]):
+    """`acks` holds the work back while Slack's requests are answered (bot/ack_first.py)."""
+
+    def __init__(
+        self,
+        store: SqliteStore,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        acks: AckFirst,
+    ):
         self._store = store
         self._spawn = spawn
+        self._acks = acks
         self._handlers: dict[str, Handler] = {}
 
     def handle(self, kind: str, handler: Handler) -> None:
@@ -54,6 +63,14 @@ class Inbox:
         self._spawn(self._run(Delivery(delivery_id, kind, dict(payload))))
         return True
 
+    def later(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work`, which answers a request already acked, once the acks let it."""
+        self._spawn(self._after_acks(work))
+
+    async def _after_acks(self, work: Coroutine[Any, Any, Any]) -> None:
+        await self._acks.turn()
+        await work
+
     async def resume(self) -> int:
         """At start-up, before Slack can deliver anything new: what was accepted but
         not handled is handled after this returns, oldest first. Read first, so a
@@ -68,6 +85,7 @@ class Inbox:
 
     async def _run(self, delivery: Delivery) -> None:
         handler = self._handlers.get(delivery.kind)
+        await self._acks.turn()
         try:
             if handler is None:
                 log.error("inbox delivery %s has no handler for %r", delivery.id, delivery.kind)

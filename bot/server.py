@@ -6,7 +6,7 @@ and bot/signing.py's watcher is told), and only then decoded and parsed,
 once, here: what Slack could never have sent (not UTF-8, bad JSON, a form
 without its payload, fields of the wrong type) is a 400 naming what is
 wrong, a compressed or non-UTF-8 body a 415. Bolt gets a document it can
-read; its own signature check stays on, a second lock on the same door.
+read and does not check the signature again (bot/app.py).
 
 Bodies are never decompressed by the server (`auto_decompress` off): a
 signature is over the bytes sent, and a corrupt gzip stream must not fail
@@ -24,7 +24,6 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
@@ -34,6 +33,8 @@ from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 
 from bot import signing, webhooks
+from bot.ack_first import AckFirst
+from bot.forms import TooManyFields, form_pairs
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.settings import Settings
 from bot.webhooks import BodyRefused, check_encoding, read_body
@@ -61,19 +62,21 @@ def make_web_app(
     metrics: Metrics,
     clock: Clock,
     sources: Mapping[str, WebhookSource],
+    acks: AckFirst,
 ) -> web.Application:
     secret = settings.slack_signing_secret
     signing_key = secret.get_secret_value().encode() if secret else None
 
     async def slack_events(request: web.Request) -> web.Response:
-        try:
-            body = await signed_body(request, signing_key, now=time.time())
-            bolt_request = slack_request(request, body)
-        except BodyRefused as exc:
-            if exc.status == 401:
-                signing.refused()
-            return _refuse(exc.status, str(exc))
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
+        with acks.answer():
+            try:
+                body = await signed_body(request, signing_key, now=time.time())
+                bolt_request = slack_request(request, body)
+            except BodyRefused as exc:
+                if exc.status == 401:
+                    signing.refused()
+                return _refuse(exc.status, str(exc))
+            return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
 
     async def healthz(request: web.Request) -> web.Response:
         await store.outbox_pending()  # proves the database answers
@@ -166,9 +169,9 @@ def slack_document(text: str, content_type: str) -> dict[str, Any]:
 
 def _form_pairs(text: str) -> list[tuple[str, str]]:
     try:
-        return parse_qsl(text, keep_blank_values=True, strict_parsing=False, max_num_fields=1000)
-    except ValueError:  # more fields than any Slack form has
-        raise BodyRefused(400, "the form has more than 1000 fields") from None
+        return form_pairs(text)
+    except TooManyFields as exc:
+        raise BodyRefused(400, str(exc)) from None
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -305,15 +308,15 @@ def _inner_problem(item: object, spec: _Field, path: str) -> str | None:
 _TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", bool: "true or false"}
 
 
-def _depth(document: object) -> int:
-    """How deeply lists and objects nest, without recursion (the input may be hostile)."""
-    deepest, stack = 0, [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if depth > MAX_DEPTH:
-            break
-        children = value.values() if isinstance(value, dict) else value
-        if isinstance(value, dict | list):
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return deepest
+def _depth(document: dict[str, Any]) -> int:
+    """How deeply lists and objects nest, level by level without recursion (the input
+    may be hostile); counting stops past MAX_DEPTH."""
+    depth, level = 0, [document]  # type: list[dict[str, Any] | list[Any]]
+    while level and depth <= MAX_DEPTH:
+        depth += 1
+        below: list[dict[str, Any] | list[Any]] = []
+        for value in level:
+            children = value.values() if isinstance(value, dict) else value
+            below += [child for child in children if isinstance(child, dict | list)]
+        level = below
+    return depth

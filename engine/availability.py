@@ -73,6 +73,12 @@ class Availabilities:
         self._answers: dict[str, tuple[datetime, Availability]] = {}
         self._asking: dict[str, asyncio.Future[Availability]] = {}
 
+    async def survey(self, executors: Mapping[str, Executor]) -> dict[str, Availability]:
+        """Every executor's answer, by name in name order, from the same cache."""
+        names = sorted(executors)
+        answers = await asyncio.gather(*(self.of(executors[n]) for n in names))
+        return dict(zip(names, answers, strict=True))
+
     async def of(self, executor: Executor) -> Availability:
         cached = self._answers.get(executor.name)
         if cached is not None and self._clock.now() - cached[0] < self._ttl:

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.approval import ApprovalPolicy
-from engine.availability import Availabilities, Readiness, survey
+from engine.availability import Availabilities, Readiness
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution, hold_refusal
 from engine.kill_switch import KillSwitch
@@ -402,8 +402,10 @@ class Healer:
         return f"`{name}` is cleared (incident {incidents}); GRACE may act on it again."
 
     async def readiness(self) -> Readiness:
+        """What can act now. Executors answer from the planner's short-lived cache:
+        a burst of `/grace status` must not probe Docker or a file system each time."""
         return Readiness(
-            executors=await survey(self.executors),
+            executors=await self.availabilities.survey(self.executors),
             open_breakers=await self.resilience.open_breakers(),
             holds=tuple(await self.store.holds()),
         )

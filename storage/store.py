@@ -56,6 +56,7 @@ from storage import reports as report_rows
 from storage import rollups as rollup_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
+from storage.loop_commits import LoopCommits
 from storage.outbox import Card, OutboxItem
 from storage.rollups import StormRule
 from storage.rows import (
@@ -88,6 +89,7 @@ class SqliteStore:
     ) -> None:
         self._conn = reader
         self.writer = writer
+        self.loop_commits = LoopCommits.open(writer.path, writer)
         self._clock = clock
         # Told each state an incident enters, once it is durable (metrics count these).
         self._on_state = on_state or (lambda state: None)
@@ -120,6 +122,7 @@ class SqliteStore:
 
     async def close(self) -> None:
         """Finish the queued writes, then close both connections."""
+        self.loop_commits.close()
         await self.writer.close()
         async with self._lock:
             await self._conn.close()
@@ -773,9 +776,12 @@ class SqliteStore:
     # -- the inbox of Slack deliveries -------------------------------------
 
     async def accept_delivery(self, key: str, kind: str, payload: Mapping[str, Any]) -> int | None:
-        """Commit a delivery before Slack is answered; None when its key was seen."""
+        """Commit a delivery before Slack is answered; None when its key was seen.
+        On the loop's own connection when it can: the ack waits for this commit."""
         text, now = canonical_json(dict(payload)), time_text(self._clock.now())
-        return await self._write(lambda conn: inbox_rows.accept(conn, key, kind, text, now))
+        return await self.loop_commits.run(
+            lambda conn: inbox_rows.accept(conn, key, kind, text, now)
+        )
 
     async def delivery_handled(self, delivery_id: int) -> None:
         now = time_text(self._clock.now())

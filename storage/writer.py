@@ -82,7 +82,7 @@ class GroupWriter:
     def __init__(self, path: str | Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
-        self._path = path
+        self.path = path
         self._max_batch = max_batch
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grace-writer")
         self._conn: sqlite3.Connection | None = None
@@ -199,7 +199,7 @@ class GroupWriter:
     # -- the writer thread -------------------------------------------------
 
     def _connect(self) -> None:
-        self._conn = connect_sync(self._path)
+        self._conn = connect_sync(self.path)
 
     def _disconnect(self) -> None:
         if self._conn is not None:

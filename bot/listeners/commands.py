@@ -137,14 +137,17 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
             await inbox.accept(f"command:{payload['trigger_id']}", KIND, payload)
             await ack()
             return None
-        if sub in ("cloud", "status"):
-            # After the ack: asking the executors whether they can act may take seconds.
+        if sub in ("cloud", "status", "incidents"):
+            # After the ack: asking the executors may take seconds, and the ack of every
+            # other request must not wait behind a report's reads.
             await ack()
-            text = _cloud(healer) if sub == "cloud" else _status(healer, store, team_domain)
-            healer.spawn(_later(respond, sub, text))
-            return None
-        if sub == "incidents":
-            await _answer(ack, await _incidents(healer, store, args, team_domain))
+            if sub == "cloud":
+                text = _cloud(healer)
+            elif sub == "status":
+                text = _status(healer, store, team_domain)
+            else:
+                text = _incidents(healer, store, args, team_domain)
+            inbox.later(_later(respond, sub, text))
             return None
         await _answer(ack, _instant(healer, sub))
         return None

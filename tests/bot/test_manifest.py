@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from bot.ack_first import AckFirst
 from bot.ids import CallbackId
 from bot.listeners.commands import HELP
 from bot.metrics import Metrics
@@ -25,7 +26,7 @@ SLACK_PATH = "/slack/events"
 def _routes() -> set[tuple[str, str]]:
     settings = Settings()
     sources = build_sources(settings)
-    app = make_web_app(None, None, None, settings, Metrics(), None, sources)  # type: ignore[arg-type]
+    app = make_web_app(None, None, None, settings, Metrics(), None, sources, AckFirst())  # type: ignore[arg-type]
     return {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource}
 
 

@@ -43,6 +43,11 @@ async def answered_later(h: Harness, text: str, user: str = APPROVER) -> Message
     )
 
 
+async def reported(h: Harness, text: str) -> str:
+    """The text of a report answered after the ack, through the command's response_url."""
+    return (await answered_later(h, text)).text
+
+
 def link(incident_id: int, card: Message) -> str:
     url = f"https://{DOMAIN}.slack.com/archives/{CHANNEL}/p{card.ts.replace('.', '')}"
     return f"<{url}|#{incident_id}>"
@@ -142,10 +147,10 @@ async def test_status_says_who_paused_what_waits_what_is_held_and_what_is_queued
 
 async def test_incidents_lists_open_then_all_with_links_and_tells_one_story(make_harness):
     h = await make_harness()
-    assert await command(h, "incidents") == (
+    assert await reported(h, "incidents") == (
         "No open incidents. `/grace incidents all` lists the ended ones too."
     )
-    assert await command(h, "incidents all") == "GRACE has had no incidents yet."
+    assert await reported(h, "incidents all") == "GRACE has had no incidents yet."
     await h.alert()
     card = await h.card()
     await h.click(card)
@@ -158,7 +163,7 @@ async def test_incidents_lists_open_then_all_with_links_and_tells_one_story(make
     await h.grace.outbox.idle()
     rejected = await h.grace.store.incident_for_card(CHANNEL, second_card.ts)
 
-    listed = await command(h, "incidents")
+    listed = await reported(h, "incidents")
     assert listed.startswith("*Open incidents* (1, newest first)\n")
     [line] = [x for x in listed.splitlines() if x.startswith("• ")]
     assert line.startswith(f"• {link(rejected.id, second_card)} · :hourglass_flowing_sand: ")
@@ -171,14 +176,14 @@ async def test_incidents_lists_open_then_all_with_links_and_tells_one_story(make
     await h.slack.wait_for(lambda: any("Rejected by" in t for t in h.thread(second_card)))
     await h.grace.healer.drain()
 
-    everything = await command(h, "incidents all")
+    everything = await reported(h, "incidents all")
     lines = [x for x in everything.splitlines() if x.startswith("• ")]
     assert everything.startswith("*Incidents* (2, newest first)\n")
     assert lines[0].startswith(f"• {link(rejected.id, second_card)} · :no_entry_sign: Rejected")
     assert lines[1].startswith(f"• {link(healed.id, card)} · :white_check_mark: Resolved")
 
-    story = await command(h, f"incidents {healed.id}")
-    assert story == await command(h, f"incidents #{healed.id}")
+    story = await reported(h, f"incidents {healed.id}")
+    assert story == await reported(h, f"incidents #{healed.id}")
     assert story.startswith(
         f"*Incident #{healed.id}: SQLiteWALTooLarge* · :white_check_mark: Resolved · <https://"
     )
@@ -202,13 +207,13 @@ async def test_incidents_lists_open_then_all_with_links_and_tells_one_story(make
     assert "*Verification passed:*" in story and "`integrity_ok`" in story
     assert "*Outcome:* :white_check_mark: success: ended resolved after " in story
 
-    told = await command(h, f"incidents {rejected.id}")
+    told = await reported(h, f"incidents {rejected.id}")
     assert f"<@{APPROVER}> rejected: " in told
     assert "&lt;!channel&gt; a migration runs until 18:00 &amp; &lt;https://evil" in told
     assert "<!channel>" not in told and "<https://evil" not in told
     assert "*Outcome:* ended rejected " in told and "What was done" not in told
 
-    assert await command(h, "incidents 999") == (
+    assert await reported(h, "incidents 999") == (
         "There is no incident #999. `/grace incidents all` lists them."
     )
 
