@@ -308,15 +308,15 @@ def _inner_problem(item: object, spec: _Field, path: str) -> str | None:
 _TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", bool: "true or false"}
 
 
-def _depth(document: dict[str, Any]) -> int:
-    """How deeply lists and objects nest, level by level without recursion (the input
-    may be hostile); counting stops past MAX_DEPTH."""
-    depth, level = 0, [document]  # type: list[dict[str, Any] | list[Any]]
-    while level and depth <= MAX_DEPTH:
-        depth += 1
-        below: list[dict[str, Any] | list[Any]] = []
-        for value in level:
-            children = value.values() if isinstance(value, dict) else value
-            below += [child for child in children if isinstance(child, dict | list)]
-        level = below
-    return depth
+def _depth(value: dict[str, Any] | list[Any], depth: int = 1) -> int:
+    """How deeply lists and objects nest. Counting stops past MAX_DEPTH, so the
+    recursion stays shallow whatever the (hostile) input."""
+    deepest = depth
+    if depth > MAX_DEPTH:
+        return depth
+    for child in value.values() if isinstance(value, dict) else value:
+        if isinstance(child, (dict, list)):
+            deepest = max(deepest, _depth(child, depth + 1))
+            if deepest > MAX_DEPTH:
+                break
+    return deepest

@@ -689,12 +689,14 @@ class SqliteStore:
 
     async def begin_send(self, item_id: int) -> None:
         """Committed before the Slack call, so a crash after it is looked up, not re-sent."""
-        await self._write(lambda conn: outbox_rows.begin_send(conn, item_id))
+        await self.loop_commits.run(lambda conn: outbox_rows.begin_send(conn, item_id))
 
     async def mark_sent(self, item_id: int, slack_ts: str | None) -> None:
         """Delivered; a delivered post_card also records the incident's card."""
         now_text = time_text(self._clock.now())
-        await self._write(lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text))
+        await self.loop_commits.run(
+            lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text)
+        )
 
     async def retry_later(
         self, item_id: int, not_before: datetime, error: str, *, maybe_delivered: bool = False

@@ -32,6 +32,7 @@ from bot.app import Grace, build
 from bot.demo import APPROVER, CHANNEL, demo_settings
 from bot.devslack import DevSlack
 from bot.listeners.errors import COULD_NOT
+from bot.server import MAX_DEPTH, shape_problem
 from bot.signing import watch_signature_refusals
 
 TOKEN = "webhook-token"
@@ -81,6 +82,8 @@ MALFORMED = [
     (b"\xff\xfe{}", JSON, {}, 400, "the body is not UTF-8"),
     (b"{}", JSON + "; charset=bogus", {}, 415, "Slack's requests are UTF-8"),
     (b"[" * 5000 + b"]" * 5000, JSON, {}, 400, "nested"),
+    # Parsed (far inside JSON's own limit), then refused: listeners must never meet it.
+    (b'{"event": {"blocks": ' + b"[" * 200 + b"]" * 200 + b"}}", JSON, {}, 400, "deeper than 64"),
     (gzip.compress(b"{}")[:9], JSON, {"Content-Encoding": "gzip"}, 415, "Content-Encoding"),
     (b"payload=%5B1%5D", FORM, {}, 400, "the payload field is JSON but not an object"),
     (b"payload=%7Bnope", FORM, {}, 400, "the payload field is not JSON"),
@@ -95,6 +98,17 @@ async def test_a_signed_body_bolt_cannot_read_is_refused_with_its_reason(
 ):
     answer = await _post(grace[0], "/slack/events", body, _signed(body, content_type, **extra))
     assert answer[0] == status and reason in json.loads(answer[1])["error"], answer
+
+
+def test_nesting_is_refused_just_past_the_limit():
+    def nested(levels: int) -> dict:
+        value: object = []
+        for _ in range(levels - 3):  # the document and its event are two levels
+            value = [value]
+        return {"event": {"blocks": value}}
+
+    assert shape_problem(nested(MAX_DEPTH)) is None
+    assert shape_problem(nested(MAX_DEPTH + 1)) == "the document is nested deeper than 64 levels"
 
 
 async def test_unsigned_requests_are_refused_unread_and_the_watcher_is_told(grace, caplog):
