@@ -18,8 +18,9 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
-QUIET_S = 0.02
-"""A gap this long between Slack's requests is the end of a burst, not a pause inside one."""
+QUIET_S = 0.1
+"""A gap this long between Slack's requests is the end of a burst, not a pause inside
+one: with 20 ms, stalls of the sender let a burst's work in among its acks."""
 
 MAX_WAIT_S = 2.0
 """How long post-ack work defers to acks at most: far inside anyone's patience
