@@ -310,13 +310,17 @@ _TYPE_NAMES = {str: "a string", dict: "an object", list: "a list", bool: "true o
 
 def _depth(value: dict[str, Any] | list[Any], depth: int = 1) -> int:
     """How deeply lists and objects nest. Counting stops past MAX_DEPTH, so the
-    recursion stays shallow whatever the (hostile) input."""
-    deepest = depth
+    recursion stays shallow whatever the (hostile) input. Exact types and no
+    `max()`: the value came from json.loads, and this runs on every request."""
     if depth > MAX_DEPTH:
         return depth
-    for child in value.values() if isinstance(value, dict) else value:
-        if isinstance(child, (dict, list)):
-            deepest = max(deepest, _depth(child, depth + 1))
-            if deepest > MAX_DEPTH:
-                break
+    deepest = depth
+    for child in value.values() if type(value) is dict else value:
+        kind = type(child)
+        if kind is dict or kind is list:
+            below = _depth(child, depth + 1)
+            if below > deepest:
+                deepest = below
+                if below > MAX_DEPTH:
+                    break
     return deepest

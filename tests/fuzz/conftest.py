@@ -198,8 +198,9 @@ async def fuzz(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Fuzz]:
 
 # -- what must hold afterwards ----------------------------------------------------------------
 
-_OURS = re.compile(
-    r"<@[UW][A-Z0-9]{2,30}>|<!subteam\^S[A-Z0-9]{2,30}>|<https://grace-dev\.slack\.com/archives/"
+_OURS = re.compile(  # a validated user, an approver group, a channel, the link to a card
+    r"<@[UW][A-Z0-9]{2,30}>|<!subteam\^S[A-Z0-9]{2,30}>|<#[CG][A-Z0-9]{2,30}>"
+    r"|<https://grace-dev\.slack\.com/archives/"
 )
 _RAW = re.compile(r"<[!@#]|<(?:https?|mailto):", re.IGNORECASE)
 
