@@ -240,7 +240,7 @@ def _assemble(
         # sees it (401 otherwise); Bolt checking the same bytes again only costs time.
         request_verification_enabled=False,
     )
-    acks = AckFirst()
+    acks = AckFirst(spawn=healer.spawn)
     inbox = Inbox(store, healer.spawn, acks)
     register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home)
     rollup_listeners.register(bolt, store, notifier)

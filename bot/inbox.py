@@ -60,16 +60,13 @@ class Inbox:
         delivery_id = await self._store.accept_delivery(key, kind, payload)
         if delivery_id is None:
             return False
-        self._spawn(self._run(Delivery(delivery_id, kind, dict(payload))))
+        delivery = Delivery(delivery_id, kind, dict(payload))
+        self._acks.defer(lambda: self._spawn(self._run(delivery)))
         return True
 
-    def later(self, work: Coroutine[Any, Any, Any]) -> None:
-        """Run `work`, which answers a request already acked, once the acks let it."""
-        self._spawn(self._after_acks(work))
-
-    async def _after_acks(self, work: Coroutine[Any, Any, Any]) -> None:
-        await self._acks.turn()
-        await work
+    def later(self, work: Callable[[], Coroutine[Any, Any, Any]]) -> None:
+        """Run `work()`, which answers a request already acked, once the acks let it."""
+        self._acks.defer(lambda: self._spawn(work()))
 
     async def resume(self) -> int:
         """At start-up, before Slack can deliver anything new: what was accepted but
@@ -85,7 +82,6 @@ class Inbox:
 
     async def _run(self, delivery: Delivery) -> None:
         handler = self._handlers.get(delivery.kind)
-        await self._acks.turn()
         try:
             if handler is None:
                 log.error("inbox delivery %s has no handler for %r", delivery.id, delivery.kind)

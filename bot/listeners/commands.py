@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -141,13 +142,12 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
             # After the ack: asking the executors may take seconds, and the ack of every
             # other request must not wait behind a report's reads.
             await ack()
-            if sub == "cloud":
-                text = _cloud(healer)
-            elif sub == "status":
-                text = _status(healer, store, team_domain)
-            else:
-                text = _incidents(healer, store, args, team_domain)
-            inbox.later(_later(respond, sub, text))
+            reports = {
+                "cloud": partial(_cloud, healer),
+                "status": partial(_status, healer, store, team_domain),
+                "incidents": partial(_incidents, healer, store, args, team_domain),
+            }
+            inbox.later(partial(_later, respond, sub, reports[sub]))
             return None
         await _answer(ack, _instant(healer, sub))
         return None
@@ -184,10 +184,10 @@ async def _carry_out(healer: Healer, client: AsyncWebClient, payload: dict[str, 
         await _clear(healer, respond, user, args[0])
 
 
-async def _later(respond: AsyncRespond, sub: str, text: Awaitable[str]) -> None:
+async def _later(respond: AsyncRespond, sub: str, report: Callable[[], Awaitable[str]]) -> None:
     """An answer built after the ack, sent through the command's response_url."""
     try:
-        answer = await text
+        answer = await report()
     except Exception:
         log.exception("/grace %s failed", sub)
         answer = "GRACE could not answer that: something failed inside it (its log says what)."

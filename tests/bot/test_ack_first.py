@@ -13,62 +13,96 @@ async def _turns(n: int = 10) -> None:
         await asyncio.sleep(0)
 
 
-async def test_work_goes_at_once_when_no_request_is_being_answered():
-    acks = AckFirst(quiet_s=0)
-    await asyncio.wait_for(acks.turn(), timeout=1)
-    assert acks.waiting == 0
+class Started(list):
+    """What started, in order; `until` waits, woken at each start, for a condition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._event = asyncio.Event()
+
+    def append(self, name: str) -> None:
+        super().append(name)
+        self._event.set()
+
+    async def until(self, condition, within_s: float = 5.0) -> None:
+        async with asyncio.timeout(within_s):
+            while not condition():
+                self._event.clear()
+                await self._event.wait()
 
 
-async def test_work_waits_while_a_request_is_answered_then_goes_in_order():
-    acks, done = AckFirst(quiet_s=0, max_wait_s=3600), []
+async def test_work_starts_at_once_when_no_request_is_being_answered():
+    acks, started = AckFirst(quiet_s=0), Started()
+    acks.defer(lambda: started.append("now"))
+    assert started == ["now"] and acks.waiting == 0
 
-    async def work(name: str) -> None:
-        await acks.turn()
-        done.append(name)
 
+async def test_work_waits_while_a_request_is_answered_then_starts_in_order():
+    acks, started = AckFirst(quiet_s=0, max_wait_s=3600), Started()
     with acks.answer():
-        tasks = [asyncio.ensure_future(work(n)) for n in ("first", "second", "third")]
+        for name in ("first", "second", "third"):
+            acks.defer(lambda name=name: started.append(name))
         await _turns()
-        assert done == [] and acks.waiting == 3
-    await asyncio.wait_for(asyncio.gather(*tasks), timeout=1)
-    assert done == ["first", "second", "third"] and acks.waiting == 0
+        assert started == [] and acks.waiting == 3
+    await started.until(lambda: acks.waiting == 0)
+    assert started == ["first", "second", "third"]
 
 
 async def test_work_waits_for_a_quiet_moment_not_for_a_gap_between_requests():
-    now = [0.0]
-    acks = AckFirst(quiet_s=0.5, max_wait_s=3600, clock=lambda: now[0])
+    now, started = [0.0], Started()
+    acks = AckFirst(quiet_s=0.05, max_wait_s=3600, clock=lambda: now[0])
     with acks.answer():
-        waiting = asyncio.ensure_future(acks.turn())
-        await _turns()
-    now[0] = 0.4  # answered, but the next request may be a moment away
+        acks.defer(lambda: started.append("work"))
+    now[0] = 0.04  # answered, but the next request may be a moment away
     await _turns()
-    assert not waiting.done()
-    now[0] = 0.6
-    await asyncio.wait_for(waiting, timeout=5)
+    assert started == []
+    now[0] = 0.06
+    await started.until(lambda: started == ["work"])
 
 
-async def test_under_load_that_never_pauses_work_goes_after_its_longest_wait():
-    now = [0.0]
+async def test_under_load_that_never_pauses_work_starts_after_its_longest_wait():
+    now, started = [0.0], Started()
     acks = AckFirst(quiet_s=0, max_wait_s=2.0, clock=lambda: now[0])
     with acks.answer():
-        early = asyncio.ensure_future(acks.turn())
-        await _turns()
+        acks.defer(lambda: started.append("early"))
         now[0] = 1.0
-        late = asyncio.ensure_future(acks.turn())
+        acks.defer(lambda: started.append("late"))
+        now[0] = 2.5  # the first has waited 2.5 s, the second 1.5 s
+        await started.until(lambda: started == ["early"])
         await _turns()
-        now[0] = 2.5  # the first waited 2.5 s, the second 1.5 s
-        await asyncio.wait_for(early, timeout=1)
-        await _turns()
-        assert not late.done()
+        assert started == ["early"]
         now[0] = 3.0
-        await asyncio.wait_for(late, timeout=1)
+        await started.until(lambda: started == ["early", "late"])
+
+
+async def test_work_queued_behind_waiting_work_keeps_its_place_once_quiet():
+    acks, started = AckFirst(quiet_s=0, max_wait_s=3600), Started()
+    with acks.answer():
+        acks.defer(lambda: started.append("first"))
+    acks.defer(lambda: started.append("second"))  # quiet now, but the first still waits
+    await started.until(lambda: acks.waiting == 0)
+    assert started == ["first", "second"]
+
+
+async def test_a_start_that_raises_is_logged_and_the_rest_still_start(caplog):
+    acks, started = AckFirst(quiet_s=0, max_wait_s=3600), Started()
+
+    def broken() -> None:
+        raise RuntimeError("could not start")
+
+    with acks.answer():
+        acks.defer(broken)
+        acks.defer(lambda: started.append("next"))
+    await started.until(lambda: started == ["next"])
+    assert "deferred work failed to start" in caplog.text
 
 
 async def test_a_request_that_fails_still_ends_its_answering():
-    acks = AckFirst(quiet_s=0)
+    acks, started = AckFirst(quiet_s=0), Started()
     try:
         with acks.answer():
             raise RuntimeError("the listener failed")
     except RuntimeError:
         pass
-    await asyncio.wait_for(acks.turn(), timeout=1)
+    acks.defer(lambda: started.append("work"))
+    assert started == ["work"]
