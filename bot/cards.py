@@ -167,6 +167,8 @@ def _fields(incident: Incident, facts: CardFacts) -> list[MarkdownTextObject]:
             ("Tier", f"{plan.tier} ({approval_rule(plan.required_approvals)})"),
             ("Target", f"{plan.target.executor}: `{escape(plan.target.name)}`"),
         ]
+        if incident.diagnosis is not None and incident.diagnosis.evidence:
+            pairs.append(("Why this playbook", escape(incident.diagnosis.evidence)))
         if decided := _decided(incident, facts.approvals):
             pairs.append(decided)
     return [MarkdownTextObject(text=cap(f"*{k}*\n{v}", FIELD_LIMIT)) for k, v in pairs]

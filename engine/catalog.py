@@ -180,17 +180,24 @@ class Catalog:
     def playbook_for(
         self, problem: str, labels: Mapping[str, str] | None = None
     ) -> PlaybookSpec | None:
-        """The first playbook that treats the problem and finds its target in
-        `labels` (an OOM-killed container is a pod or a Docker container, and
-        the labels say which; a scoped target wins), else the first that treats
-        it. User playbooks were loaded first, so they win over built-ins."""
+        """The first of `playbooks_for`: the catalog's own preference."""
+        return next(iter(self.playbooks_for(problem, labels)), None)
+
+    def playbooks_for(
+        self, problem: str, labels: Mapping[str, str] | None = None
+    ) -> list[PlaybookSpec]:
+        """The playbooks that treat the problem and fit `labels` best, in catalog order
+        (user playbooks were loaded first). Fitting best: those that find their target
+        in the labels with a scope (an OOM-killed container is a pod or a Docker
+        container, and a namespace/pod is the more specific reading), else those that
+        find it at all, else every playbook that treats the problem. Only playbooks
+        that fit equally well compete on their record (engine/evidence.py)."""
         treating = [p for p in self.playbooks if problem in p.treats]
-        if labels is None or not treating:
-            return next(iter(treating), None)
+        if labels is None:
+            return treating
         fitting = [p for p in treating if p.target.name_from(labels) is not None]
-        # A scoped target (namespace/pod) is the more specific reading of the labels.
-        fitting.sort(key=lambda p: p.target.scope_label is None)
-        return next(iter(fitting), treating[0])
+        scoped = [p for p in fitting if p.target.scope_label is not None]
+        return scoped or fitting or treating
 
     def playbook(self, playbook_id: str) -> PlaybookSpec | None:
         return next((p for p in self.playbooks if p.id == playbook_id), None)

@@ -29,6 +29,7 @@ from engine.models import (
     IncidentState,
     Intake,
     Pause,
+    PlaybookStats,
 )
 from engine.narration import Narrator
 from engine.ports import Clock, Directory, Executor, Notifier, Store
@@ -152,7 +153,12 @@ class Healer:
     async def read(self, alert: Alert) -> Reading:
         """How GRACE reads an alert and what it would propose, touching nothing."""
         reading = await read(
-            alert, self.catalog, self.executors, self.allowlists, self.availabilities.of
+            alert,
+            self.catalog,
+            self.executors,
+            self.allowlists,
+            self.availabilities.of,
+            self._records,
         )
         if reading.proposal is None:
             return reading
@@ -292,8 +298,17 @@ class Healer:
 
     async def _plan(self, alert: Alert) -> Proposal:
         return await propose(
-            alert, self.catalog, self.executors, self.allowlists, self.availabilities.of
+            alert,
+            self.catalog,
+            self.executors,
+            self.allowlists,
+            self.availabilities.of,
+            self._records,
         )
+
+    async def _records(self, playbook_ids: Sequence[str]) -> dict[str, PlaybookStats]:
+        """What the store learned of each playbook: competing playbooks are ranked by it."""
+        return {i: await self.store.playbook_stats(i) for i in playbook_ids}
 
     async def dry_run(self, incident_id: int) -> DryRun | str:
         """What approving this incident's plan would do, touching nothing."""

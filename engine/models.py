@@ -155,6 +155,10 @@ class Diagnosis(Frozen):
     looked_for: dict[str, tuple[str, ...]] = Field(
         default_factory=dict, description="facts not found -> where the pattern looked"
     )
+    evidence: str = Field(
+        default="",
+        description="why this playbook: its record, and those of the playbooks it was ranked above",
+    )
 
 
 class Target(Frozen):

@@ -12,13 +12,25 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict
 
 from engine.catalog import Catalog, PlaybookSpec
-from engine.models import REQUIRED_APPROVALS, Alert, Availability, Diagnosis, Plan
+from engine.evidence import ranked, why_chosen
+from engine.models import (
+    REQUIRED_APPROVALS,
+    Alert,
+    Availability,
+    Diagnosis,
+    Plan,
+    PlaybookStats,
+)
 from engine.planning import Targeted, found, target_plan
 from engine.ports import Executor, TargetMissing, TargetRefused
 
 MANUAL = "manual"  # the source of alerts that are a person's request to run a playbook
 PLAYBOOK_LABEL = "playbook"
 PEOPLE_TIER = 2  # what a person's message leads to always waits for an approval
+
+
+Records = Callable[[Sequence[str]], Awaitable[Mapping[str, PlaybookStats]]]
+"""Each named playbook's record so far (the store's pre-aggregated statistics)."""
 
 
 class Refused(Exception):
@@ -69,29 +81,45 @@ async def propose(
     executors: Mapping[str, Executor],
     allowlists: Mapping[str, Sequence[str]],
     availability: Callable[[Executor], Awaitable[Availability]],
+    records: Records | None = None,
 ) -> Proposal:
     """The first reading of the alert that yields a plan; raises Refused with
     the first reading's reason when none does. Nothing is touched either way.
 
     Several patterns may recognise one problem in one alert (its name, and a
     signature in its text): each is tried in the catalog's order, so a later
-    one can still find the target an earlier one could not.
+    one can still find the target an earlier one could not. Several playbooks
+    may treat one diagnosis: with `records`, they are tried best record first
+    (engine/evidence.py), and the diagnosis says why the one chosen was.
     """
     first: Refused | None = None
-    for diagnosis, playbook in _readings(alert, catalog):
-        try:
-            targeted = await _plan(alert, diagnosis, playbook, executors, allowlists, availability)
-        except Refused as refusal:
-            first = first or refusal
-            continue
-        named = targeted.labels
-        fact = playbook.target.from_label
-        if diagnosis.facts.get(fact, named[fact]) != named[fact]:
-            # The text offered several; the diagnosis tells of the one acted on.
-            diagnosis = catalog.with_fact(diagnosis, alert, fact, named[fact])
-        typed = playbook.target.typed_from(named)
-        request = f"{playbook.id} {typed}" if typed else None
-        return Proposal(diagnosis, _for_people(alert, targeted.plan), request)
+    for diagnosis, candidates in _readings(alert, catalog):
+        known = await records([p.id for p in candidates]) if records is not None else None
+        order = candidates
+        if known is not None:
+            by_id = {p.id: p for p in candidates}
+            order = [by_id[i] for i in ranked(list(by_id), known)]
+        for n, playbook in enumerate(order):
+            try:
+                targeted = await _plan(
+                    alert, diagnosis, playbook, executors, allowlists, availability
+                )
+            except Refused as refusal:
+                first = first or refusal
+                continue
+            named = targeted.labels
+            fact = playbook.target.from_label
+            if diagnosis.facts.get(fact, named[fact]) != named[fact]:
+                # The text offered several; the diagnosis tells of the one acted on.
+                diagnosis = catalog.with_fact(diagnosis, alert, fact, named[fact])
+            if known is not None:
+                below = [p.id for p in order[n + 1 :]]
+                diagnosis = diagnosis.model_copy(
+                    update={"evidence": why_chosen(playbook.id, below, known)}
+                )
+            typed = playbook.target.typed_from(named)
+            request = f"{playbook.id} {typed}" if typed else None
+            return Proposal(diagnosis, _for_people(alert, targeted.plan), request)
     assert first is not None, "_readings yields at least one reading or raises"
     raise first
 
@@ -102,13 +130,14 @@ async def read(
     executors: Mapping[str, Executor],
     allowlists: Mapping[str, Sequence[str]],
     availability: Callable[[Executor], Awaitable[Availability]],
+    records: Records | None = None,
 ) -> Reading:
     """Everything GRACE makes of an alert: its readings, the near misses and the
     plan it would propose, or why it would propose none."""
     proposal: Proposal | None = None
     refusal: str | None = None
     try:
-        proposal = await propose(alert, catalog, executors, allowlists, availability)
+        proposal = await propose(alert, catalog, executors, allowlists, availability, records)
     except Refused as refused:
         refusal = str(refused)
     manual = alert.source == MANUAL
@@ -161,11 +190,12 @@ def dry_run(plan: Plan, executors: Mapping[str, Executor]) -> DryRun:
     return DryRun(plan=plan, snapshot=executor.describe_snapshot(plan.target))
 
 
-def _readings(alert: Alert, catalog: Catalog) -> Iterator[tuple[Diagnosis, PlaybookSpec]]:
-    """Each (diagnosis, playbook) the alert can be read as, in order; Refused when
-    there is none, saying what was recognised or why nothing was."""
+def _readings(alert: Alert, catalog: Catalog) -> Iterator[tuple[Diagnosis, list[PlaybookSpec]]]:
+    """Each diagnosis the alert can be read as, in order, with the playbooks that
+    treat it; Refused when there is none, saying what was recognised or why nothing was."""
     if alert.source == MANUAL:
-        yield _requested(alert, catalog)
+        diagnosis, playbook = _requested(alert, catalog)
+        yield diagnosis, [playbook]
         return
     diagnoses = catalog.diagnoses(alert)
     if not diagnoses:
@@ -179,10 +209,10 @@ def _readings(alert: Alert, catalog: Catalog) -> Iterator[tuple[Diagnosis, Playb
     for diagnosis in diagnoses:
         if diagnosis.problem != problem and not from_a_person(alert):
             continue
-        playbook = catalog.playbook_for(diagnosis.problem, found(alert, diagnosis))
-        if playbook is None:
+        candidates = catalog.playbooks_for(diagnosis.problem, found(alert, diagnosis))
+        if not candidates:
             raise Refused(f"{_recognised(alert, diagnosis)}, but no playbook treats it.")
-        yield diagnosis, playbook
+        yield diagnosis, candidates
 
 
 def _requested(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]:
