@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import signal
 import sys
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bot.preflight import SlackUnreachable
 from bot.settings import ConfigError, Settings, load_settings
+from bot.stats_text import stats_json, stats_text
 from engine.availability import survey
 from engine.catalog import CatalogError
 from engine.clock import SystemClock
@@ -67,6 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("action", choices=["verify", "export"])
     audit.add_argument("--since", help="export: rows at or after this ISO date or time (UTC)")
     audit.add_argument("--out", type=Path, help="export: write JSON lines here, not stdout")
+    stats = commands.add_parser("stats", help="what GRACE did over the last days")
+    stats.add_argument("--days", type=_days, default=7, help="the period, in days (default 7)")
+    stats.add_argument("--json", action="store_true", help="the numbers as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -88,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(settings)
         if args.command == "simulate":
             return asyncio.run(_simulate(settings, args.file, args.source, args.header))
+        if args.command == "stats":
+            return asyncio.run(_stats(settings, args.days, as_json=args.json))
         if args.action == "export":
             return _audit_export(settings, _since(args.since), args.out)
         return asyncio.run(_audit_verify(settings))
@@ -264,6 +271,36 @@ async def _audit_entries(settings: Settings, since: datetime | None) -> list[Aud
         return await store.audit_entries(since=since)
     finally:
         await store.close()
+
+
+MAX_STATS_DAYS = 3650
+
+
+def _days(text: str) -> int:
+    try:
+        days = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number of days: {text!r}") from None
+    if not 1 <= days <= MAX_STATS_DAYS:
+        raise argparse.ArgumentTypeError(f"between 1 and {MAX_STATS_DAYS} days, not {days}")
+    return days
+
+
+async def _stats(settings: Settings, days: int, *, as_json: bool) -> int:
+    """`grace stats`: the period's numbers against the period before, as text or JSON."""
+    store = await _open_existing(settings)
+    try:
+        report = await store.stats(until=SystemClock().now(), days=days)
+    finally:
+        await store.close()
+    if as_json:
+        print(json.dumps(stats_json(report, days), indent=2))
+        return 0
+    from bot.app import load_playbooks, make_executors
+
+    catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
+    print(stats_text(report, days, {p.id: p.tier for p in catalog.playbooks}))
+    return 0
 
 
 async def _open_existing(settings: Settings) -> SqliteStore:

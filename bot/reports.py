@@ -29,6 +29,7 @@ from bot.ids import is_user_id, slack_id
 from bot.modals import REASON_MAX
 from engine.availability import Readiness
 from engine.models import Decision, Incident, IncidentState, Pause, Plan
+from engine.stats import StatsReport
 from engine.story import SnapshotTaken, StepFinished, Verified
 from storage.reports import Backlog, IncidentStory, Page, Pending, StatusRows
 
@@ -51,6 +52,8 @@ class ReportStore(Protocol):
     ) -> Page[Incident]: ...
 
     async def incident_story(self, incident_id: int) -> IncidentStory | None: ...
+
+    async def stats(self, *, until: datetime, days: int) -> StatsReport: ...
 
 
 @dataclass(frozen=True)

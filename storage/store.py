@@ -46,6 +46,7 @@ from engine.models import (
     holds_target,
 )
 from engine.ports import Clock
+from engine.stats import StatsReport, periods
 from storage import audit as audit_log
 from storage import controls, intake
 from storage import holds as hold_rows
@@ -54,6 +55,7 @@ from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
+from storage import stats as stats_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
 from storage.loop_commits import LoopCommits
@@ -818,6 +820,15 @@ class SqliteStore:
         async with self._reading() as conn:
             return await report_rows.consistent(
                 conn, lambda c: report_rows.incident_page(c, open_only, limit)
+            )
+
+    async def stats(self, *, until: datetime, days: int) -> StatsReport:
+        """`/grace stats`: the last `days` days up to `until`, and as many before them,
+        read in one transaction."""
+        current, previous = periods(until, days)
+        async with self._reading() as conn:
+            return await report_rows.consistent(
+                conn, lambda c: stats_rows.stats_report(c, current, previous)
             )
 
     async def incident_story(self, incident_id: int) -> report_rows.IncidentStory | None:

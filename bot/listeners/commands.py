@@ -43,8 +43,10 @@ from bot.reports import (
     status_text,
     story_answer,
 )
+from bot.stats_text import STATS_USAGE, stats_text
 from engine.healer import Healer
 from engine.models import Incident
+from engine.stats import PERIODS
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,9 @@ HELP = "\n".join(
         "• `/grace clear TARGET`: after a safe hold or an interrupted run, say TARGET is checked "
         "(admins); GRACE may act on it again",
         "• `/grace cloud`: which executors can act here and why not; open breakers; held targets",
+        "• `/grace stats [7d|30d|90d]`: what GRACE did in the last 7 (30, 90) days: incidents "
+        "and how they ended, heals and their success, times to resolve and to approve, top "
+        "alerts and each playbook's record, against the period before",
     ]
 )
 
@@ -138,7 +143,7 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
             await inbox.accept(f"command:{payload['trigger_id']}", KIND, payload)
             await ack()
             return None
-        if sub in ("cloud", "status", "incidents"):
+        if sub in ("cloud", "status", "incidents", "stats"):
             # After the ack: asking the executors may take seconds, and the ack of every
             # other request must not wait behind a report's reads.
             await ack()
@@ -146,6 +151,7 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
                 "cloud": partial(_cloud, healer),
                 "status": partial(_status, healer, store, team_domain),
                 "incidents": partial(_incidents, healer, store, args, team_domain),
+                "stats": partial(_stats, healer, store, args),
             }
             inbox.later(partial(_later, respond, sub, reports[sub]))
             return None
@@ -163,6 +169,8 @@ def _argument_error(sub: str, args: list[str]) -> str | None:
         return f"`clear` takes one TARGET. Usage: {CLEAR_USAGE}"
     if sub == "incidents" and parse_incidents(args) is None:
         return f"`incidents` takes `open`, `all` or an incident's number. Usage: {INCIDENTS_USAGE}"
+    if sub == "stats" and parse_stats(args) is None:
+        return f"`stats` takes one period: `7d`, `30d` or `90d`. {STATS_USAGE}"
     if sub in NO_ARGUMENTS and args:
         return f"`/grace {sub}` takes no arguments; got {_quoted(args)}. Usage: `/grace {sub}`"
     return None
@@ -222,6 +230,20 @@ async def _incidents(healer: Healer, store: ReportStore, args: list[str], team_d
     open_only = which == "open"
     page = await store.incident_page(open_only=open_only, limit=LIST_LIMIT)
     return incidents_text(page, open_only, healer.clock.now(), team_domain)
+
+
+async def _stats(healer: Healer, store: ReportStore, args: list[str]) -> str:
+    days = parse_stats(args)
+    assert days is not None, "the listener refused a period it cannot read"
+    report = await store.stats(until=healer.clock.now(), days=days)
+    return stats_text(report, days, {p.id: p.tier for p in healer.catalog.playbooks})
+
+
+def parse_stats(args: list[str]) -> int | None:
+    """The period's days: 7 with no word; None for anything but one known period."""
+    if not args:
+        return PERIODS["7d"]
+    return PERIODS.get(args[0].lower()) if len(args) == 1 else None
 
 
 def parse_incidents(args: list[str]) -> str | int | None:

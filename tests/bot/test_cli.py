@@ -276,3 +276,46 @@ def test_grace_run_serves_on_uvloop():
         assert isinstance(loop, uvloop.Loop)
     finally:
         loop.close()
+
+
+def test_stats_print_the_period_or_json_and_refuse_a_bad_period(tmp_path, capsys):
+    import asyncio
+    import json
+    from datetime import UTC, datetime
+
+    from engine.clock import SystemClock
+    from engine.models import Alert
+    from storage.store import SqliteStore
+
+    assert main(["stats"]) == EXIT_CONFIG  # no database yet: said in one line
+    assert "no such database" in capsys.readouterr().err
+
+    async def write() -> None:
+        store = await SqliteStore.open(tmp_path / "grace.db", SystemClock())
+        alert = Alert(
+            source="generic",
+            source_key="k1",
+            name="DiskAlmostFull",
+            labels={"host": "h1"},
+            channel="C1",
+            received_at=datetime.now(UTC),
+        )
+        await store.ingest_alerts([alert], "d1")
+        await store.close()
+
+    asyncio.run(write())
+    assert main(["stats", "--days", "30"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("*GRACE over the last 30 days* (")
+    assert "*Incidents:* 1 (:arrow_up: 1 from 0 the period before)" in out
+    assert "*Heals:* none ran (no rate; none ran the period before)" in out
+    assert main(["stats", "--json"]) == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert numbers["days"] == 7 and numbers["current"]["incidents"] == 1
+    assert numbers["current"]["success_rate"] is None and numbers["previous"]["incidents"] == 0
+    assert numbers["current"]["top_alerts"] == [{"alert": "DiskAlmostFull", "incidents": 1}]
+    for bad in ("0", "week"):
+        with pytest.raises(SystemExit) as refused:
+            main(["stats", "--days", bad])
+        assert refused.value.code == 2
+        assert "--days" in capsys.readouterr().err

@@ -232,6 +232,9 @@ INCIDENTS_USAGE = "Usage: `/grace incidents [open|all|N]`"
         ("status now", "Usage: `/grace status`"),
         ("playbooks all", "Usage: `/grace playbooks`"),
         ("cloud aws", "Usage: `/grace cloud`"),
+        ("stats 7", "Usage: `/grace stats [7d|30d|90d]`"),
+        ("stats 7d 30d", "Usage: `/grace stats [7d|30d|90d]`"),
+        ("stats week", "Usage: `/grace stats [7d|30d|90d]`"),
         ("resume now", "Usage: `/grace resume`"),
         ("clear", "Usage: `/grace clear TARGET`"),
         ("heal sqlite-wal-checkpoint", "Usage: `/grace heal PLAYBOOK TARGET [--dry-run]`"),
@@ -245,15 +248,13 @@ async def test_words_a_command_cannot_read_are_answered_with_its_usage(make_harn
     assert await h.grace.store.paused() is None and await h.incidents() == []
 
 
-@pytest.mark.parametrize(
-    ("text", "word"), [("frobnicate <@U0BOSS>", "frobnicate"), ("stats 7", "stats")]
-)
+@pytest.mark.parametrize(("text", "word"), [("frobnicate <@U0BOSS>", "frobnicate")])
 async def test_an_unknown_subcommand_lists_the_commands(make_harness, text, word):
     h = await make_harness()
     answer = await command(h, text)
     assert answer.startswith(f"Unknown subcommand `{word}`.\n*GRACE* heals")
     assert "/grace status" in answer and "/grace incidents [open|all|N]" in answer
-    assert "/grace stats" not in answer
+    assert "/grace stats [7d|30d|90d]" in answer
 
 
 @pytest.mark.parametrize("text", ["", "help", "  HELP  "])
@@ -271,6 +272,31 @@ async def test_help_lists_only_what_exists(make_harness, text):
         "/grace resume",
         "/grace clear TARGET",
         "/grace cloud",
+        "/grace stats [7d|30d|90d]",
     ]:
         assert usage in answer
-    assert "stats" not in answer and "not built" not in answer.lower()
+    assert "not built" not in answer.lower()
+
+
+async def test_stats_say_what_grace_did_and_an_empty_period_says_so(make_harness):
+    h = await make_harness()
+    empty = await reported(h, "stats")
+    assert empty.startswith("*GRACE over the last 7 days* (")
+    assert "No incidents and no heals in this period. The 7 days before: 0 incidents." in empty
+
+    await h.alert()
+    card = await h.card()
+    await h.click(card)
+    await h.finished(card)
+    answer = await reported(h, "stats 30D")
+    assert answer.startswith("*GRACE over the last 30 days* (")
+    assert (
+        "*Incidents:* 1 (:arrow_up: 1 from 0 the period before) · healed without a human 0"
+        in answer
+    )
+    assert "approved 1 · rejected 0 · expired 0 · needed a human 0" in answer
+    assert "*Heals:* 1 ran, 1 succeeded (100%; none ran the period before)" in answer
+    assert "*Top alerts:* `SQLiteWALTooLarge` 1" in answer
+    assert (
+        "• `sqlite-wal-checkpoint` (tier 2): 1 run, 1/1 succeeded, 21% at worst, median " in answer
+    )

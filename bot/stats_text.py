@@ -1,0 +1,95 @@
+"""`/grace stats` and `grace stats`: what GRACE did over a period, as people read it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from bot.blocks import escape, span
+from engine.evidence import lower_bound, record
+from engine.models import PlaybookStats
+from engine.stats import PeriodStats, StatsReport
+
+STATS_USAGE = "Usage: `/grace stats [7d|30d|90d]`"
+
+
+def stats_text(report: StatsReport, days: int, tiers: Mapping[str, int]) -> str:
+    """The period's numbers with the period before them; says so when there is nothing."""
+    now, before = report.current, report.previous
+    head = f"*GRACE over the last {days} days* ({_day(now)}, UTC)"
+    if not now.incidents and not now.heals:
+        earlier = f" The {days} days before: {_count(before.incidents, 'incident')}."
+        return f"{head}\nNo incidents and no heals in this period.{earlier}"
+    lines = [
+        head,
+        f"*Incidents:* {now.incidents} ({_trend(now.incidents, before.incidents)})"
+        f" · healed without a human {now.healed_alone} · approved {now.approved}"
+        f" · rejected {now.rejected} · expired {now.expired}"
+        f" · needed a human {now.needed_human}",
+        f"*Heals:* {_heals(now)} ({_rate_trend(now, before)})",
+        f"*Time to resolve:* {_percentiles(now.resolve_p50_s, now.resolve_p90_s)}"
+        f" · *time to approve:* {_percentiles(now.approve_p50_s, now.approve_p90_s)}",
+    ]
+    if now.top_alerts:
+        top = " · ".join(f"`{escape(name)}` {n}" for name, n in now.top_alerts)
+        lines.append(f"*Top alerts:* {top}")
+    if now.playbooks:
+        lines.append("*Playbooks:*")
+        for playbook in now.playbooks:
+            tier = tiers.get(playbook.playbook_id)
+            shown = f" (tier {tier})" if tier is not None else " (no longer in the catalog)"
+            lines.append(f"• `{escape(playbook.playbook_id)}`{shown}: {_record(playbook)}")
+    return "\n".join(lines)
+
+
+def stats_json(report: StatsReport, days: int) -> dict[str, Any]:
+    """`grace stats --json`: the same numbers, with the rates and bounds worked out."""
+
+    def period(stats: PeriodStats) -> dict[str, Any]:
+        out = stats.model_dump(mode="json")
+        out["success_rate"] = stats.success_rate
+        out["top_alerts"] = [{"alert": name, "incidents": n} for name, n in stats.top_alerts]
+        for shown, playbook in zip(out["playbooks"], stats.playbooks, strict=True):
+            shown["lower_bound"] = round(lower_bound(playbook), 4)
+        return out
+
+    return {"days": days, "current": period(report.current), "previous": period(report.previous)}
+
+
+def _record(playbook: PlaybookStats) -> str:
+    return f"{_count(playbook.attempts, 'run')}, {record(playbook)}"
+
+
+def _heals(stats: PeriodStats) -> str:
+    if not stats.heals:
+        return "none ran"
+    return f"{stats.heals} ran, {stats.heal_successes} succeeded"
+
+
+def _rate_trend(now: PeriodStats, before: PeriodStats) -> str:
+    rate = "no rate" if now.success_rate is None else f"{now.success_rate:.0%}"
+    if before.success_rate is None:
+        return f"{rate}; none ran the period before"
+    return f"{rate}; {before.success_rate:.0%} the period before"
+
+
+def _trend(now: int, before: int) -> str:
+    if now == before:
+        return f"as many as the period before, {before}"
+    arrow = ":arrow_up:" if now > before else ":arrow_down:"
+    return f"{arrow} {abs(now - before)} from {before} the period before"
+
+
+def _percentiles(p50: float | None, p90: float | None) -> str:
+    if p50 is None or p90 is None:
+        return "none"
+    return f"p50 {span(timedelta(seconds=p50))}, p90 {span(timedelta(seconds=p90))}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _day(stats: PeriodStats) -> str:
+    return f"{stats.since:%Y-%m-%d %H:%M} to {stats.until:%Y-%m-%d %H:%M}"
