@@ -228,6 +228,7 @@ def _assemble(
         admins=frozenset(settings.admins),
         expiry=settings.approval_expiry.by_tier(),
         resilience=Resilience(settings.resilience),
+        autonomy=settings.autonomy,
     )
     secret = settings.slack_signing_secret
     bolt = AsyncApp(

@@ -7,17 +7,19 @@ are in bot/cards.py.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
+from engine.autonomy import TierChange
 from engine.availability import Readiness
 from engine.catalog import PlaybookSpec
-from engine.models import IncidentState, Plan
+from engine.models import REQUIRED_APPROVALS, IncidentState, Plan
 from engine.proposal import DryRun
 from engine.story import (
     Approved,
     BreakerChanged,
     Cleared,
+    Demoted,
     Expired,
     Held,
     HoldCleared,
@@ -235,6 +237,13 @@ def _story(event: StoryEvent) -> str:
         case Learned(stats=stats, success=success):
             verdict = "success" if success else "failure"
             return f":brain: Learned: {verdict} recorded. This playbook: {stats.summary()}."
+        case Demoted(change=change):
+            rule = approval_rule(REQUIRED_APPROVALS[change.tier])
+            return (
+                f":arrow_down: Demoted `{escape(change.playbook_id)}` from tier {change.base_tier}"
+                f" to tier {change.tier} ({rule}) from now on: {escape(change.reason)}."
+                " `/grace playbooks` shows it."
+            )
     raise TypeError(f"no text for {type(event).__name__}")
 
 
@@ -313,15 +322,16 @@ def dry_run_text(dry: DryRun) -> str:
     return cap("\n".join(lines), TEXT_LIMIT)
 
 
-def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
-    """`/grace playbooks`: what GRACE can run, and how to ask for it."""
+def playbooks_text(
+    playbooks: Sequence[PlaybookSpec], changes: Mapping[str, TierChange] | None = None
+) -> str:
+    """`/grace playbooks`: what GRACE can run at which tier now, and how to ask for it."""
     if not playbooks:
         return "GRACE knows no playbooks: add a folder of them to `playbook_dirs` in the config."
     lines = [f"*Playbooks GRACE knows* ({len(playbooks)}):"]
     lines += [
-        f"• `{escape(p.id)}`: {escape(p.title)} · tier {p.tier} "
-        f"({approval_rule(p.required_approvals)}) · executor `{escape(p.target.executor)}` · "
-        f"TARGET is its `{escape(p.target.shape)}`"
+        f"• `{escape(p.id)}`: {escape(p.title)} · {_tier(p, (changes or {}).get(p.id))} · "
+        f"executor `{escape(p.target.executor)}` · TARGET is its `{escape(p.target.shape)}`"
         for p in playbooks
     ]
     lines.append(
@@ -329,6 +339,16 @@ def playbooks_text(playbooks: Sequence[PlaybookSpec]) -> str:
         "would do, touching nothing."
     )
     return cap("\n".join(lines), TEXT_LIMIT)
+
+
+def _tier(playbook: PlaybookSpec, change: TierChange | None) -> str:
+    if change is None or change.tier <= playbook.tier:
+        return f"tier {playbook.tier} ({approval_rule(playbook.required_approvals)})"
+    rule = approval_rule(max(playbook.required_approvals, REQUIRED_APPROVALS[change.tier]))
+    return (
+        f"*tier {change.tier}* ({rule}; demoted from tier {change.base_tier}"
+        f" {slack_date(change.at)}: {escape(change.reason)})"
+    )
 
 
 def readiness_text(readiness: Readiness, playbooks: Sequence[PlaybookSpec]) -> str:

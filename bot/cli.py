@@ -291,6 +291,7 @@ async def _stats(settings: Settings, days: int, *, as_json: bool) -> int:
     store = await _open_existing(settings)
     try:
         report = await store.stats(until=SystemClock().now(), days=days)
+        changes = await store.playbook_tiers()
     finally:
         await store.close()
     if as_json:
@@ -299,7 +300,7 @@ async def _stats(settings: Settings, days: int, *, as_json: bool) -> int:
     from bot.app import load_playbooks, make_executors
 
     catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
-    print(stats_text(report, days, {p.id: p.tier for p in catalog.playbooks}))
+    print(stats_text(report, days, {p.id: p.tier for p in catalog.playbooks}, changes))
     return 0
 
 

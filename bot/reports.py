@@ -27,6 +27,7 @@ from bot.blocks import (
 )
 from bot.ids import is_user_id, slack_id
 from bot.modals import REASON_MAX
+from engine.autonomy import TierChange
 from engine.availability import Readiness
 from engine.models import Decision, Incident, IncidentState, Pause, Plan
 from engine.stats import StatsReport
@@ -54,6 +55,8 @@ class ReportStore(Protocol):
     async def incident_story(self, incident_id: int) -> IncidentStory | None: ...
 
     async def stats(self, *, until: datetime, days: int) -> StatsReport: ...
+
+    async def playbook_tiers(self) -> dict[str, TierChange]: ...
 
 
 @dataclass(frozen=True)

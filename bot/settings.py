@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from engine.approval import ApprovalPolicy
+from engine.autonomy import Autonomy
 from engine.executors.registry import SPECS
 from engine.executors.service import ServiceConfig
 from engine.intake.sources import webhook_plugins
@@ -79,6 +80,9 @@ class CoreSettings(BaseSettings):
     routes: list[Route] = Field(default_factory=list)
     approvers: Approvers = Field(default_factory=Approvers)
     approval_expiry: Expiry = Field(default_factory=Expiry)
+    autonomy: Autonomy = Field(
+        default_factory=Autonomy, description="when a playbook's record changes its tier"
+    )
     tick_seconds: float = Field(5.0, gt=0, le=300, description="how often expiry is checked")
     admins: list[str] = Field(default_factory=list)
     targets: dict[str, list[str]] = Field(default_factory=dict)

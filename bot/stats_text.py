@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from bot.blocks import escape, span
+from engine.autonomy import TierChange
 from engine.evidence import lower_bound, record
 from engine.models import PlaybookStats
 from engine.stats import PeriodStats, StatsReport
@@ -14,8 +15,14 @@ from engine.stats import PeriodStats, StatsReport
 STATS_USAGE = "Usage: `/grace stats [7d|30d|90d]`"
 
 
-def stats_text(report: StatsReport, days: int, tiers: Mapping[str, int]) -> str:
-    """The period's numbers with the period before them; says so when there is nothing."""
+def stats_text(
+    report: StatsReport,
+    days: int,
+    tiers: Mapping[str, int],
+    changes: Mapping[str, TierChange] | None = None,
+) -> str:
+    """The period's numbers with the period before them; says so when there is nothing.
+    `tiers` are the catalog's, `changes` what the playbooks' records changed them to."""
     now, before = report.current, report.previous
     head = f"*GRACE over the last {days} days* ({_day(now)}, UTC)"
     if not now.incidents and not now.heals:
@@ -37,8 +44,9 @@ def stats_text(report: StatsReport, days: int, tiers: Mapping[str, int]) -> str:
     if now.playbooks:
         lines.append("*Playbooks:*")
         for playbook in now.playbooks:
-            tier = tiers.get(playbook.playbook_id)
-            shown = f" (tier {tier})" if tier is not None else " (no longer in the catalog)"
+            shown = _tier(
+                tiers.get(playbook.playbook_id), (changes or {}).get(playbook.playbook_id)
+            )
             lines.append(f"• `{escape(playbook.playbook_id)}`{shown}: {_record(playbook)}")
     return "\n".join(lines)
 
@@ -59,6 +67,14 @@ def stats_json(report: StatsReport, days: int) -> dict[str, Any]:
 
 def _record(playbook: PlaybookStats) -> str:
     return f"{_count(playbook.attempts, 'run')}, {record(playbook)}"
+
+
+def _tier(tier: int | None, change: TierChange | None) -> str:
+    if tier is None:
+        return " (no longer in the catalog)"
+    if change is not None and change.tier > tier:
+        return f" (tier {change.tier}, demoted from {tier})"
+    return f" (tier {tier})"
 
 
 def _heals(stats: PeriodStats) -> str:

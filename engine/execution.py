@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
+from engine.autonomy import Autonomy, TierChange, demotion
+from engine.evidence import record
 from engine.models import (
     BenchmarkResult,
     Incident,
@@ -21,6 +23,7 @@ from engine.models import (
     Outcome,
     Plan,
     PlannedCheck,
+    PlaybookStats,
     Snapshot,
     StepResult,
     Verification,
@@ -31,6 +34,7 @@ from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resi
 from engine.story import (
     BreakerChanged,
     Cleared,
+    Demoted,
     Held,
     Learned,
     NeedsHuman,
@@ -61,6 +65,9 @@ class Execution:
     executors: Mapping[str, Executor]
     clock: Clock
     resilience: Resilience = field(default_factory=Resilience)
+    autonomy: Autonomy = field(default_factory=Autonomy)
+    base_tiers: Mapping[str, int] = field(default_factory=dict)
+    """Each playbook's tier in the catalog, from which a demotion counts."""
 
     async def run(self, incident_id: int) -> Incident | None:
         """Carry out the plan of an approved incident; None when it does not start.
@@ -293,6 +300,30 @@ class Execution:
             )
         )
         await self.narrator.tell(incident, Learned(stats=stats, success=success))
+        if not success:
+            await self._maybe_demote(incident, plan, stats)
+
+    async def _maybe_demote(self, incident: Incident, plan: Plan, stats: PlaybookStats) -> None:
+        """A playbook whose record fell below the floor needs approval again, at once."""
+        base = self.base_tiers.get(plan.playbook_id, plan.tier)
+        current = (await self.store.playbook_tiers()).get(plan.playbook_id)
+        tier = demotion(stats, base, current, self.autonomy)
+        if tier is None:
+            return
+        why = (
+            f"{record(stats)}: under the {self.autonomy.demote_below:.0%} floor"
+            f" after {stats.attempts} runs"
+        )
+        change = TierChange(
+            playbook_id=plan.playbook_id,
+            tier=tier,
+            base_tier=base,
+            by=GRACE,
+            reason=why,
+            at=self.clock.now(),
+        )
+        await self.store.change_tier(change)
+        await self.narrator.tell(incident, Demoted(change=change))
 
     async def _move(
         self, incident: Incident, new: IncidentState, *, reason: str | None = None

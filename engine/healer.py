@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.approval import ApprovalPolicy
+from engine.autonomy import Autonomy, effective
 from engine.availability import Availabilities, Readiness
 from engine.catalog import Catalog
 from engine.execution import GRACE, Execution, hold_refusal
@@ -80,6 +81,7 @@ class Healer:
         admins: frozenset[str] = frozenset(),
         expiry: Mapping[int, float] = DEFAULT_EXPIRY,
         resilience: Resilience | None = None,
+        autonomy: Autonomy | None = None,
     ) -> None:
         self.store = store
         self.directory = directory
@@ -93,7 +95,15 @@ class Healer:
         self.availabilities = Availabilities(clock)
         self.narrator = Narrator(notifier)
         self.resilience = resilience or Resilience()
-        self.execution = Execution(store, self.narrator, executors, clock, self.resilience)
+        self.execution = Execution(
+            store,
+            self.narrator,
+            executors,
+            clock,
+            self.resilience,
+            autonomy or Autonomy(),
+            {p.id: p.tier for p in catalog.playbooks},
+        )
         self.kill_switch = KillSwitch(
             store, self.narrator, clock, admins, lambda i: self.spawn(self.execution.run(i))
         )
@@ -162,6 +172,9 @@ class Healer:
         )
         if reading.proposal is None:
             return reading
+        reading = dataclasses.replace(
+            reading, proposal=await self._at_current_tier(reading.proposal)
+        )
         hold = await self.store.target_hold(reading.proposal.plan.target)
         if hold is None:
             return reading
@@ -297,7 +310,7 @@ class Healer:
         return dry_run(proposal.plan, self.executors)
 
     async def _plan(self, alert: Alert) -> Proposal:
-        return await propose(
+        proposal = await propose(
             alert,
             self.catalog,
             self.executors,
@@ -305,6 +318,13 @@ class Healer:
             self.availabilities.of,
             self._records,
         )
+        return await self._at_current_tier(proposal)
+
+    async def _at_current_tier(self, proposal: Proposal) -> Proposal:
+        """A demoted playbook's plan asks for the approvals of its new tier."""
+        change = (await self.store.playbook_tiers()).get(proposal.plan.playbook_id)
+        plan = effective(proposal.plan, change)
+        return proposal if plan is proposal.plan else dataclasses.replace(proposal, plan=plan)
 
     async def _records(self, playbook_ids: Sequence[str]) -> dict[str, PlaybookStats]:
         """What the store learned of each playbook: competing playbooks are ranked by it."""

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.autonomy import TierChange
 from engine.models import (
     Alert,
     Approval,
@@ -95,6 +96,10 @@ class Store(Protocol):
         """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats: ...
+
+    async def playbook_tiers(self) -> dict[str, TierChange]: ...
+
+    async def change_tier(self, change: TierChange) -> None: ...
 
     async def due_to_expire(self, now: datetime) -> list[Incident]:
         """Incidents awaiting approval whose deadline has passed."""

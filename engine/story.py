@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from engine.autonomy import TierChange
 from engine.models import (
     Diagnosis,
     Pause,
@@ -139,6 +140,12 @@ class Learned(_Event):
     success: bool
 
 
+class Demoted(_Event):
+    """The playbook's record fell below the floor: it needs approval again from now on."""
+
+    change: TierChange
+
+
 StoryEvent = (
     Planned
     | NeedsHuman
@@ -157,6 +164,7 @@ StoryEvent = (
     | Interrupted
     | HoldCleared
     | Learned
+    | Demoted
     | Paused
     | Resumed
 )

@@ -22,6 +22,7 @@ from typing import Any, Self, TypeVar
 
 import aiosqlite
 
+from engine.autonomy import TierChange
 from engine.models import (
     Alert,
     Approval,
@@ -56,6 +57,7 @@ from storage import outbox as outbox_rows
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
 from storage import stats as stats_rows
+from storage import tiers as tier_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
 from storage.loop_commits import LoopCommits
@@ -570,6 +572,17 @@ class SqliteStore:
             return read_playbook_stats(conn, outcome.playbook_id)
 
         return await self._write(op)
+
+    async def playbook_tiers(self) -> dict[str, TierChange]:
+        """Playbooks whose tier was changed from the catalog's, by id."""
+        return {
+            row["playbook_id"]: tier_rows.from_row(row)
+            for row in await self._fetchall(tier_rows.ALL)
+        }
+
+    async def change_tier(self, change: TierChange) -> None:
+        """A playbook's new tier, with its audit row, in one transaction."""
+        await self._write(lambda conn: tier_rows.change(conn, change))
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
         # Both queries in one read transaction, so totals and median agree.

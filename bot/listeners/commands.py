@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -44,6 +44,7 @@ from bot.reports import (
     story_answer,
 )
 from bot.stats_text import STATS_USAGE, stats_text
+from engine.autonomy import TierChange
 from engine.healer import Healer
 from engine.models import Incident
 from engine.stats import PERIODS
@@ -155,7 +156,8 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
             }
             inbox.later(partial(_later, respond, sub, reports[sub]))
             return None
-        await _answer(ack, _instant(healer, sub))
+        changes = await healer.store.playbook_tiers() if sub == "playbooks" else {}
+        await _answer(ack, _instant(healer, sub, changes))
         return None
 
     return on_grace
@@ -236,7 +238,8 @@ async def _stats(healer: Healer, store: ReportStore, args: list[str]) -> str:
     days = parse_stats(args)
     assert days is not None, "the listener refused a period it cannot read"
     report = await store.stats(until=healer.clock.now(), days=days)
-    return stats_text(report, days, {p.id: p.tier for p in healer.catalog.playbooks})
+    tiers = {p.id: p.tier for p in healer.catalog.playbooks}
+    return stats_text(report, days, tiers, await store.playbook_tiers())
 
 
 def parse_stats(args: list[str]) -> int | None:
@@ -272,11 +275,11 @@ async def _switch(
     await respond(text=text, response_type="ephemeral")
 
 
-def _instant(healer: Healer, sub: str) -> str:
+def _instant(healer: Healer, sub: str, changes: Mapping[str, TierChange]) -> str:
     if sub == "help":
         return HELP
     if sub == "playbooks":
-        return playbooks_text(healer.catalog.playbooks)
+        return playbooks_text(healer.catalog.playbooks, changes)
     return f"Unknown subcommand {_quoted([sub])}.\n{HELP}"
 
 

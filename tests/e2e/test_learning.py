@@ -2,32 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
-from bot.demo import CHANNEL
+from bot.demo import APPROVER, CHANNEL
 from engine.models import IncidentState as S
+from tests.e2e.test_wal_incident import IMPOSSIBLE_CHECK, TIER1
 
 # Two playbooks for one diagnosis, both tier 1: the first in the catalog never
 # passes its verification, the second does.
-COMPETING = """
-playbooks:
-  - id: wal-checkpoint-strict
-    title: Checkpoint the WAL and expect a billion rows
-    treats: [sqlite_wal_too_large]
-    tier: 1
-    target: {executor: sqlite, from_label: db_path}
-    steps: [{action: wal_checkpoint, params: {mode: TRUNCATE}}]
-    checks:
-      - check: scalar_at_least
-        params: {query: "SELECT count(*) FROM events", value: 1000000000}
-  - id: wal-checkpoint-now
-    title: Checkpoint the WAL at once
-    treats: [sqlite_wal_too_large]
-    tier: 1
-    target: {executor: sqlite, from_label: db_path}
-    steps: [{action: wal_checkpoint, params: {mode: TRUNCATE}}]
-    checks: [{check: wal_size_at_most, params: {bytes: 1048576}}, {check: integrity_ok}]
-"""
+STRICT, NOW = "sqlite-wal-checkpoint-strict", "sqlite-wal-checkpoint-now"
+COMPETING = IMPOSSIBLE_CHECK + TIER1.split("playbooks:\n", 1)[1]
 
 
 def _field(card, name: str) -> str:
@@ -60,25 +45,83 @@ async def test_competing_playbooks_are_ranked_by_their_record_and_the_card_says_
 
     # None has run (the built-in competes too): the catalog's order decides.
     first, card = await heal("first.db")
-    assert first.plan.playbook_id == "wal-checkpoint-strict" and first.state is S.ROLLED_BACK
+    assert first.plan.playbook_id == STRICT and first.state is S.ROLLED_BACK
     assert _field(card, "Why this playbook") == (
-        "`wal-checkpoint-strict`: never run yet. Ranked above `wal-checkpoint-now`: never run"
-        " yet; `sqlite-wal-checkpoint`: never run yet"
+        f"`{STRICT}`: never run yet. Ranked above `{NOW}`: never run yet;"
+        " `sqlite-wal-checkpoint`: never run yet"
     )
 
     # All are 0% at worst now; those that have not failed get their chance, in order.
     second, card = await heal("second.db")
-    assert second.plan.playbook_id == "wal-checkpoint-now" and second.state is S.RESOLVED
+    assert second.plan.playbook_id == NOW and second.state is S.RESOLVED
     why = _field(card, "Why this playbook")
-    assert why.startswith("`wal-checkpoint-now`: never run yet. Ranked above ")
-    assert "`wal-checkpoint-strict`: 0/1 succeeded, 0% at worst, median " in why
+    assert why.startswith("`sqlite-wal-checkpoint-now`: never run yet. Ranked above ")
+    assert "`sqlite-wal-checkpoint-strict`: 0/1 succeeded, 0% at worst, median " in why
 
     # One success is evidence (21% at worst); a failure and no run are none.
     third, card = await heal("third.db")
-    assert third.plan.playbook_id == "wal-checkpoint-now" and third.state is S.RESOLVED
+    assert third.plan.playbook_id == NOW and third.state is S.RESOLVED
     why = _field(card, "Why this playbook")
-    assert why.startswith("`wal-checkpoint-now`: 1/1 succeeded, 21% at worst, median ")
+    assert why.startswith("`sqlite-wal-checkpoint-now`: 1/1 succeeded, 21% at worst, median ")
     assert why.endswith(
         "Ranked above `sqlite-wal-checkpoint`: never run yet;"
-        " `wal-checkpoint-strict`: 0/1 succeeded, 0% at worst, median 0 s"
+        " `sqlite-wal-checkpoint-strict`: 0/1 succeeded, 0% at worst, median 0 s"
     )
+
+
+# A problem only the failing playbook treats: nothing else competes for its runs.
+FAILING_TIER1 = """
+patterns:
+  - id: events-missing
+    problem: events_missing
+    alertname: [EventsMissing]
+    target: {db_path: {labels: [db_path], value: '(/.+)', text: '(/\\S+[.]db)'}}
+    explanation: Events are missing from {db_path}.
+""" + IMPOSSIBLE_CHECK.replace("[sqlite_wal_too_large]", "[events_missing]")
+
+
+async def test_a_tier1_playbook_that_keeps_failing_is_demoted_and_the_next_card_asks(
+    make_harness,
+):
+    h = await make_harness(playbooks=FAILING_TIER1)
+
+    async def alert(n: int):
+        db = h.app_db.with_name(f"db{n}.db")
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY)")
+        before = len(h.cards())
+        await h.integration_alert(f"[FIRING:1] EventsMissing db_path={db} severity=warning")
+        cards = h.cards
+        return await h.slack.wait_for(lambda: cards()[before] if len(cards()) > before else None)
+
+    for n in range(1, 5):  # four failures are too few runs to judge
+        card = await alert(n)
+        assert (await h.finished(card)).state is S.ROLLED_BACK
+        assert not any("Demoted" in line for line in h.thread(card))
+    card = await alert(5)
+    assert (await h.finished(card)).state is S.ROLLED_BACK
+    [demoted] = [line for line in h.thread(card) if "Demoted" in line]
+    assert demoted.startswith(
+        ":arrow_down: Demoted `sqlite-wal-checkpoint-strict` from tier 1 to tier 2 (one approver)"
+        " from now on: 0/5 succeeded, 0% at worst, median "
+    )
+    assert "under the 80% floor after 5 runs" in demoted
+
+    # The next alert's plan waits for an approval, and says which tier it is at.
+    card = await alert(6)
+    await h.grace.healer.drain()
+    await h.grace.outbox.idle()
+    incident = await h.grace.store.incident_for_card(CHANNEL, card.ts)
+    assert incident.state is S.AWAITING_APPROVAL
+    assert (incident.plan.tier, incident.plan.required_approvals) == (2, 1)
+    assert "2 (one approver)" in _field(h.slack.message(CHANNEL, card.ts), "Tier")
+    asked = await h.slack.slash_command("playbooks", user=APPROVER, channel=CHANNEL)
+    listed = json.loads(asked.body)["text"]
+    assert f"`{STRICT}`: Checkpoint the WAL and expect a billion rows · *tier 2*" in listed
+    assert "demoted from tier 1" in listed
+    stats = await h.slack.slash_command("stats", user=APPROVER, channel=CHANNEL)
+    assert stats.body == ""  # answered after the ack, through the response_url
+    answer = await h.slack.wait_for(lambda: next(iter(h.slack.ephemerals(APPROVER)), None))
+    assert f"• `{STRICT}` (tier 2, demoted from 1): 5 runs, 0/5 succeeded" in answer.text
+

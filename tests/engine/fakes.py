@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from engine.autonomy import TierChange
 from engine.models import (
     Alert,
     AlertStatus,
@@ -65,6 +66,7 @@ class MemoryStore:
     action_rows: list[tuple[int, StepResult]] = field(default_factory=list)
     verification_rows: list[tuple[int, Verification]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
+    tiers: dict[str, TierChange] = field(default_factory=dict)
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
     pause: Pause | None = None
     held: list[TargetHold] = field(default_factory=list)
@@ -197,6 +199,12 @@ class MemoryStore:
     async def record_outcome(self, outcome: Outcome) -> PlaybookStats:
         self.outcomes.append(outcome)
         return await self.playbook_stats(outcome.playbook_id)
+
+    async def playbook_tiers(self) -> dict[str, TierChange]:
+        return dict(self.tiers)
+
+    async def change_tier(self, change: TierChange) -> None:
+        self.tiers[change.playbook_id] = change
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
         mine = [o for o in self.outcomes if o.playbook_id == playbook_id]
