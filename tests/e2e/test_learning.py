@@ -124,4 +124,3 @@ async def test_a_tier1_playbook_that_keeps_failing_is_demoted_and_the_next_card_
     assert stats.body == ""  # answered after the ack, through the response_url
     answer = await h.slack.wait_for(lambda: next(iter(h.slack.ephemerals(APPROVER)), None))
     assert f"• `{STRICT}` (tier 2, demoted from 1): 5 runs, 0/5 succeeded" in answer.text
-
