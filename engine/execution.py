@@ -6,9 +6,10 @@ incident from `approved` to `executing` ever touches the target.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -18,6 +19,7 @@ from engine.autonomy import Autonomy, TierChange, demotion
 from engine.evidence import record
 from engine.models import (
     BenchmarkResult,
+    Decision,
     Incident,
     IncidentState,
     Outcome,
@@ -100,11 +102,15 @@ class Execution:
         executor = self.executors[plan.target.executor]
         started = time.monotonic()
         snapshots: list[Snapshot] = []
+        stages: dict[str, float] = {}
         try:
-            before = await self._measure(executor, incident)
-            await self._steps(executor, incident, snapshots)
+            with _timed(stages, "measure"):
+                before = await self._measure(executor, incident)
+            with _timed(stages, "steps"):
+                await self._steps(executor, incident, snapshots)
             incident = await self._move(incident, S.VERIFYING)
-            verification = await self._verify(executor, incident, before)
+            with _timed(stages, "verify"):
+                verification = await self._verify(executor, incident, before)
             if verification.ok:
                 incident = await self._move(incident, S.RESOLVED)
             else:
@@ -114,8 +120,9 @@ class Execution:
             why = str(exc) if known else f"{type(exc).__name__}: {exc}"
             if not known:
                 log.exception("incident %s failed while executing", incident.id)
-            incident = await self._roll_back(executor, incident, snapshots, why)
-        await self._learn(incident, plan, time.monotonic() - started)
+            with _timed(stages, "rollback"):
+                incident = await self._roll_back(executor, incident, snapshots, why)
+        await self._learn(incident, plan, time.monotonic() - started, stages)
         return incident
 
     async def end_cleared(self, incident: Incident, reason: str) -> Incident | None:
@@ -287,8 +294,15 @@ class Execution:
         await self.narrator.tell(rolled, RolledBack(why=why, restored=tuple(reversed(snapshots))))
         return rolled
 
-    async def _learn(self, incident: Incident, plan: Plan, seconds: float) -> None:
+    async def _learn(
+        self, incident: Incident, plan: Plan, seconds: float, stages: dict[str, float]
+    ) -> None:
         success = incident.state is S.RESOLVED
+        approvals = sorted(
+            (a for a in await self.store.approvals(incident.id) if a.decision is Decision.APPROVE),
+            key=lambda a: a.at,
+        )
+        waited = (approvals[0].at - incident.created_at).total_seconds() if approvals else None
         stats = await self.store.record_outcome(
             Outcome(
                 incident_id=incident.id,
@@ -297,6 +311,12 @@ class Execution:
                 seconds=seconds,
                 final_state=incident.state,
                 at=self.clock.now(),
+                pattern_id=incident.diagnosis.pattern_id if incident.diagnosis else None,
+                target_kind=plan.target.executor,
+                target=plan.target.name,
+                stages={name: round(took, 3) for name, took in stages.items()},
+                approvers=tuple(a.user for a in approvals),
+                approval_wait_s=None if waited is None else max(0.0, waited),
             )
         )
         await self.narrator.tell(incident, Learned(stats=stats, success=success))
@@ -336,6 +356,16 @@ class Execution:
             raise RuntimeError(f"incident {incident.id} left {incident.state} behind our back")
         await self.narrator.show(moved)
         return moved
+
+
+@contextlib.contextmanager
+def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
+    """How long a stage took, recorded whether it finished or failed."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        stages[name] = time.monotonic() - started
 
 
 def hold_refusal(target: str, incident_id: int) -> str:

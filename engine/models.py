@@ -307,12 +307,24 @@ class Verification(Frozen):
 
 
 class Outcome(Frozen):
+    """One heal that ran, as learning and the reports read it."""
+
     incident_id: int
     playbook_id: str
     success: bool
     seconds: float
     final_state: IncidentState
     at: datetime
+    pattern_id: str | None = None
+    target_kind: str = Field(default="", description="the executor that acted")
+    target: str = ""
+    stages: dict[str, float] = Field(
+        default_factory=dict, description="seconds per stage: measure, steps, verify, rollback"
+    )
+    approvers: tuple[str, ...] = ()
+    approval_wait_s: float | None = Field(
+        default=None, description="from the incident opening to its first approval"
+    )
 
 
 class PlaybookStats(Frozen):

@@ -548,8 +548,9 @@ class SqliteStore:
 
         def op(conn: sqlite3.Connection) -> PlaybookStats:
             conn.execute(
-                "INSERT INTO outcomes (incident_id, playbook_id, success, seconds, final_state, at)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO outcomes (incident_id, playbook_id, success, seconds, final_state, at,"
+                " pattern_id, target_kind, target, stages, approvers, approval_wait_s)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     outcome.incident_id,
                     outcome.playbook_id,
@@ -557,6 +558,12 @@ class SqliteStore:
                     outcome.seconds,
                     outcome.final_state.value,
                     at_text,
+                    outcome.pattern_id,
+                    outcome.target_kind,
+                    outcome.target,
+                    canonical_json(outcome.stages),
+                    canonical_json(list(outcome.approvers)),
+                    outcome.approval_wait_s,
                 ),
             )
             conn.execute(

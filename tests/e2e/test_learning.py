@@ -124,3 +124,42 @@ async def test_a_tier1_playbook_that_keeps_failing_is_demoted_and_the_next_card_
     assert stats.body == ""  # answered after the ack, through the response_url
     answer = await h.slack.wait_for(lambda: next(iter(h.slack.ephemerals(APPROVER)), None))
     assert f"• `{STRICT}` (tier 2, demoted from 1): 5 runs, 0/5 succeeded" in answer.text
+
+
+def _outcomes(h) -> list[sqlite3.Row]:
+    with sqlite3.connect(h.grace.settings.db) as conn:
+        conn.row_factory = sqlite3.Row
+        return conn.execute("SELECT * FROM outcomes ORDER BY id").fetchall()
+
+
+async def test_an_outcome_tells_the_whole_heal_who_approved_and_how_long_each_stage_took(
+    make_harness,
+):
+    h = await make_harness()
+    await h.alert()
+    card = await h.card()
+    await h.click(card)
+    incident = await h.finished(card)
+    assert incident.state is S.RESOLVED
+    [row] = _outcomes(h)
+    assert (row["playbook_id"], row["pattern_id"], row["success"]) == (
+        "sqlite-wal-checkpoint",
+        "sqlite-wal-too-large",
+        1,
+    )
+    assert (row["target_kind"], row["target"]) == ("sqlite", str(h.app_db))
+    assert json.loads(row["approvers"]) == [APPROVER]
+    assert 0 <= row["approval_wait_s"] < 60
+    stages = json.loads(row["stages"])
+    assert set(stages) == {"measure", "steps", "verify"}
+    assert all(0 <= took <= row["seconds"] for took in stages.values())
+
+
+async def test_a_rolled_back_heal_records_its_rollback_stage_and_no_approver(make_harness):
+    h = await make_harness(playbooks=IMPOSSIBLE_CHECK)
+    await h.integration_alert()
+    assert (await h.finished(await h.card())).state is S.ROLLED_BACK
+    [row] = _outcomes(h)
+    assert row["success"] == 0 and row["final_state"] == "rolled_back"
+    assert "rollback" in json.loads(row["stages"])
+    assert json.loads(row["approvers"]) == [] and row["approval_wait_s"] is None
