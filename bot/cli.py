@@ -300,7 +300,7 @@ async def _stats(settings: Settings, days: int, *, as_json: bool) -> int:
     from bot.app import load_playbooks, make_executors
 
     catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
-    print(stats_text(report, days, {p.id: p.tier for p in catalog.playbooks}, changes))
+    print(stats_text(report, days, catalog.playbooks, changes))
     return 0
 
 

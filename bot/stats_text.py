@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
 from bot.blocks import escape, span
 from engine.autonomy import TierChange
+from engine.catalog import PlaybookSpec
 from engine.evidence import lower_bound, record
 from engine.models import PlaybookStats
 from engine.stats import PeriodStats, StatsReport
@@ -18,11 +19,12 @@ STATS_USAGE = "Usage: `/grace stats [7d|30d|90d]`"
 def stats_text(
     report: StatsReport,
     days: int,
-    tiers: Mapping[str, int],
+    playbooks: Sequence[PlaybookSpec],
     changes: Mapping[str, TierChange] | None = None,
 ) -> str:
     """The period's numbers with the period before them; says so when there is nothing.
-    `tiers` are the catalog's, `changes` what the playbooks' records changed them to."""
+    A playbook's tier is its catalog one, or what its record changed it to (`changes`)."""
+    tiers = {p.id: p.tier for p in playbooks}
     now, before = report.current, report.previous
     head = f"*GRACE over the last {days} days* ({_day(now)}, UTC)"
     if not now.incidents and not now.heals:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pydantic import Field
 
 from engine.evidence import lower_bound
-from engine.models import REQUIRED_APPROVALS, Frozen, Plan, PlaybookStats
+from engine.models import Frozen, Plan, PlaybookStats, at_least_tier
 
 MAX_TIER = 3
 
@@ -60,7 +60,4 @@ def demotion(
 def effective(plan: Plan, change: TierChange | None) -> Plan:
     """The plan at its playbook's current tier: a demotion raises it, with the
     approvals that tier needs (never fewer than the plan asked for)."""
-    if change is None or change.tier <= plan.tier:
-        return plan
-    required = max(plan.required_approvals, REQUIRED_APPROVALS[change.tier])
-    return plan.model_copy(update={"tier": change.tier, "required_approvals": required})
+    return plan if change is None else at_least_tier(plan, change.tier)

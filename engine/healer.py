@@ -162,14 +162,7 @@ class Healer:
 
     async def read(self, alert: Alert) -> Reading:
         """How GRACE reads an alert and what it would propose, touching nothing."""
-        reading = await read(
-            alert,
-            self.catalog,
-            self.executors,
-            self.allowlists,
-            self.availabilities.of,
-            self._records,
-        )
+        reading = await read(alert, *self._planning_inputs())
         if reading.proposal is None:
             return reading
         reading = dataclasses.replace(
@@ -310,15 +303,18 @@ class Healer:
         return dry_run(proposal.plan, self.executors)
 
     async def _plan(self, alert: Alert) -> Proposal:
-        proposal = await propose(
-            alert,
+        proposal = await propose(alert, *self._planning_inputs())
+        return await self._at_current_tier(proposal)
+
+    def _planning_inputs(self) -> tuple[Any, ...]:
+        """What proposing and reading an alert both consult, in their parameters' order."""
+        return (
             self.catalog,
             self.executors,
             self.allowlists,
             self.availabilities.of,
             self._records,
         )
-        return await self._at_current_tier(proposal)
 
     async def _at_current_tier(self, proposal: Proposal) -> Proposal:
         """A demoted playbook's plan asks for the approvals of its new tier."""

@@ -218,6 +218,15 @@ class Plan(Frozen):
         return sha256_hex(canonical_json(self.model_dump(mode="json")))[:16]
 
 
+def at_least_tier(plan: Plan, tier: int) -> Plan:
+    """The plan raised to `tier` when it stands lower, with the approvals that tier
+    needs (never fewer than the plan asked for); the plan itself otherwise."""
+    if plan.tier >= tier:
+        return plan
+    required = max(plan.required_approvals, REQUIRED_APPROVALS[tier])
+    return plan.model_copy(update={"tier": tier, "required_approvals": required})
+
+
 class Incident(Frozen):
     id: int
     state: IncidentState

@@ -14,12 +14,12 @@ from pydantic import BaseModel, ConfigDict
 from engine.catalog import Catalog, PlaybookSpec
 from engine.evidence import ranked, why_chosen
 from engine.models import (
-    REQUIRED_APPROVALS,
     Alert,
     Availability,
     Diagnosis,
     Plan,
     PlaybookStats,
+    at_least_tier,
 )
 from engine.planning import Targeted, found, target_plan
 from engine.ports import Executor, TargetMissing, TargetRefused
@@ -179,10 +179,7 @@ def from_a_person(alert: Alert) -> bool:
 
 def _for_people(alert: Alert, plan: Plan) -> Plan:
     """What a person's message leads to always waits for an approval: tier 2 at least."""
-    if not from_a_person(alert) or plan.tier >= PEOPLE_TIER:
-        return plan
-    required = max(plan.required_approvals, REQUIRED_APPROVALS[PEOPLE_TIER])
-    return plan.model_copy(update={"tier": PEOPLE_TIER, "required_approvals": required})
+    return at_least_tier(plan, PEOPLE_TIER) if from_a_person(alert) else plan
 
 
 def dry_run(plan: Plan, executors: Mapping[str, Executor]) -> DryRun:

@@ -154,35 +154,38 @@ async def consistent(
         await conn.execute("COMMIT")
 
 
-async def _all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+async def fetch_all(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Every row of one query on an aiosqlite connection, its cursor closed."""
     async with conn.execute(sql, params) as cursor:
         return list(await cursor.fetchall())
 
 
 async def _count(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
-    [row] = await _all(conn, sql, params)
+    [row] = await fetch_all(conn, sql, params)
     return int(row[0])
 
 
 async def status(conn: aiosqlite.Connection, limit: int) -> StatusRows:
     """Open incidents by state, the first `limit` pending approvals, the outbox backlog."""
-    counts = {IncidentState(row["state"]): int(row["n"]) for row in await _all(conn, OPEN_COUNTS)}
+    counts = {
+        IncidentState(row["state"]): int(row["n"]) for row in await fetch_all(conn, OPEN_COUNTS)
+    }
     return StatusRows(counts, await _pending(conn, limit), tuple(await _backlog(conn)))
 
 
 async def incident_page(conn: aiosqlite.Connection, open_only: bool, limit: int) -> Page[Incident]:
     """The newest incidents first: those not ended, or all of them."""
     where = f"WHERE {OPEN}" if open_only else ""
-    rows = await _all(conn, f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (limit,))
+    rows = await fetch_all(conn, f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (limit,))
     total = await _count(conn, f"SELECT COUNT(*) FROM incidents AS i {where}")
     return Page(tuple(incident_from_row(row) for row in rows), total)
 
 
 async def _pending(conn: aiosqlite.Connection, limit: int) -> Page[Pending]:
     """Incidents awaiting approval, the soonest to expire first."""
-    incidents = [incident_from_row(row) for row in await _all(conn, PENDING, (limit,))]
+    incidents = [incident_from_row(row) for row in await fetch_all(conn, PENDING, (limit,))]
     approvers: dict[int, list[str]] = {}
-    for row in await _all(conn, PENDING_APPROVERS):
+    for row in await fetch_all(conn, PENDING_APPROVERS):
         approvers.setdefault(row["incident_id"], []).append(row["user_id"])
     items = tuple(Pending(i, tuple(approvers.get(i.id, ()))) for i in incidents)
     return Page(items, await _count(conn, PENDING_COUNT))
@@ -192,24 +195,24 @@ async def _backlog(conn: aiosqlite.Connection) -> list[Backlog]:
     """Undelivered writes per lane, the longest queue first."""
     return [
         Backlog(row["lane"], row["channel"], int(row["waiting"]), parse_time(row["oldest"]))
-        for row in await _all(conn, BACKLOG)
+        for row in await fetch_all(conn, BACKLOG)
     ]
 
 
 async def story(conn: aiosqlite.Connection, incident_id: int) -> IncidentStory | None:
-    rows = await _all(conn, f"{INCIDENT_SELECT} WHERE i.id = ?", (incident_id,))
+    rows = await fetch_all(conn, f"{INCIDENT_SELECT} WHERE i.id = ?", (incident_id,))
     if not rows:
         return None
     key = (incident_id,)
-    outcome = await _all(conn, _OUTCOME, key)
+    outcome = await fetch_all(conn, _OUTCOME, key)
     return IncidentStory(
         incident=incident_from_row(rows[0]),
         members=await _count(conn, _MEMBERS, key),
-        states=tuple(_state_change(r) for r in await _all(conn, _STATE_ROWS, key)),
-        approvals=tuple(_approval(r) for r in await _all(conn, _APPROVALS, key)),
-        snapshots=tuple(_snapshot(r) for r in await _all(conn, _SNAPSHOTS, key)),
-        steps=tuple(_step(r) for r in await _all(conn, _ACTIONS, key)),
-        verifications=tuple(_verification(r) for r in await _all(conn, _VERIFICATIONS, key)),
+        states=tuple(_state_change(r) for r in await fetch_all(conn, _STATE_ROWS, key)),
+        approvals=tuple(_approval(r) for r in await fetch_all(conn, _APPROVALS, key)),
+        snapshots=tuple(_snapshot(r) for r in await fetch_all(conn, _SNAPSHOTS, key)),
+        steps=tuple(_step(r) for r in await fetch_all(conn, _ACTIONS, key)),
+        verifications=tuple(_verification(r) for r in await fetch_all(conn, _VERIFICATIONS, key)),
         outcome=_outcome(outcome[0]) if outcome else None,
     )
 

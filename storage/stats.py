@@ -17,6 +17,7 @@ from engine.models import IncidentState as S
 from engine.models import PlaybookStats
 from engine.stats import PeriodStats, StatsReport, percentile
 from storage.db import time_text
+from storage.reports import fetch_all
 
 TOP_ALERTS = 5
 
@@ -49,15 +50,15 @@ _HEALS = "SELECT playbook_id, success, seconds FROM outcomes WHERE at >= ? AND a
 
 async def period_stats(conn: aiosqlite.Connection, since: datetime, until: datetime) -> PeriodStats:
     span = (time_text(since), time_text(until))
-    by_state = {row[0]: int(row[1]) for row in await _all(conn, _BY_STATE, span)}
-    approved = await _all(conn, _APPROVED, span)
+    by_state = {row[0]: int(row[1]) for row in await fetch_all(conn, _BY_STATE, span)}
+    approved = await fetch_all(conn, _APPROVED, span)
     approved_ids = {int(row["id"]) for row in approved}
     resolved = int(by_state.get(S.RESOLVED.value, 0))
     resolved_with_approval = sum(1 for row in approved if row["state"] == S.RESOLVED.value)
-    took = [float(row[0]) for row in await _all(conn, _RESOLVED_TOOK, span)]
+    took = [float(row[0]) for row in await fetch_all(conn, _RESOLVED_TOOK, span)]
     waits = [max(0.0, float(row["waited"])) for row in approved]
-    top = await _all(conn, _TOP_ALERTS, (*span, TOP_ALERTS))
-    heals = await _all(conn, _HEALS, span)
+    top = await fetch_all(conn, _TOP_ALERTS, (*span, TOP_ALERTS))
+    heals = await fetch_all(conn, _HEALS, span)
     return PeriodStats(
         since=since,
         until=until,
@@ -106,8 +107,3 @@ def _playbooks(heals: list[Any]) -> tuple[PlaybookStats, ...]:
         for playbook, taken in seconds.items()
     ]
     return tuple(sorted(records, key=lambda r: (-r.attempts, r.playbook_id)))
-
-
-async def _all(conn: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    async with conn.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())

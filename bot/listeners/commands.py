@@ -238,8 +238,7 @@ async def _stats(healer: Healer, store: ReportStore, args: list[str]) -> str:
     days = parse_stats(args)
     assert days is not None, "the listener refused a period it cannot read"
     report = await store.stats(until=healer.clock.now(), days=days)
-    tiers = {p.id: p.tier for p in healer.catalog.playbooks}
-    return stats_text(report, days, tiers, await store.playbook_tiers())
+    return stats_text(report, days, healer.catalog.playbooks, await store.playbook_tiers())
 
 
 def parse_stats(args: list[str]) -> int | None:
