@@ -68,6 +68,11 @@ RELEASING_STATES = frozenset(
 )
 
 
+UNHEALED_ENDS = frozenset({_S.REJECTED, _S.EXPIRED, _S.NEEDS_HUMAN, _S.INTERRUPTED})
+"""Ends where no heal ran to completion: each still leaves an outcome row, which a
+playbook's record does not count."""
+
+
 def can_transition(current: IncidentState, new: IncidentState) -> bool:
     return new in TRANSITIONS[current]
 
@@ -316,7 +321,8 @@ class Verification(Frozen):
 
 
 class Outcome(Frozen):
-    """One heal that ran, as learning and the reports read it."""
+    """One incident's end as learning and the reports read it: a heal that ran
+    (`heal`), or an end where none ran to completion, which no record counts."""
 
     incident_id: int
     playbook_id: str
@@ -334,6 +340,7 @@ class Outcome(Frozen):
     approval_wait_s: float | None = Field(
         default=None, description="from the incident opening to its first approval"
     )
+    heal: bool = Field(default=True, description="a heal that ran, counted in its record")
 
 
 class PlaybookStats(Frozen):

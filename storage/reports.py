@@ -140,7 +140,7 @@ _ACTIONS = "SELECT action, ok, detail, seconds, at FROM actions WHERE incident_i
 _VERIFICATIONS = (
     "SELECT checks, benchmarks, at FROM verifications WHERE incident_id = ? ORDER BY id"
 )
-_OUTCOME = "SELECT * FROM outcomes WHERE incident_id = ? ORDER BY id DESC LIMIT 1"
+_OUTCOME = "SELECT * FROM outcomes WHERE incident_id = ? AND heal = 1 ORDER BY id DESC LIMIT 1"
 
 
 async def consistent(

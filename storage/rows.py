@@ -71,7 +71,8 @@ filtered out before this runs and would fail the delivery here, not be skipped."
 
 STATS_TOTALS = "SELECT attempts, successes FROM playbook_stats WHERE playbook_id = ?"
 STATS_RECENT = (
-    "SELECT seconds FROM outcomes WHERE playbook_id = ? ORDER BY at DESC, id DESC LIMIT ?"
+    "SELECT seconds FROM outcomes WHERE playbook_id = ? AND heal = 1"
+    " ORDER BY at DESC, id DESC LIMIT ?"
 )
 
 

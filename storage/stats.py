@@ -45,7 +45,7 @@ SELECT alert_name, COUNT(*) AS n FROM incidents WHERE created_at >= ? AND create
 GROUP BY alert_name ORDER BY n DESC, alert_name LIMIT ?
 """
 
-_HEALS = "SELECT playbook_id, success, seconds FROM outcomes WHERE at >= ? AND at < ?"
+_HEALS = "SELECT playbook_id, success, seconds FROM outcomes WHERE at >= ? AND at < ? AND heal = 1"
 
 
 async def period_stats(conn: aiosqlite.Connection, since: datetime, until: datetime) -> PeriodStats:

@@ -24,6 +24,7 @@ import aiosqlite
 
 from engine.autonomy import TierChange
 from engine.models import (
+    UNHEALED_ENDS,
     Alert,
     Approval,
     AuditEntry,
@@ -54,6 +55,7 @@ from storage import holds as hold_rows
 from storage import home as home_rows
 from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
+from storage import outcomes as outcome_rows
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
 from storage import stats as stats_rows
@@ -71,7 +73,6 @@ from storage.rows import (
     STATS_TOTALS,
     incident_from_row,
     read_incident,
-    read_playbook_stats,
     stats_from,
 )
 from storage.writer import DEFAULT_MAX_BATCH, GroupWriter
@@ -252,6 +253,8 @@ class SqliteStore:
             moved = read_incident(conn, incident_id)
             if moved is not None and moved.plan is not None and holds_target(expected, new):
                 hold_rows.hold(conn, moved.plan.target, incident_id, reason or new.value, now)
+            if moved is not None and new in UNHEALED_ENDS:
+                outcome_rows.record_end(conn, moved, now)
             return moved
 
         moved = await self._write(op)
@@ -542,43 +545,9 @@ class SqliteStore:
     # -- learning --------------------------------------------------------
 
     async def record_outcome(self, outcome: Outcome) -> PlaybookStats:
-        """Append the outcome and update the playbook's pre-aggregated stats, atomically."""
-        at_text = time_text(outcome.at)
-        now_text = time_text(self._clock.now())
-
-        def op(conn: sqlite3.Connection) -> PlaybookStats:
-            conn.execute(
-                "INSERT INTO outcomes (incident_id, playbook_id, success, seconds, final_state, at,"
-                " pattern_id, target_kind, target, stages, approvers, approval_wait_s)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    outcome.incident_id,
-                    outcome.playbook_id,
-                    int(outcome.success),
-                    outcome.seconds,
-                    outcome.final_state.value,
-                    at_text,
-                    outcome.pattern_id,
-                    outcome.target_kind,
-                    outcome.target,
-                    canonical_json(outcome.stages),
-                    canonical_json(list(outcome.approvers)),
-                    outcome.approval_wait_s,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO playbook_stats (playbook_id, attempts, successes, total_seconds,"
-                " updated_at) VALUES (?, 1, ?, ?, ?)"
-                " ON CONFLICT (playbook_id) DO UPDATE SET"
-                " attempts = playbook_stats.attempts + 1,"
-                " successes = playbook_stats.successes + excluded.successes,"
-                " total_seconds = playbook_stats.total_seconds + excluded.total_seconds,"
-                " updated_at = excluded.updated_at",
-                (outcome.playbook_id, int(outcome.success), outcome.seconds, now_text),
-            )
-            return read_playbook_stats(conn, outcome.playbook_id)
-
-        return await self._write(op)
+        """Append the heal and update the playbook's pre-aggregated stats, atomically."""
+        now = self._clock.now()
+        return await self._write(lambda conn: outcome_rows.record_heal(conn, outcome, now))
 
     async def playbook_tiers(self) -> dict[str, TierChange]:
         """Playbooks whose tier was changed from the catalog's, by id."""

@@ -7,6 +7,7 @@ import sqlite3
 
 from bot.demo import APPROVER, CHANNEL
 from engine.models import IncidentState as S
+from tests.e2e.test_governance import open_form, submit
 from tests.e2e.test_wal_incident import IMPOSSIBLE_CHECK, TIER1
 
 # Two playbooks for one diagnosis, both tier 1: the first in the catalog never
@@ -163,3 +164,18 @@ async def test_a_rolled_back_heal_records_its_rollback_stage_and_no_approver(mak
     assert row["success"] == 0 and row["final_state"] == "rolled_back"
     assert "rollback" in json.loads(row["stages"])
     assert json.loads(row["approvers"]) == [] and row["approval_wait_s"] is None
+
+
+async def test_a_rejected_card_leaves_an_end_row_that_no_record_counts(make_harness):
+    h = await make_harness()
+    await h.alert()
+    card = await h.card()
+    await h.grace.healer.drain()
+    form = await open_form(h, card)
+    await submit(h, form, "a migration runs until 18:00")
+    await h.slack.wait_for(lambda: any("Rejected by" in t for t in h.thread(card)))
+    await h.grace.healer.drain()
+    [row] = _outcomes(h)
+    assert (row["final_state"], row["heal"], row["success"]) == ("rejected", 0, 0)
+    assert (row["playbook_id"], row["target"]) == ("sqlite-wal-checkpoint", str(h.app_db))
+    assert (await h.grace.store.playbook_stats("sqlite-wal-checkpoint")).attempts == 0
