@@ -114,6 +114,10 @@ class WebApi:
         self._runner: web.AppRunner | None = None
         self._base = ""
         self._reader = Reader(self.users, self.channels)
+        from bot.devslack.files import FileUploads  # here: files.py imports this module
+
+        self._files = FileUploads(self)
+        self.uploads = self._files.uploads  # file id -> Upload: what reached the stand-in
 
     # ------------------------------------------------------------ lifecycle
 
@@ -130,6 +134,7 @@ class WebApi:
         """The Web API and response URLs; DevSlack adds Socket Mode's link and its page."""
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/respond/{key}", self._handle_response_url)
+        app.router.add_post("/upload/v1/{key}", self._files.handle_upload)
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -318,6 +323,8 @@ class WebApi:
             "conversations.info": self._conversation_info,
             "conversations.history": self._history,
             "conversations.replies": self._replies_call,
+            "files.getUploadURLExternal": self._files.get_upload_url,
+            "files.completeUploadExternal": self._files.complete,
         }
 
     def _apps_connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
