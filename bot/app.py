@@ -14,6 +14,7 @@ from bot.ack_first import AckFirst
 from bot.directory import SlackDirectory
 from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
+from bot.listeners import promotion as promotion_listeners
 from bot.listeners import register_all
 from bot.listeners import rollup as rollup_listeners
 from bot.metrics import Metrics
@@ -25,6 +26,7 @@ from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from bot.signing import watch_signature_refusals
 from bot.webhooks import build_sources
+from bot.weekly_report import WeeklyReporter
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
 from engine.executors.aws import AwsExecutor
@@ -121,6 +123,7 @@ class Grace:
     sources: dict[str, WebhookSource]
     inbox: Inbox
     home: HomePublisher
+    reporter: WeeklyReporter | None = None
     runner: web.AppRunner | None = None
 
     @property
@@ -134,6 +137,9 @@ class Grace:
         Slack stops GRACE here, before it recovers anything or listens."""
         await check_bot_token(self.bolt.client)
         await check_alert_channels(self.bolt.client, self.settings.alert_channels)
+        if self.settings.weekly_report is not None:
+            channel = [self.settings.weekly_report.channel]
+            await check_alert_channels(self.bolt.client, channel, "weekly_report.channel")
         watch_signature_refusals()
         await self.healer.recover()
         self.outbox.start()
@@ -245,12 +251,34 @@ def _assemble(
     inbox = Inbox(store, healer.spawn, acks)
     register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home)
     rollup_listeners.register(bolt, store, notifier)
+    promotion_listeners.register(bolt, healer, inbox, notifier)
     sources = build_sources(settings)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources, acks)
     housekeeping = [*chores(executors, store), forget_deliveries(store, clock)]
-    scheduler = Scheduler(healer, settings.tick_seconds, housekeeping)
+    reporter = None
+    if settings.weekly_report is not None:
+        reporter = WeeklyReporter(
+            store, settings.weekly_report, catalog.playbooks, clock, outbox.wake
+        )
+    scheduler = Scheduler(
+        healer,
+        settings.tick_seconds,
+        housekeeping,
+        ticks=[reporter.tick] if reporter is not None else [],
+    )
     return Grace(
-        settings, store, healer, bolt, web_app, outbox, metrics, scheduler, sources, inbox, home
+        settings,
+        store,
+        healer,
+        bolt,
+        web_app,
+        outbox,
+        metrics,
+        scheduler,
+        sources,
+        inbox,
+        home,
+        reporter,
     )
 
 

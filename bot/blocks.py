@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 
-from engine.autonomy import TierChange
+from bot.ids import is_user_id
+from engine.autonomy import TierChange, TierProposal, tier_of
 from engine.availability import Readiness
 from engine.catalog import PlaybookSpec
+from engine.evidence import record
 from engine.models import REQUIRED_APPROVALS, IncidentState, Plan
 from engine.proposal import DryRun
 from engine.story import (
@@ -28,6 +30,7 @@ from engine.story import (
     NeedsHuman,
     Paused,
     Planned,
+    PromotionProposed,
     Rejected,
     Reminder,
     RestoreFailed,
@@ -239,12 +242,26 @@ def _story(event: StoryEvent) -> str:
             return f":brain: Learned: {verdict} recorded. This playbook: {stats.summary()}."
         case Demoted(change=change):
             rule = approval_rule(REQUIRED_APPROVALS[change.tier])
+            # Always one tier: from its catalog tier, or from the one it was promoted to.
             return (
-                f":arrow_down: Demoted `{escape(change.playbook_id)}` from tier {change.base_tier}"
+                f":arrow_down: Demoted `{escape(change.playbook_id)}` from tier {change.tier - 1}"
                 f" to tier {change.tier} ({rule}) from now on: {escape(change.reason)}."
                 " `/grace playbooks` shows it."
             )
+        case PromotionProposed(proposal=proposal):
+            return (
+                f":arrow_up: `{escape(proposal.playbook_id)}` has earned a promotion:"
+                f" {record(proposal.stats)}. Tier {promotion_step(proposal)}."
+                " An admin decides."
+            )
     raise TypeError(f"no text for {type(event).__name__}")
+
+
+def promotion_step(proposal: TierProposal) -> str:
+    """`2 → 1: heals without asking anyone`."""
+    required = REQUIRED_APPROVALS[proposal.to_tier]
+    rule = "heals without asking anyone" if required == 0 else f"needs {approval_rule(required)}"
+    return f"{proposal.from_tier} → {proposal.to_tier}: {rule}"
 
 
 def plan_text(plan: Plan) -> str:
@@ -342,13 +359,25 @@ def playbooks_text(
 
 
 def _tier(playbook: PlaybookSpec, change: TierChange | None) -> str:
-    if change is None or change.tier <= playbook.tier:
+    tier = tier_of(playbook.tier, change)
+    if change is None or tier == playbook.tier:
         return f"tier {playbook.tier} ({approval_rule(playbook.required_approvals)})"
-    rule = approval_rule(max(playbook.required_approvals, REQUIRED_APPROVALS[change.tier]))
+    if tier < playbook.tier:
+        return (
+            f"*tier {tier}* ({approval_rule(REQUIRED_APPROVALS[tier])}; promoted from tier"
+            f" {change.base_tier} by {who(change.by)} {slack_date(change.at)}:"
+            f" {escape(change.reason)})"
+        )
+    rule = approval_rule(max(playbook.required_approvals, REQUIRED_APPROVALS[tier]))
     return (
-        f"*tier {change.tier}* ({rule}; demoted from tier {change.base_tier}"
+        f"*tier {tier}* ({rule}; demoted from tier {change.base_tier}"
         f" {slack_date(change.at)}: {escape(change.reason)})"
     )
+
+
+def who(actor: str) -> str:
+    """A person GRACE names (a user ID), or GRACE itself."""
+    return f"<@{actor}>" if is_user_id(actor) else "GRACE"
 
 
 def readiness_text(readiness: Readiness, playbooks: Sequence[PlaybookSpec]) -> str:

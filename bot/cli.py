@@ -14,6 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
+from slack_sdk.errors import SlackApiError
+
 from bot.preflight import SlackUnreachable
 from bot.settings import ConfigError, Settings, load_settings
 from bot.stats_text import stats_json, stats_text
@@ -72,6 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = commands.add_parser("stats", help="what GRACE did over the last days")
     stats.add_argument("--days", type=_days, default=7, help="the period, in days (default 7)")
     stats.add_argument("--json", action="store_true", help="the numbers as JSON")
+    report = commands.add_parser("report", help="post the report of the last 7 days to Slack")
+    report.add_argument("--now", action="store_true", required=True, help="post it now")
+    report.add_argument("--channel", help="the channel ID (default: weekly_report.channel)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -95,6 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_simulate(settings, args.file, args.source, args.header))
         if args.command == "stats":
             return asyncio.run(_stats(settings, args.days, as_json=args.json))
+        if args.command == "report":
+            return asyncio.run(_report_now(settings, args.channel))
         if args.action == "export":
             return _audit_export(settings, _since(args.since), args.out)
         return asyncio.run(_audit_verify(settings))
@@ -301,6 +309,28 @@ async def _stats(settings: Settings, days: int, *, as_json: bool) -> int:
 
     catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
     print(stats_text(report, days, catalog.playbooks, changes))
+    return 0
+
+
+async def _report_now(settings: Settings, channel: str | None) -> int:
+    from bot.app import load_playbooks, make_executors
+    from bot.report_now import on_demand_schedule, post_now
+
+    settings.require("slack_bot_token", why="to post the report")
+    schedule = on_demand_schedule(settings, channel)
+    catalog = load_playbooks(settings, make_executors(settings, SystemClock()))
+    store = await _open_existing(settings)
+    try:
+        ts = await post_now(settings, schedule, store, catalog.playbooks, SystemClock())
+    except SlackApiError as exc:
+        print(f"grace: Slack refused the report: {exc.response.get('error')}", file=sys.stderr)
+        return 1
+    except (OSError, aiohttp.ClientError) as exc:
+        print(f"grace: could not reach Slack to post the report: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    finally:
+        await store.close()
+    print(f"report posted in {schedule.channel} (ts {ts}), its chart in the thread")
     return 0
 
 

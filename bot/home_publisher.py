@@ -47,7 +47,7 @@ from engine.approval import ApprovalPolicy
 from engine.availability import Readiness
 from engine.models import Incident
 from engine.ports import Clock, Directory, Notifier
-from engine.story import StoryEvent
+from engine.story import PromotionProposed, StoryEvent
 from storage.home import Viewer
 from storage.reports import Pending
 from storage.store import SqliteStore
@@ -349,3 +349,6 @@ class HomeAnswers:
 
     async def announce(self, event: StoryEvent) -> None:
         await self._inner.announce(event)
+
+    async def propose_promotion(self, event: PromotionProposed) -> None:
+        await self._inner.propose_promotion(event)

@@ -21,6 +21,8 @@ class ActionId(StrEnum):
     PAUSE_REASON = "grace.pause.reason_input"
     SHOW_CARD = "grace.rollup.show"
     """A rollup's Show menus; each is this and its number (Slack wants them unique)."""
+    PROMOTION_ACCEPT = "grace.promotion.accept"
+    PROMOTION_DISMISS = "grace.promotion.dismiss"
 
 
 class BlockId(StrEnum):
@@ -31,6 +33,9 @@ class BlockId(StrEnum):
     """A waiting approval's buttons on App Home; each is this and its incident's number."""
     HOME_SWITCH = "grace.home.switch"
     PAUSE_REASON = "grace.pause.reason"
+    PROMOTION = "grace.promotion"
+    """A proposed promotion's record: every proposal message has it."""
+    PROMOTION_DECISION = "grace.promotion.decision"
 
 
 class CallbackId(StrEnum):
@@ -117,6 +122,27 @@ class CardButton:
         """Raises ValueError for anything GRACE did not put on a button."""
         incident_id, plan, _ = _decode(value, "button value")
         return cls(incident_id=incident_id, plan_hash=plan)
+
+
+@dataclass(frozen=True)
+class ProposalButton:
+    """What Accept and Dismiss on a proposed promotion carry: the proposal."""
+
+    proposal_id: int
+
+    def encode(self) -> str:
+        return json.dumps({"proposal": self.proposal_id})
+
+    @classmethod
+    def decode(cls, value: str) -> ProposalButton:
+        """Raises ValueError for anything GRACE did not put on a proposal's button."""
+        try:
+            proposal_id = json.loads(value)["proposal"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a GRACE proposal button: {value[:80]!r}") from exc
+        if type(proposal_id) is not int or proposal_id <= 0:
+            raise ValueError(f"not a GRACE proposal button: {value[:80]!r}")
+        return cls(proposal_id)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from typing import Any
 
 from bot.blocks import story_text
 from bot.outbox import OutboxWorker
+from bot.promotion import proposal_message
 from bot.reports import story_answer
 from bot.storm import NEEDS_SOMEONE, URGENT, Storms, card_priority, story_priority
 from engine.models import Incident
-from engine.story import StoryEvent
+from engine.story import PromotionProposed, StoryEvent
 from storage.store import SqliteStore
 
 
@@ -47,6 +48,21 @@ class OutboxNotifier:
             await self.store.enqueue(channel, "notice", {"text": text}, priority=URGENT)
         self.outbox.wake()
         self.on_change()
+
+    async def propose_promotion(self, event: PromotionProposed) -> None:
+        """A message of its own in the incident's channel: a notice with buttons.
+        Once per proposal: it is asked again at every start (see EarnedAutonomy.resume)."""
+        proposal = event.proposal
+        message = proposal_message(proposal)
+        key = f"proposal:{proposal.id}"
+        await self.store.enqueue(proposal.channel, "notice", message, coalesce_key=key, once=True)
+        self.outbox.wake()
+
+    async def redraw(self, channel: str, ts: str, message: Mapping[str, Any]) -> None:
+        """A message GRACE posted, drawn again in place (`message`: its text and blocks);
+        queued behind the channel's notices, so never before the message itself."""
+        await self.store.enqueue(channel, "update", {"ts": ts, **message})
+        self.outbox.wake()
 
     async def post_card(self, incident: Incident) -> None:
         """Its card, or (in a storm, when nobody needs to act on it) a rollup line."""

@@ -35,6 +35,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import uploads
 from bot.cards import CardReader, card_message
 from bot.metrics import Metrics
 from bot.rollup import rollup_message
@@ -285,6 +286,9 @@ class OutboxWorker:
         if item.kind == "update_card":
             await self._update_card(item)
             return None
+        if item.kind == "update":  # a notice redrawn in place: its ts, text and blocks
+            await self.client.chat_update(channel=item.channel, **item.payload)
+            return None
         if item.kind == "rollup":
             self._refresh_waiting.discard(str(item.coalesce_key))  # later changes: a new write
             rollup = await self._rollup(item)
@@ -294,6 +298,9 @@ class OutboxWorker:
                     channel=rollup.channel, ts=rollup.ts, **_rendered(rollup_message, rollup)
                 )
                 return None
+        if item.kind == "upload":
+            await self._upload(attempt)
+            return None
         if item.kind == "ephemeral":
             if attempt.in_doubt:
                 raise _Refused("an earlier try may have reached the person; not sent twice")
@@ -318,10 +325,25 @@ class OutboxWorker:
         response = await self.client.chat_postMessage(**message, metadata=_tag(item))
         return str(response["ts"])
 
+    async def _upload(self, attempt: _Attempt) -> None:
+        """A file shared in the thread of the row it names (`after`), sent before it."""
+        item = attempt.item
+        thread_ts = await self.store.sent_ts(int(item.payload["after"]))
+        if thread_ts is None:
+            raise _Refused(f"outbox row {item.payload['after']} it goes under was never posted")
+        if attempt.in_doubt:
+            attempt.method = "conversations.replies"
+            if await uploads.shared(self.client, item.channel, thread_ts, item.payload["filename"]):
+                return
+            attempt.in_doubt, attempt.method = False, uploads.METHOD
+        await self.store.begin_send(item.id)
+        attempt.posted = True
+        await uploads.upload(self.client, item.channel, thread_ts, item.payload)
+
     async def _message(self, item: OutboxItem) -> dict[str, Any]:
         """chat.postMessage's arguments for a card, a thread reply or a notice."""
-        if item.kind == "notice":
-            return {"channel": item.channel, "text": item.payload["text"]}
+        if item.kind == "notice":  # text, and blocks when it asks something (buttons)
+            return {"channel": item.channel, **item.payload}
         if item.kind == "rollup":
             return {"channel": item.channel, **_rendered(rollup_message, await self._rollup(item))}
         assert item.incident_id is not None
@@ -399,8 +421,10 @@ _METHOD = {
     "rollup": "chat.postMessage",  # chat.update once it is posted
     "post_card": "chat.postMessage",
     "update_card": "chat.update",
+    "update": "chat.update",
     "thread": "chat.postMessage",
     "ephemeral": "chat.postEphemeral",
+    "upload": uploads.METHOD,
 }
 
 

@@ -125,8 +125,11 @@ async def check_bot_token(client: AsyncWebClient) -> None:
         ) from None
 
 
-async def check_alert_channels(client: AsyncWebClient, channels: Sequence[str]) -> None:
-    """A mistyped channel ID would leave alerts unread in silence: refuse to start."""
+async def check_alert_channels(
+    client: AsyncWebClient, channels: Sequence[str], setting: str = "GRACE_ALERT_CHANNELS"
+) -> None:
+    """A mistyped channel ID would leave alerts unread (or a report unposted) in
+    silence: refuse to start. `setting` names where the channel was configured."""
     for channel in channels:
         try:
             await ask(client, "conversations.info", client.conversations_info(channel=channel))
@@ -136,9 +139,9 @@ async def check_alert_channels(client: AsyncWebClient, channels: Sequence[str]) 
                 needed = exc.response.data.get("needed", "channels:read")  # type: ignore[union-attr]
                 raise ConfigError(
                     f"SLACK_BOT_TOKEN lacks the {needed} scope GRACE needs to read "
-                    f"GRACE_ALERT_CHANNELS ({channel}); add it and reinstall the app"
+                    f"{setting} ({channel}); add it and reinstall the app"
                 ) from None
             raise ConfigError(
-                f"GRACE_ALERT_CHANNELS: Slack cannot find channel {channel} ({error}); "
+                f"{setting}: Slack cannot find channel {channel} ({error}); "
                 "check the ID and that GRACE is invited to it"
             ) from None

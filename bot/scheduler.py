@@ -1,8 +1,10 @@
-"""The clock that drives time-based decisions (reminders, expiry) from the database.
+"""The clock that drives time-based decisions (reminders, expiry, the weekly
+report) from the database.
 
-Each tick asks the database what is due, so a deadline that passed while GRACE
-was down is honoured at the first tick after start. Housekeeping chores (such
-as purging old quarantine) run at start and then every `chore_every_s`.
+Each tick asks the database what is due, so a deadline (or a report's time)
+that passed while GRACE was down is honoured at the first tick after start.
+Housekeeping chores (such as purging old quarantine) run at start and then
+every `chore_every_s`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Scheduler:
     every_s: float
     chores: Sequence[Chore] = ()
     chore_every_s: float = 3600.0
+    ticks: Sequence[Chore] = ()
+    """Run at every tick after the healer's, each on its own (one failing stops none)."""
     _task: asyncio.Task[None] | None = None
     _chores_due: float = field(default=0.0)
 
@@ -43,10 +47,11 @@ class Scheduler:
 
     async def _run(self) -> None:
         while True:
-            try:
-                await self.healer.tick()
-            except Exception:
-                log.exception("scheduled tick failed; trying again at the next one")
+            for tick in (self.healer.tick, *self.ticks):
+                try:
+                    await tick()
+                except Exception:
+                    log.exception("scheduled tick failed; trying again at the next one")
             if time.monotonic() >= self._chores_due:
                 self._chores_due = time.monotonic() + self.chore_every_s
                 await self._do_chores()

@@ -26,6 +26,7 @@ from engine.executors.service import ServiceConfig
 from engine.intake.sources import webhook_plugins
 from engine.resilience import Policy
 from engine.routing import Route
+from engine.weekly import ReportSchedule
 
 CONFIG_ENV = "GRACE_CONFIG"
 
@@ -84,6 +85,9 @@ class CoreSettings(BaseSettings):
         default_factory=Autonomy, description="when a playbook's record changes its tier"
     )
     tick_seconds: float = Field(5.0, gt=0, le=300, description="how often expiry is checked")
+    weekly_report: ReportSchedule | None = Field(
+        None, description="where and when the weekly report is posted; none without it"
+    )
     admins: list[str] = Field(default_factory=list)
     targets: dict[str, list[str]] = Field(default_factory=dict)
     playbook_dirs: list[Path] = Field(default_factory=list)

@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
-from bot.blocks import escape, span
-from engine.autonomy import TierChange
+from bot.blocks import escape, span, who
+from engine.autonomy import TierChange, tier_of
 from engine.catalog import PlaybookSpec
 from engine.evidence import lower_bound, record
 from engine.models import PlaybookStats
@@ -24,14 +24,24 @@ def stats_text(
 ) -> str:
     """The period's numbers with the period before them; says so when there is nothing.
     A playbook's tier is its catalog one, or what its record changed it to (`changes`)."""
+    head = f"*GRACE over the last {days} days* ({_day(report.current)}, UTC)"
+    return "\n".join([head, *stats_lines(report, f"The {days} days before", playbooks, changes)])
+
+
+def stats_lines(
+    report: StatsReport,
+    before_named: str,
+    playbooks: Sequence[PlaybookSpec],
+    changes: Mapping[str, TierChange] | None = None,
+) -> list[str]:
+    """The numbers of `stats_text` under any heading (the weekly report has its own);
+    `before_named` names the period before, as an empty period's line starts it."""
     tiers = {p.id: p.tier for p in playbooks}
     now, before = report.current, report.previous
-    head = f"*GRACE over the last {days} days* ({_day(now)}, UTC)"
     if not now.incidents and not now.heals:
-        earlier = f" The {days} days before: {_count(before.incidents, 'incident')}."
-        return f"{head}\nNo incidents and no heals in this period.{earlier}"
+        earlier = f" {before_named}: {_count(before.incidents, 'incident')}."
+        return [f"No incidents and no heals in this period.{earlier}"]
     lines = [
-        head,
         f"*Incidents:* {now.incidents} ({_trend(now.incidents, before.incidents)})"
         f" · healed without a human {now.healed_alone} · approved {now.approved}"
         f" · rejected {now.rejected} · expired {now.expired}"
@@ -50,7 +60,7 @@ def stats_text(
                 tiers.get(playbook.playbook_id), (changes or {}).get(playbook.playbook_id)
             )
             lines.append(f"• `{escape(playbook.playbook_id)}`{shown}: {_record(playbook)}")
-    return "\n".join(lines)
+    return lines
 
 
 def stats_json(report: StatsReport, days: int) -> dict[str, Any]:
@@ -74,8 +84,11 @@ def _record(playbook: PlaybookStats) -> str:
 def _tier(tier: int | None, change: TierChange | None) -> str:
     if tier is None:
         return " (no longer in the catalog)"
-    if change is not None and change.tier > tier:
-        return f" (tier {change.tier}, demoted from {tier})"
+    now = tier_of(tier, change)
+    if change is not None and now > tier:
+        return f" (tier {now}, demoted from {tier})"
+    if change is not None and now < tier:
+        return f" (tier {now}, promoted from {tier} by {who(change.by)})"
     return f" (tier {tier})"
 
 

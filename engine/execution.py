@@ -15,9 +15,9 @@ from typing import TypeVar
 
 from pydantic import ValidationError
 
-from engine.autonomy import Autonomy, TierChange, demotion
-from engine.evidence import record
+from engine.earned import EarnedAutonomy
 from engine.models import (
+    GRACE,
     BenchmarkResult,
     Decision,
     Incident,
@@ -25,7 +25,6 @@ from engine.models import (
     Outcome,
     Plan,
     PlannedCheck,
-    PlaybookStats,
     Snapshot,
     StepResult,
     Verification,
@@ -36,7 +35,6 @@ from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resi
 from engine.story import (
     BreakerChanged,
     Cleared,
-    Demoted,
     Held,
     Learned,
     NeedsHuman,
@@ -49,7 +47,6 @@ from engine.story import (
 
 log = logging.getLogger(__name__)
 
-GRACE = "grace"
 S = IncidentState
 T = TypeVar("T")
 # What a step can fail with that is the world's doing, not a bug: shown, not traced.
@@ -66,10 +63,8 @@ class Execution:
     narrator: Narrator
     executors: Mapping[str, Executor]
     clock: Clock
+    earned: EarnedAutonomy
     resilience: Resilience = field(default_factory=Resilience)
-    autonomy: Autonomy = field(default_factory=Autonomy)
-    base_tiers: Mapping[str, int] = field(default_factory=dict)
-    """Each playbook's tier in the catalog, from which a demotion counts."""
 
     async def run(self, incident_id: int) -> Incident | None:
         """Carry out the plan of an approved incident; None when it does not start.
@@ -320,30 +315,7 @@ class Execution:
             )
         )
         await self.narrator.tell(incident, Learned(stats=stats, success=success))
-        if not success:
-            await self._maybe_demote(incident, plan, stats)
-
-    async def _maybe_demote(self, incident: Incident, plan: Plan, stats: PlaybookStats) -> None:
-        """A playbook whose record fell below the floor needs approval again, at once."""
-        base = self.base_tiers.get(plan.playbook_id, plan.tier)
-        current = (await self.store.playbook_tiers()).get(plan.playbook_id)
-        tier = demotion(stats, base, current, self.autonomy)
-        if tier is None:
-            return
-        why = (
-            f"{record(stats)}: under the {self.autonomy.demote_below:.0%} floor"
-            f" after {stats.attempts} runs"
-        )
-        change = TierChange(
-            playbook_id=plan.playbook_id,
-            tier=tier,
-            base_tier=base,
-            by=GRACE,
-            reason=why,
-            at=self.clock.now(),
-        )
-        await self.store.change_tier(change)
-        await self.narrator.tell(incident, Demoted(change=change))
+        await self.earned.learned(incident, plan, stats, success=success)
 
     async def _move(
         self, incident: Incident, new: IncidentState, *, reason: str | None = None

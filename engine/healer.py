@@ -20,6 +20,7 @@ from engine.approval import ApprovalPolicy
 from engine.autonomy import Autonomy, effective
 from engine.availability import Availabilities, Readiness
 from engine.catalog import Catalog
+from engine.earned import EarnedAutonomy
 from engine.execution import GRACE, Execution, hold_refusal
 from engine.kill_switch import KillSwitch
 from engine.models import (
@@ -41,6 +42,7 @@ from engine.proposal import (
     Reading,
     Refused,
     dry_run,
+    for_people,
     manual_request,
     propose,
     read,
@@ -95,14 +97,17 @@ class Healer:
         self.availabilities = Availabilities(clock)
         self.narrator = Narrator(notifier)
         self.resilience = resilience or Resilience()
-        self.execution = Execution(
+        self.earned = EarnedAutonomy(
             store,
             self.narrator,
-            executors,
             clock,
-            self.resilience,
             autonomy or Autonomy(),
             {p.id: p.tier for p in catalog.playbooks},
+            admins,
+        )
+        """Demotions, and the promotions it proposes and admins decide."""
+        self.execution = Execution(
+            store, self.narrator, executors, clock, self.earned, self.resilience
         )
         self.kill_switch = KillSwitch(
             store, self.narrator, clock, admins, lambda i: self.spawn(self.execution.run(i))
@@ -166,7 +171,7 @@ class Healer:
         if reading.proposal is None:
             return reading
         reading = dataclasses.replace(
-            reading, proposal=await self._at_current_tier(reading.proposal)
+            reading, proposal=await self._at_current_tier(reading.proposal, alert)
         )
         hold = await self.store.target_hold(reading.proposal.plan.target)
         if hold is None:
@@ -304,7 +309,7 @@ class Healer:
 
     async def _plan(self, alert: Alert) -> Proposal:
         proposal = await propose(alert, *self._planning_inputs())
-        return await self._at_current_tier(proposal)
+        return await self._at_current_tier(proposal, alert)
 
     def _planning_inputs(self) -> tuple[Any, ...]:
         """What proposing and reading an alert both consult, in their parameters' order."""
@@ -316,10 +321,11 @@ class Healer:
             self._records,
         )
 
-    async def _at_current_tier(self, proposal: Proposal) -> Proposal:
-        """A demoted playbook's plan asks for the approvals of its new tier."""
+    async def _at_current_tier(self, proposal: Proposal, alert: Alert) -> Proposal:
+        """A demoted or promoted playbook's plan asks for the approvals of its new
+        tier; a person's words still wait for one."""
         change = (await self.store.playbook_tiers()).get(proposal.plan.playbook_id)
-        plan = effective(proposal.plan, change)
+        plan = for_people(alert, effective(proposal.plan, change))
         return proposal if plan is proposal.plan else dataclasses.replace(proposal, plan=plan)
 
     async def _records(self, playbook_ids: Sequence[str]) -> dict[str, PlaybookStats]:
@@ -401,7 +407,9 @@ class Healer:
             open_incident=self._open,
             present=self._present,
         )
-        return await recovery.run()
+        interrupted = await recovery.run()
+        await self.earned.resume()
+        return interrupted
 
     async def clear_target(self, user: str, name: str) -> str:
         """A person vouches for a target, admins only: its holds are lifted and the

@@ -173,6 +173,9 @@ class Target(Frozen):
     name: str
 
 
+GRACE = "grace"
+"""The actor of what GRACE does by itself, in the audit log and on the records."""
+
 REQUIRED_APPROVALS = {1: 0, 2: 1, 3: 2}
 """Distinct approvals each tier needs: tier 1 heals at once, tier 3 takes two people."""
 
@@ -230,6 +233,14 @@ def at_least_tier(plan: Plan, tier: int) -> Plan:
         return plan
     required = max(plan.required_approvals, REQUIRED_APPROVALS[tier])
     return plan.model_copy(update={"tier": tier, "required_approvals": required})
+
+
+def lowered_to_tier(plan: Plan, tier: int) -> Plan:
+    """The plan at a lower `tier`, asking only what that tier asks: a playbook's own
+    stricter rule (approvers, count) was its old tier's, and goes with it."""
+    return plan.model_copy(
+        update={"tier": tier, "required_approvals": REQUIRED_APPROVALS[tier], "approvers": ()}
+    )
 
 
 class Incident(Frozen):

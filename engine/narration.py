@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from engine.models import Incident
 from engine.ports import Notifier
-from engine.story import StoryEvent
+from engine.story import PromotionProposed, StoryEvent
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ class Narrator:
             await self.notifier.announce(event)
         except Exception:
             log.exception("could not announce %s", type(event).__name__)
+
+    async def propose_promotion(self, event: PromotionProposed) -> None:
+        try:
+            await self.notifier.propose_promotion(event)
+        except Exception:
+            log.exception("could not propose promoting %s", event.proposal.playbook_id)
 
     async def tell_user(self, channel: str, user: str, text: str) -> None:
         try:

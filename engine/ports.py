@@ -15,7 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.autonomy import TierChange
+from engine.autonomy import TierChange, TierProposal
 from engine.models import (
     Alert,
     Approval,
@@ -38,7 +38,7 @@ from engine.models import (
     TargetHold,
     Verification,
 )
-from engine.story import StoryEvent
+from engine.story import PromotionProposed, StoryEvent
 
 
 class Clock(Protocol):
@@ -99,7 +99,23 @@ class Store(Protocol):
 
     async def playbook_tiers(self) -> dict[str, TierChange]: ...
 
-    async def change_tier(self, change: TierChange) -> None: ...
+    async def change_tier(self, change: TierChange) -> None:
+        """GRACE's own change (a demotion), audited; an open proposal for the playbook,
+        which was about its old tier, is dismissed in the same transaction."""
+
+    async def propose_tier(self, proposal: TierProposal, *, quiet_runs: int) -> TierProposal | None:
+        """Store an open proposal with its audit row; None, writing nothing, when the
+        playbook has one open, or had one dismissed fewer than `quiet_runs` runs ago."""
+
+    async def tier_proposal(self, proposal_id: int) -> TierProposal | None: ...
+
+    async def open_proposals(self) -> list[TierProposal]:
+        """Proposals nobody decided yet, oldest first."""
+
+    async def decide_proposal(self, decided: TierProposal, change: TierChange | None) -> bool:
+        """Compare-and-set: the proposal, if still open, takes `decided`'s state, with
+        its audit row and (an Accept) the new tier, in one transaction. False when
+        it was decided already."""
 
     async def due_to_expire(self, now: datetime) -> list[Incident]:
         """Incidents awaiting approval whose deadline has passed."""
@@ -164,6 +180,9 @@ class Notifier(Protocol):
 
     async def announce(self, event: StoryEvent) -> None:
         """A notice for every alert channel, not about one incident (the kill switch)."""
+
+    async def propose_promotion(self, event: PromotionProposed) -> None:
+        """A message of its own in the proposal's channel, with Accept and Dismiss."""
 
 
 class Directory(Protocol):

@@ -119,7 +119,7 @@ async def propose(
                 )
             typed = playbook.target.typed_from(named)
             request = f"{playbook.id} {typed}" if typed else None
-            return Proposal(diagnosis, _for_people(alert, targeted.plan), request)
+            return Proposal(diagnosis, for_people(alert, targeted.plan), request)
     assert first is not None, "_readings yields at least one reading or raises"
     raise first
 
@@ -177,7 +177,7 @@ def from_a_person(alert: Alert) -> bool:
     return alert.reporter is not None and alert.source != MANUAL
 
 
-def _for_people(alert: Alert, plan: Plan) -> Plan:
+def for_people(alert: Alert, plan: Plan) -> Plan:
     """What a person's message leads to always waits for an approval: tier 2 at least."""
     return at_least_tier(plan, PEOPLE_TIER) if from_a_person(alert) else plan
 

@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from engine.models import Frozen, PlaybookStats
 
 PERIODS = {"7d": 7, "30d": 30, "90d": 90}
-"""The periods `/grace stats` offers, in days."""
+"""The periods `/grace stats` offers, in days: whole UTC hours, up to the end of
+the hour in progress (see `periods`)."""
 
 
 class PeriodStats(Frozen):
-    """Incidents opened in [since, until), and heals that ended in it."""
+    """Incidents opened in [since, until), and heals that ended in it.
+
+    Counted by UTC hour: a bound inside an hour stands for the start of that
+    hour, so bounds on the hour are exact (`periods` puts them there)."""
 
     since: datetime
     until: datetime
@@ -55,11 +59,16 @@ class StatsReport(Frozen):
 def periods(
     until: datetime, days: int
 ) -> tuple[tuple[datetime, datetime], tuple[datetime, datetime]]:
-    """The last `days` days up to `until`, and the same length before them."""
+    """The last `days` days up to the end of the UTC hour `until` is in, and the same
+    length before them: statistics are counted by hour (see PeriodStats), so the
+    hour in progress counts whole and both periods start and end on the hour."""
     if days < 1:
         raise ValueError("a period is at least one day")
+    utc = until.astimezone(UTC)
+    hour = utc.replace(minute=0, second=0, microsecond=0)
+    end = (hour if hour == utc else hour + timedelta(hours=1)).astimezone(until.tzinfo)
     length = timedelta(days=days)
-    return (until - length, until), (until - 2 * length, until - length)
+    return (end - length, end), (end - 2 * length, end - length)
 
 
 def percentile(values: Sequence[float], fraction: float) -> float | None:

@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from engine.autonomy import TierChange
+from engine.autonomy import TierChange, TierProposal
 from engine.models import (
     Diagnosis,
     Pause,
@@ -146,6 +146,12 @@ class Demoted(_Event):
     change: TierChange
 
 
+class PromotionProposed(_Event):
+    """The playbook's record clears the bar: an admin may promote it, in the alert channel."""
+
+    proposal: TierProposal
+
+
 StoryEvent = (
     Planned
     | NeedsHuman
@@ -165,6 +171,7 @@ StoryEvent = (
     | HoldCleared
     | Learned
     | Demoted
+    | PromotionProposed
     | Paused
     | Resumed
 )

@@ -19,8 +19,9 @@ Python and one row in an `executemany`:
 - each group's active incident is read once, and each touched incident's
   members once, however many of the pass's alerts it gets;
 - alert rows, member upserts (one per member, whatever its repeats),
-  incident inserts, counter updates and delivery keys are each one
-  `executemany`;
+  incident inserts, counter updates, the new incidents' period counts (one
+  upsert per hour and count, storage/hourly.py) and delivery keys are each
+  one `executemany`;
 - each delivery's touched incidents become one `Incident` model each, as
   that delivery left them;
 - each delivery gets one `alerts.received` audit row that attests every
@@ -49,6 +50,7 @@ import aiosqlite
 
 from engine.models import Alert, AlertStatus, Incident, IncidentState, Intake, canonical_json
 from storage import audit as audit_log
+from storage import hourly
 from storage.db import parse_time, time_text
 from storage.rows import ACTIVE, INCIDENT_SELECT, INSERT_ALERT, incident_from_row
 
@@ -520,6 +522,10 @@ class _Pass:
                     for g in self._opened
                     if g.opener is not None and g.opened_at is not None
                 ],
+            )
+            hourly.opened(
+                conn,
+                [(g.opened_at, g.opener.name) for g in self._opened if g.opener and g.opened_at],
             )
         # Every row must go in, at the id it was given: the audit rows name the ranges.
         rows = self._rows

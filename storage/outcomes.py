@@ -1,7 +1,8 @@
 """Outcome rows: one per incident end, a heal that ran or an end where none did.
 
-A heal's row and its playbook's pre-aggregated totals commit together, so a
-playbook's record is read without scanning history. Ends where nothing ran to
+A heal's row, its playbook's pre-aggregated totals and its period counts
+(storage/hourly.py) commit together, so a playbook's record and the period
+statistics are read without scanning history. Ends where nothing ran to
 completion (rejected, expired, needs a human, interrupted) are written by the
 same transaction that moves the incident there, so no end is ever missing.
 """
@@ -12,6 +13,7 @@ import sqlite3
 from datetime import datetime
 
 from engine.models import Incident, Outcome, PlaybookStats, canonical_json
+from storage import hourly
 from storage.db import parse_time, time_text
 from storage.rows import read_playbook_stats
 
@@ -59,6 +61,7 @@ def insert(conn: sqlite3.Connection, outcome: Outcome) -> None:
 def record_heal(conn: sqlite3.Connection, outcome: Outcome, now: datetime) -> PlaybookStats:
     """The heal's row and its playbook's new totals, in the caller's transaction."""
     insert(conn, outcome)
+    hourly.healed(conn, outcome)
     conn.execute(
         _ADD_TO_PLAYBOOK,
         (outcome.playbook_id, int(outcome.success), outcome.seconds, time_text(now)),

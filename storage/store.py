@@ -22,7 +22,7 @@ from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from engine.autonomy import TierChange
+from engine.autonomy import TierChange, TierProposal
 from engine.models import (
     UNHEALED_ENDS,
     Alert,
@@ -49,17 +49,20 @@ from engine.models import (
 )
 from engine.ports import Clock
 from engine.stats import StatsReport, periods
+from engine.weekly import Period, WeeklyReport
 from storage import audit as audit_log
-from storage import controls, intake
+from storage import controls, hourly, intake
 from storage import holds as hold_rows
 from storage import home as home_rows
 from storage import inbox as inbox_rows
 from storage import outbox as outbox_rows
 from storage import outcomes as outcome_rows
+from storage import proposals as proposal_rows
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
 from storage import stats as stats_rows
 from storage import tiers as tier_rows
+from storage import weekly as weekly_rows
 from storage.audit import AuditReport
 from storage.db import connect, migrate, parse_time, time_text
 from storage.loop_commits import LoopCommits
@@ -209,8 +212,9 @@ class SqliteStore:
     ) -> Incident | None:
         """Compare-and-set: move the incident only if it is still `expected`.
 
-        The state write and its audit row are one transaction. Returns the new
-        incident, or None when another writer moved it first.
+        The state write, its audit row and its period counts (storage/hourly.py)
+        are one transaction. Returns the new incident, or None when another
+        writer moved it first.
         """
         if not can_transition(expected, new):
             raise ValueError(f"illegal incident transition {expected.value} -> {new.value}")
@@ -251,6 +255,8 @@ class SqliteStore:
                 detail=detail,
             )
             moved = read_incident(conn, incident_id)
+            if moved is not None:
+                hourly.moved(conn, moved, expected)
             if moved is not None and moved.plan is not None and holds_target(expected, new):
                 hold_rows.hold(conn, moved.plan.target, incident_id, reason or new.value, now)
             if moved is not None and new in UNHEALED_ENDS:
@@ -381,6 +387,7 @@ class SqliteStore:
             )
             if cursor.rowcount != 1:
                 return False
+            hourly.approved(conn, approval, time_text(approval.at))
             audit_log.append(
                 conn,
                 at=approval.at,
@@ -557,8 +564,22 @@ class SqliteStore:
         }
 
     async def change_tier(self, change: TierChange) -> None:
-        """A playbook's new tier, with its audit row, in one transaction."""
-        await self._write(lambda conn: tier_rows.change(conn, change))
+        """A playbook's new tier, with its audit row, in one transaction (an open
+        proposal for it is dismissed there too: it was about the old tier)."""
+        await self._write(lambda conn: proposal_rows.change_tier(conn, change))
+
+    async def propose_tier(self, proposal: TierProposal, *, quiet_runs: int) -> TierProposal | None:
+        return await self._write(lambda conn: proposal_rows.propose(conn, proposal, quiet_runs))
+
+    async def open_proposals(self) -> list[TierProposal]:
+        return [proposal_rows.from_row(row) for row in await self._fetchall(proposal_rows.OPEN)]
+
+    async def tier_proposal(self, proposal_id: int) -> TierProposal | None:
+        row = await self._fetchone(proposal_rows.BY_ID, (proposal_id,))
+        return None if row is None else proposal_rows.from_row(row)
+
+    async def decide_proposal(self, decided: TierProposal, change: TierChange | None) -> bool:
+        return await self._write(lambda conn: proposal_rows.decide(conn, decided, change))
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
         # Both queries in one read transaction, so totals and median agree.
@@ -824,6 +845,40 @@ class SqliteStore:
         """`/grace incidents N`: everything stored about one incident; None if unknown."""
         async with self._reading() as conn:
             return await report_rows.consistent(conn, lambda c: report_rows.story(c, incident_id))
+
+    # -- the weekly report -------------------------------------------------------
+
+    async def weekly_report(self, period: Period, tz: str, days: list[Period]) -> WeeklyReport:
+        """The report's numbers for `period` and each of its `days`, in one transaction."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(
+                conn, lambda c: weekly_rows.read_report(c, period, tz, days)
+            )
+
+    async def installed_at(self) -> datetime:
+        """When this database was created (its first migration)."""
+        row = await self._fetchone("SELECT applied_at FROM schema_version ORDER BY version LIMIT 1")
+        assert row is not None, "an open store is migrated"
+        return parse_time(row[0])
+
+    async def report_claimed(self, period: Period) -> bool:
+        return await self._fetchone(weekly_rows.REPORTED, (time_text(period.end),)) is not None
+
+    async def claim_report(
+        self, period: Period, channel: str, message: Mapping[str, Any], chart: Mapping[str, Any]
+    ) -> bool:
+        """Claim the period and queue its message and chart at once; False if claimed before."""
+        now_text = time_text(self._clock.now())
+        return await self._write(
+            lambda conn: weekly_rows.claim(conn, period, channel, message, chart, now_text)
+        )
+
+    async def sent_ts(self, item_id: int) -> str | None:
+        """The Slack ts an outbox row became, once it was sent."""
+        row = await self._fetchone(
+            "SELECT slack_ts FROM outbox WHERE id = ? AND state = 'sent'", (item_id,)
+        )
+        return None if row is None else row[0]
 
     # -- App Home ------------------------------------------------------------
 

@@ -25,7 +25,8 @@ Workspace = tuple[dict[str, str], dict[str, str], dict[str, list[str]]]
 def workspace_for(settings: Settings) -> Workspace:
     """Channels, users and user groups (by ID) for the IDs the config names."""
     routed = [r.channel for r in settings.routes]
-    named = [*settings.alert_channels, settings.default_channel, *routed]
+    report = [settings.weekly_report.channel] if settings.weekly_report else []
+    named = [*settings.alert_channels, settings.default_channel, *routed, *report]
     ids = list(dict.fromkeys(c for c in named if c)) or [DEFAULT_CHANNEL]
     channels = {c: "alerts" if i == 0 else c.lower() for i, c in enumerate(ids)}
     people = [*settings.approvers.tier2, *settings.approvers.tier3, *settings.admins]

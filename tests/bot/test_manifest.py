@@ -53,6 +53,7 @@ def test_the_bot_reads_alert_channels_and_can_answer():
         "chat:write",
         "commands",
         "channels:read",
+        "files:write",  # files_upload_v2, for the weekly report's chart
     } <= scopes
 
 

@@ -16,6 +16,7 @@ from bot.demo import APPROVER, CHANNEL, MONITOR, bloat_wal, demo_settings
 from bot.devslack import Delivery, DevSlack, Message
 from bot.ids import ActionId
 from engine.models import Incident
+from engine.ports import Clock
 
 OTHER_CHANNEL = "C0RANDOM"
 WEBHOOK_TOKEN = "webhook-test-token"
@@ -105,6 +106,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
         playbooks: str | None = None,
         rows: int = 5000,
         usergroups: dict[str, list[str]] | None = None,
+        clock: Clock | None = None,
         **overrides: object,
     ) -> Harness:
         app_db = tmp_path / "app" / "app.db"
@@ -126,7 +128,7 @@ async def make_harness(tmp_path: Path) -> AsyncIterator[MakeHarness]:
             folder.mkdir()
             (folder / "custom.yml").write_text(playbooks)
             settings = settings.model_copy(update={"playbook_dirs": [folder]})
-        grace = await build(settings)
+        grace = await build(settings, clock)
         await grace.start()
         slack.connect(f"{grace.url}/slack/events")
         harness = Harness(slack, grace, app_db, owner)

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engine.autonomy import TierChange
+from engine.autonomy import ProposalState, TierChange, TierProposal
 from engine.models import (
     Alert,
     AlertStatus,
@@ -38,7 +38,7 @@ from engine.models import (
     holds_target,
 )
 from engine.ports import ExecutorSpec, TargetRefused, TransientError, WaitingParams
-from engine.story import StoryEvent
+from engine.story import PromotionProposed, StoryEvent
 
 
 class FixedClock:
@@ -67,6 +67,7 @@ class MemoryStore:
     verification_rows: list[tuple[int, Verification]] = field(default_factory=list)
     outcomes: list[Outcome] = field(default_factory=list)
     tiers: dict[str, TierChange] = field(default_factory=dict)
+    proposals: dict[int, TierProposal] = field(default_factory=dict)
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
     pause: Pause | None = None
     held: list[TargetHold] = field(default_factory=list)
@@ -204,7 +205,41 @@ class MemoryStore:
         return dict(self.tiers)
 
     async def change_tier(self, change: TierChange) -> None:
+        for proposal in list(self.proposals.values()):
+            if proposal.playbook_id == change.playbook_id and proposal.state is ProposalState.OPEN:
+                closed = {"state": ProposalState.DISMISSED, "decided_by": change.by}
+                self.proposals[proposal.id] = proposal.model_copy(update=closed)
         self.tiers[change.playbook_id] = change
+
+    async def propose_tier(self, proposal: TierProposal, *, quiet_runs: int) -> TierProposal | None:
+        mine = [p for p in self.proposals.values() if p.playbook_id == proposal.playbook_id]
+        if any(p.state is ProposalState.OPEN for p in mine) or any(
+            p.state is ProposalState.DISMISSED
+            and (p.decided_runs or 0) > proposal.attempts - quiet_runs
+            for p in mine
+        ):
+            return None
+        stored = proposal.model_copy(update={"id": len(self.proposals) + 1})
+        self.proposals[stored.id] = stored
+        self.audit_rows.append(("grace", "promotion.proposed", None, {"proposal": stored.id}))
+        return stored
+
+    async def tier_proposal(self, proposal_id: int) -> TierProposal | None:
+        return self.proposals.get(proposal_id)
+
+    async def open_proposals(self) -> list[TierProposal]:
+        return [p for p in self.proposals.values() if p.state is ProposalState.OPEN]
+
+    async def decide_proposal(self, decided: TierProposal, change: TierChange | None) -> bool:
+        if self.proposals[decided.id].state is not ProposalState.OPEN:
+            return False
+        self.proposals[decided.id] = decided
+        self.audit_rows.append(
+            (str(decided.decided_by), f"promotion.{decided.state}", None, {"proposal": decided.id})
+        )
+        if change is not None:
+            self.tiers[change.playbook_id] = change
+        return True
 
     async def playbook_stats(self, playbook_id: str) -> PlaybookStats:
         mine = [o for o in self.outcomes if o.playbook_id == playbook_id]
@@ -286,12 +321,16 @@ class RecordingNotifier:
     private: list[tuple[str, str, str]] = field(default_factory=list)
     told_once: set[str] = field(default_factory=set)
     notices: list[StoryEvent] = field(default_factory=list)
+    proposals: list[PromotionProposed] = field(default_factory=list)
 
     async def post_card(self, incident: Incident) -> None:
         self.cards[incident.id] = [self.store.incidents[incident.id]]
 
     async def announce(self, event: StoryEvent) -> None:
         self.notices.append(event)
+
+    async def propose_promotion(self, event: PromotionProposed) -> None:
+        self.proposals.append(event)
 
     async def tell_once(self, incident: Incident, event: StoryEvent, key: str) -> None:
         if key not in self.told_once:
