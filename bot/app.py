@@ -29,12 +29,7 @@ from bot.webhooks import build_sources
 from bot.weekly_report import WeeklyReporter
 from engine.catalog import Catalog, load_catalog
 from engine.clock import SystemClock
-from engine.executors.aws import AwsExecutor
-from engine.executors.containers import DockerExecutor
-from engine.executors.files import FilesExecutor
-from engine.executors.k8s import KubernetesExecutor
-from engine.executors.service import ServiceExecutor
-from engine.executors.sqlite import SqliteExecutor
+from engine.executors.plugin import Context, executor_plugins
 from engine.healer import Healer
 from engine.intake.sources import WebhookSource
 from engine.ports import Clock, Closeable, Executor, Quarantining, Store
@@ -47,21 +42,8 @@ log = logging.getLogger(__name__)
 def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
     """Every executor, configured or not: one that cannot act says why, and
     its playbooks still load, so `grace check` validates them."""
-    snapshots = settings.snapshots
-    return {
-        "sqlite": SqliteExecutor(snapshots, clock),
-        "service": ServiceExecutor(settings.services, snapshots / "service", clock),
-        "files": FilesExecutor(snapshots, clock, quarantine_days=settings.quarantine_days),
-        "aws": AwsExecutor(
-            clock, endpoint_url=settings.aws_endpoint_url, region=settings.aws_region
-        ),
-        "docker": DockerExecutor(
-            clock, docker_host=settings.docker_host, compose_files=settings.compose_files
-        ),
-        "kubernetes": KubernetesExecutor(
-            clock, kubeconfig=settings.kubeconfig, context=settings.kube_context
-        ),
-    }
+    context = Context(clock=clock, snapshots=settings.snapshots)
+    return {name: plugin.build(settings, context) for name, plugin in executor_plugins().items()}
 
 
 def chores(executors: dict[str, Executor], store: Store) -> list[Chore]:

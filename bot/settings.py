@@ -6,6 +6,7 @@ the field, never a traceback.
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -21,8 +22,7 @@ from pydantic_settings import (
 
 from engine.approval import ApprovalPolicy
 from engine.autonomy import Autonomy
-from engine.executors.registry import SPECS
-from engine.executors.service import ServiceConfig
+from engine.executors.plugin import executor_plugins, specs
 from engine.intake.sources import webhook_plugins
 from engine.resilience import Policy
 from engine.routing import Route
@@ -94,18 +94,6 @@ class CoreSettings(BaseSettings):
     resilience: dict[str, Policy] = Field(
         default_factory=dict, description="per executor: retries, deadline, breaker, rate"
     )
-    quarantine_days: float = Field(7.0, gt=0, description="days deleted files stay restorable")
-    services: dict[str, ServiceConfig] = Field(
-        default_factory=dict, description="what the service executor knows of each service"
-    )
-    aws_region: str | None = Field(None, description="else the standard boto3 chain's")
-    aws_endpoint_url: str | None = Field(None, description="another AWS endpoint (tests: moto)")
-    docker_host: str | None = Field(None, description="else DOCKER_HOST, else the default socket")
-    compose_files: dict[str, Path] = Field(
-        default_factory=dict, description="compose project -> its compose file"
-    )
-    kubeconfig: Path | None = Field(None, description="else KUBECONFIG, ~/.kube, in-cluster")
-    kube_context: str | None = None
 
     @field_validator("alert_channels", mode="before")
     @classmethod
@@ -118,9 +106,10 @@ class CoreSettings(BaseSettings):
     @classmethod
     def _known_executors(cls, value: dict[str, Any]) -> dict[str, Any]:
         # A misspelt executor would otherwise leave its allowlist or policy silently unused.
-        unknown = sorted(set(value) - set(SPECS))
+        executors = specs()
+        unknown = sorted(set(value) - set(executors))
         if unknown:
-            known = ", ".join(sorted(SPECS))
+            known = ", ".join(sorted(executors))
             raise ValueError(f"unknown executor {', '.join(map(repr, unknown))} (known: {known})")
         return value
 
@@ -161,16 +150,27 @@ class CoreSettings(BaseSettings):
 
     def require(self, *names: str, why: str) -> None:
         """Refuse to go on without settings a command cannot work without."""
-        missing = [_ENV_NAMES.get(n, n) for n in names if getattr(self, n) in (None, "", [])]
+        names_of = _env_names(type(self))
+        missing = [names_of.get(n, n) for n in names if getattr(self, n) in (None, "", [])]
         if missing:
             raise ConfigError(f"{', '.join(missing)} must be set {why}.")
 
 
-def _with_source_settings(core: type[CoreSettings]) -> type[CoreSettings]:
-    """The settings class: GRACE's own fields and every webhook source's
-    (`sentry_client_secret`, `sns_topics`, …), so a source brings its settings
-    with it and a misspelt key is still refused."""
+def settings_class() -> type[CoreSettings]:
+    """The settings class: GRACE's own fields, every webhook source's
+    (`sentry_client_secret`, `sns_topics`, …) and every executor's (`services`,
+    `aws_region`, …), so a plugin brings its settings with it and a misspelt key
+    is still refused. Built for the plugins registered now: one registered
+    later (a test's) brings its keys to the next configuration read."""
     configs = {plugin.config for plugin in webhook_plugins().values()}
+    configs |= {plugin.config for plugin in executor_plugins().values()}
+    return _with_configs(CoreSettings, frozenset(configs))
+
+
+@functools.cache
+def _with_configs(
+    core: type[CoreSettings], configs: frozenset[type[BaseModel]]
+) -> type[CoreSettings]:
     bases = sorted(configs, key=lambda model: f"{model.__module__}.{model.__qualname__}")
     # The namespace's config comes last, so no source's model config loosens GRACE's.
     namespace = {"__module__": __name__, "__doc__": core.__doc__, "model_config": _CONFIG}
@@ -180,13 +180,14 @@ def _with_source_settings(core: type[CoreSettings]) -> type[CoreSettings]:
 if TYPE_CHECKING:
     Settings = CoreSettings
 else:
-    Settings = _with_source_settings(CoreSettings)
+    Settings = settings_class()
 
 
-_ENV_NAMES = {
-    name: str(field.validation_alias or f"GRACE_{name.upper()}")
-    for name, field in Settings.model_fields.items()
-}
+def _env_names(settings: type[BaseModel]) -> dict[str, str]:
+    return {
+        name: str(field.validation_alias or f"GRACE_{name.upper()}")
+        for name, field in settings.model_fields.items()
+    }
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -195,7 +196,7 @@ def load_settings(**overrides: Any) -> Settings:
     if config and not Path(config).is_file():
         raise ConfigError(f"{CONFIG_ENV}={config}: no such file")
     try:
-        return Settings(**overrides)
+        return settings_class()(**overrides)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, config)) from None
     except Exception as exc:  # a YAML syntax error surfaces from the source itself
@@ -207,7 +208,7 @@ def _describe(exc: ValidationError, config: str | None) -> str:
     for error in exc.errors():
         field = ".".join(str(p) for p in error["loc"])
         top = str(error["loc"][0]) if error["loc"] else ""
-        env_name = _ENV_NAMES.get(top) or (top if top.isupper() else None)
+        env_name = _env_names(settings_class()).get(top) or (top if top.isupper() else None)
         where = env_name if env_name and env_name in os.environ else None
         if where is None:
             where = f"{config}: {field}" if config else field

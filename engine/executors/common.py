@@ -1,21 +1,27 @@
 """What every executor needs: strict parameter models, checking that a target
-is theirs, looking up an action by name, and turning untrusted paths into
-allowlisted ones."""
+is theirs, refusing one in the same words, turning untrusted paths into
+allowlisted ones, timing repeated runs and polling until a deadline."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import statistics
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from engine.models import Availability, Target
-from engine.ports import Params, TargetRefused
+from engine.ports import Params, TargetRefused, TransientError
+
+T = TypeVar("T")
 
 
 class RepeatParams(Params):
@@ -24,32 +30,32 @@ class RepeatParams(Params):
     repeat: int = Field(default=5, ge=1, le=100)
 
 
+def refused(executor: str, value: str, why: str) -> TargetRefused:
+    """A target refused, in the words every executor uses."""
+    return TargetRefused(f"{executor} target {value!r} refused: {why}")
+
+
+def not_allowlisted(executor: str, value: str, resolved: str | None = None) -> TargetRefused:
+    """A target no allowlist entry permits (`resolved`: what the value turned into)."""
+    became = f" (resolves to {resolved!r})" if resolved is not None else ""
+    return TargetRefused(f"{executor} target {value!r}{became} is not in the {executor} allowlist")
+
+
 def own(executor: str, target: Target) -> None:
     """Refuse a target resolved by another executor: its name means something else here."""
     if target.executor != executor:
         raise ValueError(f"target {target.name!r} belongs to {target.executor!r}, not {executor}")
 
 
-def lookup(
-    executor: str, table: Mapping[str, type[BaseModel]], kind: str, name: str
-) -> type[BaseModel]:
-    model = table.get(name)
-    if model is None:
-        known = ", ".join(sorted(table))
-        raise ValueError(f"unknown {executor} {kind} {name!r}; known: {known}")
-    return model
-
-
 def real_path(executor: str, value: str, allowlist: Sequence[str], none_allowlisted: str) -> str:
     """The realpath of an untrusted absolute path, for the caller to match against
     its allowlist; refused before any lookup when it cannot be one."""
-    shown = repr(value)
     if not allowlist:
-        raise TargetRefused(f"{executor} target {shown} refused: {none_allowlisted}")
+        raise refused(executor, value, none_allowlisted)
     if "\0" in value:
-        raise TargetRefused(f"{executor} target {shown} refused: the path contains a NUL byte")
+        raise refused(executor, value, "the path contains a NUL byte")
     if not os.path.isabs(value):
-        raise TargetRefused(f"{executor} target {shown} refused: not an absolute path")
+        raise refused(executor, value, "not an absolute path")
     return os.path.realpath(value)
 
 
@@ -116,3 +122,50 @@ def private_dir_usable(path: Path, what: str) -> Availability:
     except OSError as exc:
         return Availability(ok=False, reason=f"{what} {path} cannot be created or written: {exc}")
     return Availability(ok=True)
+
+
+def median_seconds(once: Callable[[], object], repeat: int) -> float:
+    """Median wall seconds of `repeat` runs of `once`: one slow run (a collection, a
+    cold cache) does not decide a benchmark."""
+    rounds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        once()
+        rounds.append(time.perf_counter() - started)
+    return statistics.median(rounds)
+
+
+async def median_seconds_async(once: Callable[[], Awaitable[object]], repeat: int) -> float:
+    """`median_seconds` of a coroutine function."""
+    rounds = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await once()
+        rounds.append(time.perf_counter() - started)
+    return statistics.median(rounds)
+
+
+async def poll_until(
+    read: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    within_s: float,
+    every_s: float,
+) -> tuple[T, float, int]:
+    """Read until `done` or `within_s` has passed: the last reading, the seconds
+    waited and the reads made. A read that fails transiently (a throttled
+    describe call) is read again until the deadline: what is being waited on
+    must not be redone by the engine's retry because one reading failed."""
+    started = time.monotonic()
+    reads = 0
+    while True:
+        reads += 1
+        try:
+            value = await read()
+        except TransientError:
+            if time.monotonic() - started >= within_s:
+                raise
+        else:
+            if done(value) or time.monotonic() - started >= within_s:
+                return value, time.monotonic() - started, reads
+        left = within_s - (time.monotonic() - started)
+        await asyncio.sleep(max(0.0, min(every_s, left)))

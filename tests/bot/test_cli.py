@@ -102,9 +102,9 @@ def test_a_missing_config_file_is_named(monkeypatch, tmp_path, capsys):
 
 def test_check_passes_and_warns_about_what_is_missing(capsys):
     from engine.catalog import load_catalog
-    from engine.executors.registry import SPECS
+    from engine.executors.plugin import specs
 
-    builtins = load_catalog([], SPECS)
+    builtins = load_catalog([], specs())
     assert main(["check"]) == 0
     out = capsys.readouterr().out
     assert (

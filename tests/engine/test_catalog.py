@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import CatalogError, TargetSpec, load_catalog
-from engine.executors.registry import SPECS as BUILTIN_SPECS
+from engine.executors.plugin import specs
 from engine.ports import WaitingParams
 from tests.engine.conftest import PLAYBOOK
 from tests.engine.fakes import FakeExecutor
@@ -31,7 +31,7 @@ def good(tier: int = 2, approval: str = "") -> str:
 
 
 def test_builtins_load_with_the_shipped_executors():
-    catalog = load_catalog([], BUILTIN_SPECS)
+    catalog = load_catalog([], specs())
     playbook = catalog.playbook_for("sqlite_wal_too_large")
     assert playbook is not None and playbook.id == "sqlite-wal-checkpoint" and playbook.tier == 2
 
@@ -40,7 +40,7 @@ def test_every_shipped_check_that_waits_tells_the_engine_through_waiting_params(
     """The engine gives a check's call its `within_s` only when the model is a WaitingParams."""
     waiting = [
         (executor, check, model)
-        for executor, spec in BUILTIN_SPECS.items()
+        for executor, spec in specs().items()
         for check, model in spec.checks.items()
         if "within_s" in model.model_fields
     ]
@@ -81,7 +81,7 @@ def test_a_parameter_the_action_does_not_take_is_refused(tmp_path):
         ),
     )
     with pytest.raises(CatalogError) as caught:
-        load_catalog([folder], BUILTIN_SPECS)
+        load_catalog([folder], specs())
     assert caught.value.field == "playbooks[0].steps[0].params.mode"
 
 

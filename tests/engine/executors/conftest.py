@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.catalog import Catalog, builtin_dir, load_catalog
-from engine.executors.registry import SPECS
+from engine.executors.plugin import specs
 from engine.executors.sqlite import SqliteExecutor
 from engine.models import Snapshot, Target
 from tests.engine import fakes
@@ -45,7 +45,7 @@ def builtin_catalog(tmp_path: Path, executor: str) -> Catalog:
         shutil.copyfile(builtin_dir() / kind / f"{executor}.yml", folder / kind / f"{executor}.yml")
     for name in SHARED_PATTERNS:
         shutil.copyfile(builtin_dir() / "patterns" / name, folder / "patterns" / name)
-    return load_catalog([folder], {executor: SPECS[executor]}, builtins=False)
+    return load_catalog([folder], {executor: specs()[executor]}, builtins=False)
 
 
 def step_snapshot(target: Target, location: str = "") -> Snapshot:

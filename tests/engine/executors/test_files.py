@@ -25,8 +25,8 @@ import pytest
 
 from engine.catalog import Catalog, load_catalog
 from engine.executors.files import FilesExecutor
-from engine.executors.quarantine import Manifest, RestoreError
-from engine.executors.registry import SPECS
+from engine.executors.files.quarantine import Manifest, RestoreError
+from engine.executors.plugin import specs
 from engine.intake.alertmanager import parse_alertmanager
 from engine.models import (
     Alert,
@@ -796,7 +796,7 @@ def catalog(tmp_path: Path) -> Catalog:
 
 
 def test_the_files_builtins_load_beside_every_other_builtin() -> None:
-    catalog = load_catalog([], SPECS)
+    catalog = load_catalog([], specs())
     treating = {p: catalog.playbook_for(p) for p in ("disk_filling_with_logs", "stale_bytecode")}
     assert {p: b.id for p, b in treating.items() if b} == {
         "disk_filling_with_logs": "files-rotate-logs",

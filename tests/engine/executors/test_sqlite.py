@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from engine.catalog import Catalog
-from engine.executors.holders import open_holders
 from engine.executors.sqlite import SqliteExecutor, vacuum_space_problem
+from engine.executors.sqlite.holders import open_holders
 from engine.intake.alertmanager import parse_alertmanager
 from engine.intake.generic import parse_generic
 from engine.intake.slack import parse_slack_message
@@ -754,7 +754,7 @@ SCAN = """
 import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[2])
-from engine.executors.holders import open_holders
+from engine.executors.sqlite.holders import open_holders
 holders = open_holders(Path(sys.argv[1]))
 print(json.dumps({"pids": [h.pid for h in holders.found], "hidden": holders.hidden,
                   "text": holders.describe()}))

@@ -27,7 +27,7 @@ from typing import Literal
 import yaml
 
 
-# Here, not in service.py, which imports this module: its HTTP calls raise it too.
+# Here, as this module imports nothing else of the package; client.py raises it too.
 class ServiceError(Exception):
     """A failure retrying will not fix: a 4xx answer, an unexpected body, a
     config file that does not hold the setting where it should."""

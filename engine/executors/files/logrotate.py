@@ -1,5 +1,6 @@
-"""The rotate_logs action: a log and its numbered generations, rotated like
-logrotate does, with what it replaces or drops moved into the step's quarantine."""
+"""Logs: the rotate_logs action, a log and its numbered generations rotated like
+logrotate does, with what it replaces or drops moved into the step's quarantine;
+and the logs_at_most check."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from engine.executors.common import human_size
-from engine.executors.quarantine import Recorder
-from engine.executors.tree import (
+from engine.executors.common import human_size, utc
+from engine.executors.files.operations import OPS, Step
+from engine.executors.files.quarantine import Recorder
+from engine.executors.files.tree import (
     CHUNK,
     left_alone_note,
     listed,
@@ -48,6 +50,11 @@ class RotateLogsParams(Params):
     max_age_days: float = Field(gt=0, description="rotated generations older than this go")
     compress: bool = True
     min_bytes: int = Field(default=0, ge=0, description="smaller logs are not rotated")
+
+
+class LogsAtMostParams(Params):
+    bytes: int = Field(ge=0)
+    pattern: FileGlob = "*.log"
 
 
 @dataclass
@@ -88,19 +95,53 @@ class _Rotation:
         )
 
 
-def rotate_logs(changes: Recorder, root: Path, params: RotateLogsParams, now: float) -> _Rotation:
+@OPS.actions("rotate_logs", RotateLogsParams)
+def rotate_logs(params: RotateLogsParams, step: Step) -> str:
     report = _Rotation()
-    cutoff = now - params.max_age_days * 86400
-    for directory, dirnames, filenames in walk(root):
+    cutoff = utc(step.clock.now()).timestamp() - params.max_age_days * 86400
+    for directory, dirnames, filenames in walk(step.root):
         for logs in _log_sets(directory, [*dirnames, *filenames], params.pattern):
-            _rotate_set(changes, logs, params, cutoff, report)
-    return report
+            _rotate_set(step.changes, logs, params, cutoff, report)
+    return report.detail(step.root, params, _space_note(step))
+
+
+def _space_note(step: Step) -> str:
+    """What rotation did to the disk: moving into a quarantine on the same
+    file system frees nothing until the quarantine is purged."""
+    root, changes = step.root, step.changes
+    change = changes.moved_bytes - changes.created_bytes
+    grew = "smaller" if change >= 0 else "larger"
+    held = f"{human_size(changes.moved_bytes)} now waits in {changes.folder}"
+    if os.stat(changes.folder).st_dev != os.lstat(root).st_dev:
+        return f"{root} is {human_size(abs(change))} {grew}; {held}, on another file system"
+    return (
+        f"{root} is {human_size(abs(change))} {grew}; {held}, on the same file system, so "
+        f"the disk gets that space back only when the quarantine is purged after "
+        f"{step.quarantine_days:g} days"
+    )
+
+
+@OPS.checks("logs_at_most", LogsAtMostParams)
+def logs_at_most(params: LogsAtMostParams, root: Path) -> tuple[bool, str]:
+    """Every live log (not a numbered generation) at most `bytes` bytes."""
+    pattern, limit = params.pattern, params.bytes
+    big: list[str] = []
+    for directory, _, filenames in walk(root):
+        for name in filenames:
+            if not fnmatchcase(name, pattern) or _generation_of(name, pattern) is not None:
+                continue
+            st = lstat_or_none(directory / name)
+            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+                big.append(f"{(directory / name).relative_to(root)} ({human_size(st.st_size)})")
+    if big:
+        return False, f"logs under {root} larger than {human_size(limit)}: {listed(big)}"
+    return True, f"every {pattern!r} log under {root} is at most {human_size(limit)}"
 
 
 def _log_sets(directory: Path, names: Sequence[str], pattern: str) -> list[_LogSet]:
     sets: dict[str, _LogSet] = {}
     for name in names:
-        generation = generation_of(name, pattern)
+        generation = _generation_of(name, pattern)
         if generation is not None:
             base, number = generation
             sets.setdefault(base, _LogSet(directory / base)).generations[directory / name] = number
@@ -109,7 +150,7 @@ def _log_sets(directory: Path, names: Sequence[str], pattern: str) -> list[_LogS
     return [sets[base] for base in sorted(sets)]
 
 
-def generation_of(name: str, pattern: str) -> tuple[str, int] | None:
+def _generation_of(name: str, pattern: str) -> tuple[str, int] | None:
     """`app.log.3.gz` is generation 3 of `app.log` when `app.log` matches the pattern."""
     found = _GENERATION.match(name)
     if found is None or not fnmatchcase(found["base"], pattern):

@@ -24,7 +24,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from engine.executors.common import utc
-from engine.executors.tree import CHUNK, lstat_or_none, nofollow, tree_usage, what_is
+from engine.executors.files.tree import CHUNK, lstat_or_none, nofollow, tree_usage, what_is
 
 MANIFEST = "manifest.json"
 

@@ -1,16 +1,6 @@
-"""The files executor: clears `__pycache__` trees and rotates logs under allowlisted roots.
-
-A step never deletes. Each step gets its own quarantine folder (its snapshot):
-every file the step removes or replaces is moved there after a manifest entry
-naming it has been written and fsynced, and every file it creates is recorded,
-so rollback can put the tree back as it was. `purge_quarantine` is the only
-true deletion, of folders older than `quarantine_days`.
-
-Symlinks are never followed: walks use lstat and `followlinks=False`, a
-symlinked log or `__pycache__` is left alone and named in the step's detail,
-files are opened with O_NOFOLLOW, and every move first checks that no directory
-on either side has become a symlink since the walk.
-"""
+"""The files executor: which tree a target names, its quarantine folders (its
+snapshots, their restore and their purge), and the dispatch of its operations
+into a worker thread each."""
 
 from __future__ import annotations
 
@@ -20,27 +10,26 @@ import logging
 import os
 import shutil
 import stat
-import statistics
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from engine.executors.common import (
-    RepeatParams,
     glob_matches,
-    human_size,
-    lookup,
     own,
     private_dir_usable,
     real_path,
+    refused,
     utc,
 )
-from engine.executors.logrotate import FileGlob, RotateLogsParams, generation_of, rotate_logs
-from engine.executors.quarantine import (
+
+# Imported for their handlers, which declare themselves in OPS.
+from engine.executors.files import logrotate, pycache, usage  # noqa: F401
+from engine.executors.files.operations import EXECUTOR_NAME, OPS, Step
+from engine.executors.files.quarantine import (
     MANIFEST,
     Manifest,
     Recorder,
@@ -52,7 +41,8 @@ from engine.executors.quarantine import (
     save,
     undo,
 )
-from engine.executors.tree import left_alone_note, listed, lstat_or_none, tree_usage, walk
+from engine.executors.files.tree import lstat_or_none
+from engine.executors.plugin import Context, ExecutorPlugin, register_executor
 from engine.models import (
     Availability,
     CheckResult,
@@ -63,48 +53,22 @@ from engine.models import (
     StepResult,
     Target,
 )
-from engine.ports import Clock, ExecutorSpec, Params, TargetRefused, TransientError
-
-EXECUTOR_NAME = "files"
-PYCACHE = "__pycache__"
+from engine.ports import Clock, Executor, TargetRefused, TransientError
 
 # A busy mount point, a lock held elsewhere, a running executable: gone on retry.
 _TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.ETXTBSY})
 
 log = logging.getLogger(__name__)
 
-
-class ClearPycacheParams(Params):
-    pass
+SPEC = OPS.spec
 
 
-class NoPycacheParams(Params):
-    pass
+class FilesConfig(BaseModel):
+    """The keys of GRACE's configuration the files executor reads."""
 
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
-class DirSizeAtMostParams(Params):
-    bytes: int = Field(ge=0)
-
-
-class DiskFreeAtLeastParams(Params):
-    percent: float = Field(ge=0, le=100)
-
-
-class LogsAtMostParams(Params):
-    bytes: int = Field(ge=0)
-    pattern: FileGlob = "*.log"
-
-
-SPEC = ExecutorSpec(
-    actions={"clear_pycache": ClearPycacheParams, "rotate_logs": RotateLogsParams},
-    checks={
-        "no_pycache": NoPycacheParams,
-        "dir_size_at_most": DirSizeAtMostParams,
-        "disk_free_at_least": DiskFreeAtLeastParams,
-        "logs_at_most": LogsAtMostParams,
-    },
-    benchmarks={"walk_latency": RepeatParams},
-)
+    quarantine_days: float = Field(7.0, gt=0, description="days deleted files stay restorable")
 
 
 class FilesExecutor:
@@ -129,20 +93,19 @@ class FilesExecutor:
         a string prefix, so `/var/log/app2` is not under `/var/log/app`.
         """
         real = real_path(EXECUTOR_NAME, value, allowlist, "no directories are allowlisted")
-        shown = repr(value)
         chain = [real, *map(str, PurePosixPath(real).parents)]
         if not any(glob_matches(path, root) for path in chain for root in allowlist):
             raise TargetRefused(
-                f"files target {shown} (resolves to {real!r}) is not under any allowlisted root"
+                f"files target {value!r} (resolves to {real!r}) is not under any allowlisted root"
             )
         if not os.path.exists(real):
-            raise TargetRefused(f"files target {shown} refused: {real!r} does not exist")
+            raise refused(EXECUTOR_NAME, value, f"{real!r} does not exist")
         if not os.path.isdir(real):
-            raise TargetRefused(f"files target {shown} refused: {real!r} is not a directory")
+            raise refused(EXECUTOR_NAME, value, f"{real!r} is not a directory")
         quarantine = str(self._quarantine)
         if _within(quarantine, real) or _within(real, quarantine):
-            raise TargetRefused(
-                f"files target {shown} refused: {real!r} overlaps GRACE's quarantine {quarantine}"
+            raise refused(
+                EXECUTOR_NAME, value, f"{real!r} overlaps GRACE's quarantine {quarantine}"
             )
         return Target(executor=EXECUTOR_NAME, name=real)
 
@@ -265,7 +228,7 @@ class FilesExecutor:
             )
         return folder
 
-    # -- actions -----------------------------------------------------------
+    # -- operations --------------------------------------------------------
 
     async def run(self, step: PlannedStep, target: Target, snapshot: Snapshot) -> StepResult:
         """Carry out one action, moving what it removes into `snapshot.location`.
@@ -278,12 +241,12 @@ class FilesExecutor:
         own(EXECUTOR_NAME, target)
         if snapshot.target != target:
             raise ValueError(f"snapshot of {snapshot.target.name} passed for {target.name}")
-        model = lookup(EXECUTOR_NAME, self.spec.actions, "action", step.action)
-        params = model.model_validate(step.params)
+        handler, params = OPS.actions.resolve(step.action, step.params)
         started = time.perf_counter()
         ok, detail = await asyncio.to_thread(
             self._run_sync,
             step.action,
+            handler,
             params,
             Path(target.name),
             snapshot.location,
@@ -295,7 +258,13 @@ class FilesExecutor:
         )
 
     def _run_sync(
-        self, action: str, params: BaseModel, root: Path, location: str, deadline: float
+        self,
+        action: str,
+        handler: Callable[..., str],
+        params: BaseModel,
+        root: Path,
+        location: str,
+        deadline: float,
     ) -> tuple[bool, str]:
         folder = self._folder_of(location)
         # Held for the whole step, so a rollback waits until no change is in flight.
@@ -308,164 +277,41 @@ class FilesExecutor:
                 return False, f"{action} refused: {problem}"
             changes = Recorder(folder, manifest, deadline)
             try:
-                if isinstance(params, ClearPycacheParams):
-                    return True, _clear_pycache(changes, root)
-                if isinstance(params, RotateLogsParams):
-                    now = utc(self._clock.now()).timestamp()
-                    report = rotate_logs(changes, root, params, now)
-                    return True, report.detail(root, params, self._space_note(changes, root))
+                return True, handler(
+                    params, Step(root, changes, self._clock, self._quarantine_days)
+                )
             except OSError as exc:
                 _raise_if_transient(exc, f"{action} on {root}")
                 return False, f"{action} on {root} stopped: {exc}; {changes.progress()}"
-        raise ValueError(f"files action {action!r} has no implementation")  # pragma: no cover
-
-    def _space_note(self, changes: Recorder, root: Path) -> str:
-        """What rotation did to the disk: moving into a quarantine on the same
-        file system frees nothing until the quarantine is purged."""
-        change = changes.moved_bytes - changes.created_bytes
-        grew = "smaller" if change >= 0 else "larger"
-        held = f"{human_size(changes.moved_bytes)} now waits in {changes.folder}"
-        if os.stat(changes.folder).st_dev != os.lstat(root).st_dev:
-            return f"{root} is {human_size(abs(change))} {grew}; {held}, on another file system"
-        return (
-            f"{root} is {human_size(abs(change))} {grew}; {held}, on the same file system, so "
-            f"the disk gets that space back only when the quarantine is purged after "
-            f"{self._quarantine_days:g} days"
-        )
-
-    # -- checks and benchmarks ---------------------------------------------
 
     async def check(self, check: PlannedCheck, target: Target) -> CheckResult:
         own(EXECUTOR_NAME, target)
-        model = lookup(EXECUTOR_NAME, self.spec.checks, "check", check.check)
-        params = model.model_validate(check.params)
+        handler, params = OPS.checks.resolve(check.check, check.params)
         root = Path(target.name)
         try:
-            ok, detail = await asyncio.to_thread(_check_sync, params, root)
+            ok, detail = await asyncio.to_thread(_check_sync, handler, params, root)
         except OSError as exc:
             _raise_if_transient(exc, f"{check.check} on {root}")
             ok, detail = False, f"{check.check} on {root} could not run: {exc}"
         return CheckResult(check=check.check, ok=ok, detail=detail)
 
     async def measure(self, benchmark: PlannedBenchmark, target: Target) -> float:
-        """Median seconds to walk the whole tree: what every check and step pays."""
         own(EXECUTOR_NAME, target)
-        model = lookup(EXECUTOR_NAME, self.spec.benchmarks, "benchmark", benchmark.benchmark)
-        params = model.model_validate(benchmark.params)
-        if not isinstance(params, RepeatParams):  # pragma: no cover - one benchmark
-            raise ValueError(f"files benchmark {benchmark.benchmark!r} has no implementation")
+        handler, params = OPS.benchmarks.resolve(benchmark.benchmark, benchmark.params)
         try:
-            return await asyncio.to_thread(_walk_latency, Path(target.name), params.repeat)
+            return await asyncio.to_thread(handler, params, Path(target.name))
         except OSError as exc:
-            _raise_if_transient(exc, f"walk_latency on {target.name}")
+            _raise_if_transient(exc, f"{benchmark.benchmark} on {target.name}")
             raise
 
 
-# -- clear_pycache -----------------------------------------------------------------
-
-
-def _clear_pycache(changes: Recorder, root: Path) -> str:
-    found, links = _pycaches(root)
-    for path in found:
-        changes.stash(path)
-    left_alone = left_alone_note(links, root)
-    if not found:
-        return f"nothing to clear: no {PYCACHE} directory under {root}{left_alone}"
-    names = listed([str(p.relative_to(root)) for p in found])
-    return (
-        f"moved {len(found)} {PYCACHE} director{'y' if len(found) == 1 else 'ies'} "
-        f"({human_size(changes.moved_bytes)}) from {root} into {changes.folder}: "
-        f"{names}{left_alone}"
-    )
-
-
-def _pycaches(root: Path) -> tuple[list[Path], list[Path]]:
-    """The real `__pycache__` directories under root, and the symlinks named so."""
-    found: list[Path] = []
-    links: list[Path] = []
-    for directory, dirnames, filenames in walk(root):
-        if PYCACHE not in dirnames and PYCACHE not in filenames:
-            continue
-        if PYCACHE in dirnames:
-            dirnames.remove(PYCACHE)  # never descend: nothing of interest inside
-        st = lstat_or_none(directory / PYCACHE)
-        if st is not None and stat.S_ISDIR(st.st_mode):
-            found.append(directory / PYCACHE)
-        elif st is not None and stat.S_ISLNK(st.st_mode):
-            links.append(directory / PYCACHE)
-    return found, links
-
-
-# -- checks and benchmark ----------------------------------------------------------
-
-
-def _check_sync(params: BaseModel, root: Path) -> tuple[bool, str]:
+def _check_sync(
+    handler: Callable[..., tuple[bool, str]], params: BaseModel, root: Path
+) -> tuple[bool, str]:
     problem = _root_problem(root)
     if problem:
         return False, problem
-    if isinstance(params, NoPycacheParams):
-        return _no_pycache(root)
-    if isinstance(params, DirSizeAtMostParams):
-        files, size = tree_usage(root)
-        shown = f"{root} holds {human_size(size)} in {files} files"
-        if size <= params.bytes:
-            return True, f"{shown} <= {human_size(params.bytes)}"
-        return False, f"{shown} > {human_size(params.bytes)}"
-    if isinstance(params, DiskFreeAtLeastParams):
-        return _disk_free_at_least(root, params.percent)
-    if isinstance(params, LogsAtMostParams):
-        return _logs_at_most(root, params.pattern, params.bytes)
-    raise ValueError(f"no files check takes {type(params).__name__}")  # pragma: no cover
-
-
-def _no_pycache(root: Path) -> tuple[bool, str]:
-    found, links = _pycaches(root)
-    left_alone = left_alone_note(links, root)
-    if found:
-        names = listed([str(p.relative_to(root)) for p in found])
-        return False, f"{len(found)} {PYCACHE} left under {root}: {names}{left_alone}"
-    return True, f"no {PYCACHE} directory under {root}{left_alone}"
-
-
-def _disk_free_at_least(root: Path, percent: float) -> tuple[bool, str]:
-    """Free as node_exporter counts it: space available to unprivileged users."""
-    usage = shutil.disk_usage(root)
-    free = 100 * usage.free / usage.total if usage.total else 0.0
-    shown = (
-        f"the file system of {root} has {free:.1f}% free "
-        f"({human_size(usage.free)} of {human_size(usage.total)})"
-    )
-    if free >= percent:
-        return True, f"{shown} >= {percent:g}%"
-    return False, f"{shown} < {percent:g}%"
-
-
-def _logs_at_most(root: Path, pattern: str, limit: int) -> tuple[bool, str]:
-    """Every live log (not a numbered generation) at most `limit` bytes."""
-    big: list[str] = []
-    for directory, _, filenames in walk(root):
-        for name in filenames:
-            if not fnmatchcase(name, pattern) or generation_of(name, pattern) is not None:
-                continue
-            st = lstat_or_none(directory / name)
-            if st is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit:
-                big.append(f"{(directory / name).relative_to(root)} ({human_size(st.st_size)})")
-    if big:
-        return False, f"logs under {root} larger than {human_size(limit)}: {listed(big)}"
-    return True, f"every {pattern!r} log under {root} is at most {human_size(limit)}"
-
-
-def _walk_latency(root: Path, repeat: int) -> float:
-    rounds: list[float] = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        for _ in walk(root):
-            pass
-        rounds.append(time.perf_counter() - started)
-    return statistics.median(rounds)
-
-
-# -- file system helpers -----------------------------------------------------------
+    return handler(params, root)
 
 
 def _root_problem(root: Path) -> str | None:
@@ -488,3 +334,18 @@ def _within(path: str, root: str) -> bool:
 def _raise_if_transient(exc: OSError, what: str) -> None:
     if exc.errno in _TRANSIENT_ERRNOS:
         raise TransientError(f"{what}: {exc} (busy for now; worth retrying)") from exc
+
+
+def _build(config: FilesConfig, context: Context) -> Executor:
+    return FilesExecutor(context.snapshots, context.clock, quarantine_days=config.quarantine_days)
+
+
+PLUGIN = register_executor(
+    ExecutorPlugin(
+        name=EXECUTOR_NAME,
+        operations=OPS,
+        config=FilesConfig,
+        factory=_build,
+        summary="directory trees: clears __pycache__, rotates logs, with a quarantine",
+    )
+)
