@@ -20,6 +20,7 @@ test: $(STAMP)
 	bash scripts/test-deps.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 run: $(STAMP)
@@ -28,6 +29,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache grace.db grace.db-wal grace.db-shm
+	rm -rf $(VENV) .pytest_cache .mypy_cache grace.db grace.db-wal grace.db-shm

@@ -83,7 +83,7 @@ class _RowsOnly(_Forgetful):
 
 def _insert_rows(conn: Any, deliveries: Sequence[Sequence[Any]]) -> list[None]:
     """Intake's own alert rows (ids left to SQLite), one `executemany` for the pass."""
-    from storage.intake import alert_row
+    from storage.alert_rows import alert_row
     from storage.rows import INSERT_ALERT
 
     conn.executemany(

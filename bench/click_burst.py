@@ -70,7 +70,7 @@ async def burst(clicks: int, workdir: Path) -> dict[str, float]:
     await slack.start()
     store = await SqliteStore.open(workdir / "grace.db", clock)
     client = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    worker = OutboxWorker(store, client, Metrics(), clock, sleep=clock.sleep)
+    worker = OutboxWorker(store, client, Metrics(), clock)
     notifier = OutboxNotifier(store, worker)
     worker.start()
     try:

@@ -27,13 +27,17 @@ from bot.settings import ConfigError, Settings
 from bot.signing import watch_signature_refusals
 from bot.webhooks import build_sources
 from bot.weekly_report import WeeklyReporter
-from engine.catalog import Catalog, load_catalog
-from engine.clock import SystemClock
-from engine.executors.plugin import Context, executor_plugins
-from engine.healer import Healer
-from engine.intake.sources import WebhookSource
-from engine.ports import Clock, Closeable, Executor, Quarantining, Store
-from engine.resilience import Resilience
+from engine.api import (
+    Catalog,
+    Context,
+    Healer,
+    Resilience,
+    SystemClock,
+    WebhookSource,
+    executor_plugins,
+    load_catalog,
+)
+from engine.ports import Clock, Executor, Quarantining, Store
 from storage.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -143,9 +147,7 @@ class Grace:
         await self.scheduler.stop()
         await self.healer.drain()
         await self.home.stop()
-        for executor in self.healer.executors.values():
-            if isinstance(executor, Closeable):
-                await executor.aclose()
+        await self.healer.close_executors()
         for source in self.sources.values():
             await source.aclose()
         await self.outbox.stop()
@@ -231,7 +233,9 @@ def _assemble(
     )
     acks = AckFirst(spawn=healer.spawn)
     inbox = Inbox(store, healer.spawn, acks)
-    register_all(bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home)
+    register_all(
+        bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home, store
+    )
     rollup_listeners.register(bolt, store, notifier)
     promotion_listeners.register(bolt, healer, inbox, notifier)
     sources = build_sources(settings)

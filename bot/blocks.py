@@ -2,22 +2,17 @@
 every message shares (escaping, caps, mentions, dates).
 
 Alert text is untrusted: it is escaped and capped here. The card's blocks
-are in bot/cards.py.
+are in bot/cards.py, the answers about playbooks and dry runs in
+bot/playbook_text.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from bot.ids import is_user_id
-from engine.autonomy import TierChange, TierProposal, tier_of
-from engine.availability import Readiness
-from engine.catalog import PlaybookSpec
-from engine.evidence import record
-from engine.models import REQUIRED_APPROVALS, IncidentState, Plan
-from engine.proposal import DryRun
-from engine.story import (
+from engine.api import (
     Approved,
     BreakerChanged,
     Cleared,
@@ -30,7 +25,9 @@ from engine.story import (
     NeedsHuman,
     Paused,
     Planned,
+    PlaybookSpec,
     PromotionProposed,
+    Readiness,
     Rejected,
     Reminder,
     RestoreFailed,
@@ -39,8 +36,11 @@ from engine.story import (
     SnapshotTaken,
     StepFinished,
     StoryEvent,
+    TierProposal,
     Verified,
+    record,
 )
+from engine.models import REQUIRED_APPROVALS, IncidentState, Pause, Plan
 
 S = IncidentState
 TRUNCATED = "… (truncated)"
@@ -148,8 +148,9 @@ def _story(event: StoryEvent) -> str:
                 f":double_vertical_bar: Approved, but GRACE is paused by <@{pause.by}>{why}. "
                 "Nothing was touched; this plan runs when GRACE is resumed."
             )
-        case NeedsHuman(reason=reason):
-            return f":raising_hand: *Needs a human.* {escape(reason)}"
+        case NeedsHuman(reason=reason, held=held):
+            clear = f" An admin clears it with `/grace clear {escape(held)}`." if held else ""
+            return f":raising_hand: *Needs a human.* {escape(reason)}{clear}"
         case Approved(automatic=True):
             return ":zap: Tier 1: healing at once, no approval needed."
         case Approved(user=user, waits=True):
@@ -257,6 +258,15 @@ def _story(event: StoryEvent) -> str:
     raise TypeError(f"no text for {type(event).__name__}")
 
 
+def approval_waits_text(pause: Pause) -> str:
+    """The private answer to an approval that counts while GRACE is paused."""
+    why = f": {escape(pause.reason)}" if pause.reason else ""
+    return (
+        f"Your approval is recorded and counts. GRACE is paused by <@{pause.by}>{why}; "
+        "nothing runs until `/grace resume`, and the plan is checked again then."
+    )
+
+
 def promotion_step(proposal: TierProposal) -> str:
     """`2 → 1: heals without asking anyone`."""
     required = REQUIRED_APPROVALS[proposal.to_tier]
@@ -266,10 +276,10 @@ def promotion_step(proposal: TierProposal) -> str:
 
 def plan_text(plan: Plan) -> str:
     steps = "\n".join(
-        f"{n}. `{s.action}`{_params(s.params)} (deadline {s.timeout_s:g} s)"
+        f"{n}. `{s.action}`{params_text(s.params)} (deadline {s.timeout_s:g} s)"
         for n, s in enumerate(plan.steps, 1)
     )
-    checks = ", ".join(f"`{c.check}`{_params(c.params)}" for c in plan.checks)
+    checks = ", ".join(f"`{c.check}`{params_text(c.params)}" for c in plan.checks)
     lines = [
         f"*Plan:* {escape(plan.title)} (tier {plan.tier}) on `{escape(plan.target.name)}`",
         "Snapshot first, then:",
@@ -285,7 +295,8 @@ def plan_text(plan: Plan) -> str:
     return "\n".join(lines)
 
 
-def _params(params: dict[str, object]) -> str:
+def params_text(params: dict[str, object]) -> str:
+    """A step's, check's or benchmark's parameters, escaped: ` k=v, k=v`, or nothing."""
     return f" {escape(', '.join(f'{k}={v}' for k, v in params.items()))}" if params else ""
 
 
@@ -305,74 +316,6 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{size} B"
-
-
-def dry_run_text(dry: DryRun) -> str:
-    """Everything approving the plan would do, for the one person who asked."""
-    plan = dry.plan
-    steps = [
-        f"   {n}. `{escape(s.action)}`{_params(s.params)} (deadline {s.timeout_s:g} s)"
-        for n, s in enumerate(plan.steps, 1)
-    ]
-    checks = [f"   • `{escape(c.check)}`{_params(c.params)}" for c in plan.checks]
-    benchmarks = [
-        f"   • `{escape(b.benchmark)}`{_params(b.params)}: may be at most "
-        f"{b.tolerance:.0%} slower after than before"
-        for b in plan.benchmarks
-    ] or ["   none"]
-    lines = [
-        ":test_tube: *Dry run: nothing was touched.* This is what approving would do.",
-        f"*Playbook:* {escape(plan.title)} (`{escape(plan.playbook_id)}`), tier {plan.tier}: "
-        f"{approval_rule(plan.required_approvals)}",
-        f"*Target:* {escape(plan.target.executor)} `{escape(plan.target.name)}`",
-        f"*1. Snapshot:* {escape(dry.snapshot)}",
-        "*2. Steps*, each stopped at its deadline:",
-        *steps,
-        "*3. Checks*, which must all pass:",
-        *checks,
-        "*4. Benchmarks*, measured before the steps and after:",
-        *benchmarks,
-        "*Rollback:* GRACE restores that snapshot if verification fails "
-        "(a check fails or a benchmark regresses).",
-        f"Plan `{plan.hash}`",
-    ]
-    return cap("\n".join(lines), TEXT_LIMIT)
-
-
-def playbooks_text(
-    playbooks: Sequence[PlaybookSpec], changes: Mapping[str, TierChange] | None = None
-) -> str:
-    """`/grace playbooks`: what GRACE can run at which tier now, and how to ask for it."""
-    if not playbooks:
-        return "GRACE knows no playbooks: add a folder of them to `playbook_dirs` in the config."
-    lines = [f"*Playbooks GRACE knows* ({len(playbooks)}):"]
-    lines += [
-        f"• `{escape(p.id)}`: {escape(p.title)} · {_tier(p, (changes or {}).get(p.id))} · "
-        f"executor `{escape(p.target.executor)}` · TARGET is its `{escape(p.target.shape)}`"
-        for p in playbooks
-    ]
-    lines.append(
-        "Ask for one with `/grace heal PLAYBOOK TARGET`; add `--dry-run` to see what it "
-        "would do, touching nothing."
-    )
-    return cap("\n".join(lines), TEXT_LIMIT)
-
-
-def _tier(playbook: PlaybookSpec, change: TierChange | None) -> str:
-    tier = tier_of(playbook.tier, change)
-    if change is None or tier == playbook.tier:
-        return f"tier {playbook.tier} ({approval_rule(playbook.required_approvals)})"
-    if tier < playbook.tier:
-        return (
-            f"*tier {tier}* ({approval_rule(REQUIRED_APPROVALS[tier])}; promoted from tier"
-            f" {change.base_tier} by {who(change.by)} {slack_date(change.at)}:"
-            f" {escape(change.reason)})"
-        )
-    rule = approval_rule(max(playbook.required_approvals, REQUIRED_APPROVALS[tier]))
-    return (
-        f"*tier {tier}* ({rule}; demoted from tier {change.base_tier}"
-        f" {slack_date(change.at)}: {escape(change.reason)})"
-    )
 
 
 def who(actor: str) -> str:

@@ -39,7 +39,7 @@ from bot.blocks import (
     span,
 )
 from bot.ids import ActionId, BlockId, CardButton, is_user_id
-from engine.approval import ApprovalPolicy
+from engine.api import ApprovalPolicy
 from engine.models import (
     RELEASING_STATES,
     Approval,
@@ -74,9 +74,9 @@ class CardReader:
     policy: ApprovalPolicy
 
     async def facts(self, incident: Incident) -> CardFacts:
-        waiting = incident.state is S.AWAITING_APPROVAL and incident.plan is not None
-        approvers = tuple(sorted(self.policy.allowed(incident.plan))) if waiting else ()
-        decided = incident.plan is not None and not waiting
+        waiting = incident.plan if incident.state is S.AWAITING_APPROVAL else None
+        approvers = tuple(sorted(self.policy.allowed(waiting))) if waiting is not None else ()
+        decided = incident.plan is not None and waiting is None
         approvals = tuple(await self.store.approvals(incident.id)) if decided else ()
         return CardFacts(await self.store.paused(), approvers, approvals)
 
@@ -118,15 +118,18 @@ def card_blocks(incident: Incident, facts: CardFacts = CardFacts()) -> list[Bloc
     return blocks
 
 
-def decision_buttons(incident_id: int, plan: Plan) -> ActionsBlock:
-    """Approve, Reject and Dry run, bound to this plan: the card's, and App Home's.
-    A tier 1 plan waits only for a pause and needs nobody's approval: no Approve."""
+def decision_buttons(
+    incident_id: int, plan: Plan, block_id: str = BlockId.DECISION
+) -> ActionsBlock:
+    """Approve, Reject and Dry run, bound to this plan: the card's, and App Home's
+    (a view holds many, each under its own `block_id`). A tier 1 plan waits only
+    for a pause and needs nobody's approval: no Approve."""
     value = CardButton(incident_id, plan.hash).encode()
     approve = ButtonElement(
         text="Approve", action_id=ActionId.APPROVE, value=value, style="primary"
     )
     return ActionsBlock(
-        block_id=BlockId.DECISION,
+        block_id=block_id,
         elements=[
             *([approve] if plan.tier > 1 else []),
             ButtonElement(text="Reject", action_id=ActionId.REJECT, value=value, style="danger"),

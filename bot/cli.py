@@ -20,9 +20,7 @@ from slack_sdk.errors import SlackApiError
 from bot.preflight import SlackUnreachable
 from bot.settings import ConfigError, Settings, load_settings
 from bot.stats_text import stats_json, stats_text
-from engine.availability import survey
-from engine.catalog import CatalogError
-from engine.clock import SystemClock
+from engine.api import CatalogError, SystemClock, survey
 from engine.models import AuditEntry
 from storage.store import SqliteStore
 

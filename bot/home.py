@@ -46,7 +46,7 @@ from bot.blocks import (
 from bot.cards import decision_buttons
 from bot.ids import ActionId, BlockId, HomeView
 from bot.reports import card_url
-from engine.availability import Readiness
+from engine.api import Readiness
 from engine.models import Incident, IncidentState, Pause
 from storage.home import HomeRows, WeekNumbers
 from storage.reports import Page, Pending
@@ -162,10 +162,8 @@ def waiting_blocks(waiting: Sequence[Pending], team_domain: str) -> list[Block]:
         if plan is None:
             continue
         blocks.append(_section(_waiting_text(pending, team_domain)))
-        # The card's own buttons; a view holds many, and each block needs its own id.
-        card = decision_buttons(incident.id, plan)
         block_id = f"{BlockId.HOME_DECISION}.{incident.id}"
-        blocks.append(ActionsBlock(block_id=block_id, elements=card.elements))
+        blocks.append(decision_buttons(incident.id, plan, block_id))
     if len(waiting) > MAX_WAITING:
         more = f"… and {len(waiting) - MAX_WAITING} more: `/grace status` lists them all."
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=more)]))

@@ -43,11 +43,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.home import OPEN_SHOWN, HomeFacts, Notice, Reader, home_view
 from bot.ids import slack_id
 from bot.metrics import Metrics
-from engine.approval import ApprovalPolicy
-from engine.availability import Readiness
+from engine.api import ApprovalPolicy, PromotionProposed, Readiness, StoryEvent
 from engine.models import Incident
 from engine.ports import Clock, Directory, Notifier
-from engine.story import PromotionProposed, StoryEvent
 from storage.home import Viewer
 from storage.reports import Pending
 from storage.store import SqliteStore
@@ -63,7 +61,6 @@ PENDING_LIMIT = 500  # approvals waiting, read for everyone; each Home shows its
 MAX_BACKOFF_S = 60.0
 PUBLISH = "views.publish"
 
-Sleep = Callable[[float], Awaitable[None]]
 Ask = Callable[[], Awaitable[Readiness]]
 
 
@@ -91,11 +88,10 @@ class HomePublisher:
         rate: float = RATE,
         burst: int = BURST,
         debounce: float = DEBOUNCE_S,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._store, self._client, self._clock, self._metrics = store, client, clock, metrics
         self._policy, self._directory, self._admins = policy, directory, admins
-        self._rate, self._burst, self._debounce, self._sleep = rate, burst, debounce, sleep
+        self._rate, self._burst, self._debounce = rate, burst, debounce
         self._viewers: dict[str, Viewer] = {}
         self._first: dict[str, None] = {}
         """Served before the rest, in order: just opened, or just answered."""
@@ -177,7 +173,7 @@ class HomePublisher:
         while True:
             try:
                 await self._wake.wait()
-                await self._sleep(self._debounce)  # the rest of a burst joins this round
+                await self._clock.sleep(self._debounce)  # the rest of a burst joins this round
                 self._wake.clear()
                 await self._round()
                 failures = 0
@@ -185,7 +181,7 @@ class HomePublisher:
                 failures += 1
                 log.exception("publishing App Home failed; trying again")
                 self._wake.set()
-                await self._sleep(min(2.0**failures, MAX_BACKOFF_S))
+                await self._clock.sleep(min(2.0**failures, MAX_BACKOFF_S))
 
     def _next(self) -> str | None:
         if self._first:
@@ -223,7 +219,7 @@ class HomePublisher:
             if exc.response.status_code == 429:
                 self._metrics.slack_request(PUBLISH, "ratelimited")
                 self._first = {user: None, **self._first}
-                await self._sleep(_retry_after(exc))
+                await self._clock.sleep(_retry_after(exc))
                 return False
             self._metrics.slack_request(PUBLISH, "refused")
             error = exc.response.get("error", "unknown error")
@@ -235,7 +231,7 @@ class HomePublisher:
             self._metrics.slack_request(PUBLISH, "error")
             log.warning("views.publish for %s got no answer (%s); trying again", user, exc)
             self._first = {user: None, **self._first}
-            await self._sleep(1.0)
+            await self._clock.sleep(1.0)
             return False
         self._metrics.slack_request(PUBLISH, "ok")
         return True
@@ -248,7 +244,7 @@ class HomePublisher:
             if self._tokens >= 1:
                 self._tokens -= 1
                 return
-            await self._sleep((1 - self._tokens) / self._rate)
+            await self._clock.sleep((1 - self._tokens) / self._rate)
 
     # -- what a Home shows ----------------------------------------------------------
 

@@ -18,8 +18,8 @@ from bot.outbox import OutboxWorker
 from bot.promotion import proposal_message
 from bot.reports import story_answer
 from bot.storm import NEEDS_SOMEONE, URGENT, Storms, card_priority, story_priority
+from engine.api import PromotionProposed, StoryEvent
 from engine.models import Incident
-from engine.story import PromotionProposed, StoryEvent
 from storage.store import SqliteStore
 
 

@@ -11,12 +11,12 @@ Exactly once, as a person sees it: a message is marked 'sending' (committed)
 before it is posted, and carries message metadata naming its outbox row.
 When Slack's answer is lost (a crash, a timeout, a dropped connection, a
 5xx) the row stays 'sending', and its next attempt looks for the message in
-the channel's history or the thread first: found, it is adopted (a card
-becomes the incident's card) instead of being posted again. An update is
-idempotent and simply sent again. An ephemeral cannot be looked up (Slack
-keeps no history of them): one whose answer never came is not sent again (it
-was a moment's private answer, and the person can ask again), while one Slack
-answered with a 5xx, saying it failed, is retried.
+the channel's history or the thread first (bot/outbox_lookup.py): found, it
+is adopted (a card becomes the incident's card) instead of being posted
+again. An update is idempotent and simply sent again. An ephemeral cannot be
+looked up (Slack keeps no history of them): one whose answer never came is
+not sent again (it was a moment's private answer, and the person can ask
+again), while one Slack answered with a 5xx, saying it failed, is retried.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import contextlib
 import copy
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -35,11 +35,12 @@ import aiohttp
 from slack_sdk.errors import SlackApiError, SlackObjectFormationError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import uploads
+from bot import outbox_lookup, uploads
 from bot.cards import CardReader, card_message
 from bot.metrics import Metrics
+from bot.outbox_bucket import LaneBucket
 from bot.rollup import rollup_message
-from engine.approval import ApprovalPolicy
+from engine.api import ApprovalPolicy
 from engine.models import Incident
 from engine.ports import Clock
 from storage.rollups import Rollup
@@ -52,40 +53,10 @@ BURST_PER_CHANNEL = 3
 MAX_BACKOFF_S = 60.0
 IDLE_WAKE_S = 5.0  # a safety net: enqueues wake the worker at once anyway
 ROUND_GAP_S = 0.01  # in a storm every enqueue wakes the worker; one round serves them all
-EVENT_TYPE = "grace_outbox"  # the metadata event every message GRACE posts carries
-LOOKBACK = timedelta(minutes=5)  # before a row's creation: Slack's clock and ours may differ
-LOOKUP_PAGE, LOOKUP_PAGES = 200, 5  # at most 1,000 messages searched for one lost answer
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 class _Refused(Exception):
     """Slack (or the message itself) refuses this write for good; retrying cannot help."""
-
-
-@dataclass
-class _Bucket:
-    """A token bucket per lane; a 429 closes it until Retry-After has passed."""
-
-    rate: float
-    burst: int
-    tokens: float = 0.0
-    at: float = 0.0
-    closed_until: float = 0.0
-
-    def wait(self, now: float) -> float:
-        """Seconds until a write may go out (0 when it may go now)."""
-        self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        return max(self.closed_until - now, (1 - self.tokens) / self.rate, 0.0)
-
-    def take(self) -> None:
-        self.tokens -= 1
-
-    def settle(self, now: float) -> None:
-        """Refill again only from Slack's answer: Slack counted the write when it
-        arrived, somewhere before now, so this bucket never runs ahead of Slack's."""
-        self.at = now
 
 
 @dataclass
@@ -108,11 +79,9 @@ class OutboxWorker:
     clock: Clock
     rate: float = RATE_PER_CHANNEL
     burst: int = BURST_PER_CHANNEL
-    sleep: Sleep = asyncio.sleep
-    """How the worker waits for the clock; a test's simulated time passes it its own."""
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     """Who a waiting card names as able to approve it."""
-    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+    _buckets: dict[str, LaneBucket] = field(default_factory=dict)
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
@@ -173,13 +142,18 @@ class OutboxWorker:
                 log.exception("outbox round failed; trying again shortly")
                 delay = 1.0
             self._wake.clear()
+            # Real time, not the clock's: the gap gives a storm's enqueues, made on this
+            # loop, a moment to join the next round; a simulated clock's sleep has none.
             await asyncio.sleep(max(ROUND_GAP_S - (loop.time() - started), 0.0))
             if not self._wake.is_set():
                 await self._pause(delay)
 
     async def _pause(self, delay: float) -> None:
         """Wait `delay` seconds of the clock, or until an enqueue wakes the worker."""
-        waits = [asyncio.ensure_future(self.sleep(delay)), asyncio.ensure_future(self._wake.wait())]
+        waits = [
+            asyncio.ensure_future(self.clock.sleep(delay)),
+            asyncio.ensure_future(self._wake.wait()),
+        ]
         try:
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -199,7 +173,7 @@ class OutboxWorker:
                 continue
             lanes.add(item.lane)
             bucket = self._buckets.setdefault(
-                item.lane, _Bucket(self.rate, self.burst, self.burst, now)
+                item.lane, LaneBucket(self.rate, self.burst, self.burst, now)
             )
             wait = bucket.wait(now)
             if wait > 0:
@@ -314,7 +288,7 @@ class OutboxWorker:
         if attempt.in_doubt:
             thread_ts = message.get("thread_ts")
             attempt.method = "conversations.replies" if thread_ts else "conversations.history"
-            found = await self._find(item, message["channel"], thread_ts)
+            found = await outbox_lookup.find(self.client, item, message["channel"], thread_ts)
             if found is not None:
                 log.info("Slack write %s was delivered before; adopting %s", item.id, found)
                 return found
@@ -322,7 +296,7 @@ class OutboxWorker:
         else:
             await self.store.begin_send(item.id)
         attempt.posted = True
-        response = await self.client.chat_postMessage(**message, metadata=_tag(item))
+        response = await self.client.chat_postMessage(**message, metadata=outbox_lookup.tag(item))
         return str(response["ts"])
 
     async def _upload(self, attempt: _Attempt) -> None:
@@ -385,36 +359,6 @@ class OutboxWorker:
             raise _Refused(f"rollup {item.payload['rollup']} does not exist")
         return rollup
 
-    async def _find(self, item: OutboxItem, channel: str, thread_ts: str | None) -> str | None:
-        """The ts of the message this row already became, if Slack has it: searched
-        from the row's creation on, in the thread it goes in or else the channel."""
-        args: dict[str, Any] = {
-            "channel": channel,
-            "oldest": f"{(item.created_at - LOOKBACK).timestamp():.6f}",
-            "limit": LOOKUP_PAGE,
-            "include_all_metadata": True,
-        }
-        for _ in range(LOOKUP_PAGES):
-            try:
-                if thread_ts is None:
-                    page = await self.client.conversations_history(**args)
-                else:
-                    page = await self.client.conversations_replies(ts=thread_ts, **args)
-            except SlackApiError as exc:
-                if exc.response.status_code == 429 or exc.response.status_code >= 500:
-                    raise
-                # Refused for good (a scope, a channel): better seen twice than never.
-                log.warning("cannot look up Slack write %s: %s", item.id, exc.response.get("error"))
-                return None
-            for message in page.get("messages") or []:
-                if _tagged(message, item):
-                    return str(message["ts"])
-            args["cursor"] = (page.get("response_metadata") or {}).get("next_cursor")
-            if not args["cursor"]:
-                return None
-        log.warning("Slack write %s not found in the newest %d messages", item.id, LOOKUP_PAGE)
-        return None
-
 
 _METHOD = {
     "notice": "chat.postMessage",
@@ -426,21 +370,6 @@ _METHOD = {
     "ephemeral": "chat.postEphemeral",
     "upload": uploads.METHOD,
 }
-
-
-def _tag(item: OutboxItem) -> dict[str, Any]:
-    """The metadata naming the row a message is for; its time keeps another GRACE's
-    row of that number (a staging bot in the channel, a fresh database) apart."""
-    queued = item.created_at.isoformat(timespec="microseconds")
-    return {"event_type": EVENT_TYPE, "event_payload": {"outbox_id": item.id, "queued": queued}}
-
-
-def _tagged(message: dict[str, Any], item: OutboxItem) -> bool:
-    metadata = message.get("metadata") or {}
-    payload, tag = metadata.get("event_payload") or {}, _tag(item)
-    return metadata.get("event_type") == EVENT_TYPE and all(
-        payload.get(key) == value for key, value in tag["event_payload"].items()
-    )
 
 
 def _rendered(render: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:

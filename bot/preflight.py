@@ -55,14 +55,14 @@ def refusal(exc: SlackApiError) -> str | None:
     """Slack's error code when the answer was Slack's own JSON refusal, else None."""
     # A body that does not parse leaves aiohttp's raw response here, without `data`.
     data = getattr(exc.response, "data", None)
-    if isinstance(data, dict) and isinstance(data.get("error"), str):
-        return data["error"]
-    return None
+    error = data.get("error") if isinstance(data, dict) else None
+    return error if isinstance(error, str) else None
 
 
 def _status(exc: SlackApiError) -> int:
     response = exc.response
-    return int(getattr(response, "status_code", None) or getattr(response, "status", 0))
+    status = getattr(response, "status_code", None) or getattr(response, "status", None)
+    return int(status or 0)
 
 
 def describe(exc: BaseException) -> str:
@@ -136,7 +136,7 @@ async def check_alert_channels(
         except SlackApiError as exc:
             error = refusal(exc)
             if error == "missing_scope":
-                needed = exc.response.data.get("needed", "channels:read")  # type: ignore[union-attr]
+                needed = exc.response.data.get("needed", "channels:read")
                 raise ConfigError(
                     f"SLACK_BOT_TOKEN lacks the {needed} scope GRACE needs to read "
                     f"{setting} ({channel}); add it and reinstall the app"

@@ -19,9 +19,7 @@ from slack_sdk.models.blocks import (
 
 from bot.blocks import escape, promotion_step, slack_date, story_text, who
 from bot.ids import ActionId, BlockId, ProposalButton
-from engine.autonomy import ProposalState, TierProposal
-from engine.evidence import record
-from engine.story import PromotionProposed
+from engine.api import PromotionProposed, ProposalState, TierProposal, record
 
 ADMINS_DECIDE = "Only GRACE's admins decide."
 

@@ -7,7 +7,7 @@ cut, so a message cannot ping a channel or grow the answer past Slack's limits.
 from __future__ import annotations
 
 from bot.blocks import TEXT_LIMIT, cap, escape, plan_text
-from engine.proposal import Reading
+from engine.api import Reading
 
 NOT_AN_ALERT = (
     ":mag: GRACE finds nothing in this message it can read: it is no alert it knows the "

@@ -7,15 +7,16 @@ the outbox, so the command says whether it worked before it exits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import ValidationError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import uploads
 from bot.settings import ConfigError, Settings
 from bot.weekly_report import WeeklyReporter
-from engine.catalog import PlaybookSpec
+from engine.api import PlaybookSpec, ReportSchedule, last_days
 from engine.ports import Clock
-from engine.weekly import ReportSchedule, last_days
 from storage.store import SqliteStore
 
 DAYS = 7
@@ -39,7 +40,7 @@ async def post_now(
     settings: Settings,
     schedule: ReportSchedule,
     store: SqliteStore,
-    playbooks: list[PlaybookSpec],
+    playbooks: Sequence[PlaybookSpec],
     clock: Clock,
 ) -> str:
     """Post the report; returns the posted message's ts."""

@@ -27,11 +27,8 @@ from bot.blocks import (
 )
 from bot.ids import is_user_id, slack_id
 from bot.modals import REASON_MAX
-from engine.autonomy import TierChange
-from engine.availability import Readiness
+from engine.api import Readiness, SnapshotTaken, StatsReport, StepFinished, TierChange, Verified
 from engine.models import Decision, Incident, IncidentState, Pause, Plan
-from engine.stats import StatsReport
-from engine.story import SnapshotTaken, StepFinished, Verified
 from storage.reports import Backlog, IncidentStory, Page, Pending, StatusRows
 
 LIST_LIMIT = 20

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from engine.healer import Healer
+from engine.api import Healer
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +38,7 @@ from bot.forms import TooManyFields, form_pairs
 from bot.metrics import CONTENT_TYPE, Metrics
 from bot.settings import Settings
 from bot.webhooks import BodyRefused, check_encoding, read_body
-from engine.healer import Healer
-from engine.intake.errors import MAX_BODY_BYTES
-from engine.intake.sources import WebhookSource
+from engine.api import MAX_BODY_BYTES, Healer, WebhookSource
 from engine.ports import Clock
 from storage.store import SqliteStore
 
@@ -186,12 +184,12 @@ def _json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def _headers(request: web.Request) -> dict[str, list[str]]:
+def _headers(request: web.Request) -> dict[str, str | Sequence[str]]:
     """Every header's values in order: Bolt reads the first, as aiohttp's `get` does."""
     headers: dict[str, list[str]] = {}
     for name, value in request.headers.items():
         headers.setdefault(name.lower(), []).append(value)
-    return headers
+    return {**headers}  # as Bolt types it
 
 
 # -- shapes: what Bolt and GRACE index into, checked before either reads it ------------
@@ -315,7 +313,8 @@ def _depth(value: dict[str, Any] | list[Any], depth: int = 1) -> int:
     if depth > MAX_DEPTH:
         return depth
     deepest = depth
-    for child in value.values() if type(value) is dict else value:
+    children: Iterable[Any] = value.values() if type(value) is dict else value
+    for child in children:
         kind = type(child)
         if kind is dict or kind is list:
             below = _depth(child, depth + 1)

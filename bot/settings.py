@@ -20,13 +20,16 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from engine.approval import ApprovalPolicy
-from engine.autonomy import Autonomy
-from engine.executors.plugin import executor_plugins, specs
-from engine.intake.sources import webhook_plugins
-from engine.resilience import Policy
-from engine.routing import Route
-from engine.weekly import ReportSchedule
+from engine.api import (
+    ApprovalPolicy,
+    Autonomy,
+    Policy,
+    ReportSchedule,
+    Route,
+    executor_plugins,
+    specs,
+    webhook_plugins,
+)
 
 CONFIG_ENV = "GRACE_CONFIG"
 
@@ -56,14 +59,11 @@ class Approvers(BaseModel):
 CommaList = Annotated[list[str], NoDecode]
 
 
-_CONFIG = SettingsConfigDict(extra="forbid", env_prefix="GRACE_", populate_by_name=True)
-
-
 class CoreSettings(BaseSettings):
     """GRACE's own settings; `Settings` adds what each webhook source reads."""
 
     # Field names are the YAML keys; their variables are GRACE_<KEY>, except Slack's own.
-    model_config = _CONFIG
+    model_config = SettingsConfigDict(extra="forbid", env_prefix="GRACE_", populate_by_name=True)
 
     slack_bot_token: SecretStr | None = Field(None, validation_alias="SLACK_BOT_TOKEN")
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
@@ -172,8 +172,8 @@ def _with_configs(
     core: type[CoreSettings], configs: frozenset[type[BaseModel]]
 ) -> type[CoreSettings]:
     bases = sorted(configs, key=lambda model: f"{model.__module__}.{model.__qualname__}")
-    # The namespace's config comes last, so no source's model config loosens GRACE's.
-    namespace = {"__module__": __name__, "__doc__": core.__doc__, "model_config": _CONFIG}
+    # GRACE's config comes last, so no source's model config loosens it.
+    namespace = {"__module__": __name__, "__doc__": core.__doc__, "model_config": core.model_config}
     return type("Settings", (core, *bases), namespace)
 
 

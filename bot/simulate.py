@@ -18,14 +18,18 @@ from typing import Any
 from bot.app import load_playbooks, make_executors
 from bot.settings import Settings
 from bot.webhooks import build_sources
-from engine.catalog import Catalog
-from engine.clock import SystemClock
-from engine.intake.errors import IntakeError
-from engine.intake.slack import parse_slack_message
-from engine.intake.sources import WebhookSource, webhook_plugins
+from engine.api import (
+    Catalog,
+    IntakeError,
+    Reading,
+    SystemClock,
+    WebhookSource,
+    parse_slack_message,
+    read,
+    webhook_plugins,
+)
 from engine.models import Alert, AlertStatus, Availability
 from engine.ports import Executor
-from engine.proposal import Reading, read
 
 SLACK = "slack"
 """A Slack `message` event, as an alert channel delivers it."""

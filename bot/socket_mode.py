@@ -23,6 +23,7 @@ from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, s
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 
 from bot.preflight import TOKEN_REFUSED, SlackUnreachable, ask, describe, refusal
@@ -40,7 +41,7 @@ PING_INTERVAL = 10.0  # the SDK's ping: a silent socket is stale after 4 of them
 def backoff(failures: int, rand: Callable[[], float] = random.random) -> float:
     """The wait before the next attempt: doubling from FIRST_WAIT up to MAX_WAIT, and
     jittered down to half of that so that many GRACEs do not retry in step."""
-    ceiling = min(MAX_WAIT, FIRST_WAIT * 2 ** (failures - 1))
+    ceiling = min(MAX_WAIT, FIRST_WAIT * 2.0 ** (failures - 1))
     return ceiling * (0.5 + rand() / 2)
 
 
@@ -109,7 +110,7 @@ class SocketModeLink:
         self.client.socket_mode_request_listeners.append(self._handle)
         self.connected_once = False
 
-    async def _handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+    async def _handle(self, client: AsyncBaseSocketModeClient, req: SocketModeRequest) -> None:
         started = time.time()
         response = await run_async_bolt_app(self.bolt, req)
         await send_async_response(client, req, response, started)
@@ -170,9 +171,9 @@ class SocketModeLink:
         await self.client.close()
 
 
-def _reason(exc: Exception) -> str:
+def _reason(exc: SlackUnreachable | SlackApiError | TimeoutError) -> str:
     if isinstance(exc, TimeoutError):
         return f"no connection within {ATTEMPT_TIMEOUT:g} s"
     if isinstance(exc, SlackUnreachable):
         return f"{exc.method}: {exc.reason}"
-    return f"apps.connections.open refused: {refusal(exc)}"  # a SlackApiError
+    return f"apps.connections.open refused: {refusal(exc)}"

@@ -7,11 +7,16 @@ from datetime import timedelta
 from typing import Any
 
 from bot.blocks import escape, span, who
-from engine.autonomy import TierChange, tier_of
-from engine.catalog import PlaybookSpec
-from engine.evidence import lower_bound, record
+from engine.api import (
+    PeriodStats,
+    PlaybookSpec,
+    StatsReport,
+    TierChange,
+    lower_bound,
+    record,
+    tier_of,
+)
 from engine.models import PlaybookStats
-from engine.stats import PeriodStats, StatsReport
 
 STATS_USAGE = "Usage: `/grace stats [7d|30d|90d]`"
 

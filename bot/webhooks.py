@@ -19,19 +19,20 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from bot.metrics import Metrics
 from bot.settings import Settings
-from engine.healer import Healer
-from engine.intake.errors import MAX_BODY_BYTES, IntakeError
-from engine.intake.limits import fresh_key
-from engine.intake.sources import (
+from engine.api import (
+    MAX_BODY_BYTES,
     Forbidden,
+    Healer,
+    IntakeError,
     Request,
     Unauthorized,
     Unavailable,
     WebhookSource,
+    fresh_key,
+    router,
     webhook_plugins,
 )
 from engine.ports import Clock
-from engine.routing import router
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 

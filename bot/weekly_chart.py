@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import io
 
-from engine.stats import PeriodStats
-from engine.weekly import WeeklyReport
+from engine.api import PeriodStats, WeeklyReport
 
 # How each day's incidents ended, drawn bottom to top, each incident once (its
 # state); "other" is what is still open or ended otherwise (cleared, rolled back).

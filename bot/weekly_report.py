@@ -22,10 +22,16 @@ from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObjec
 from bot.blocks import HEADER_LIMIT, SECTION_LIMIT, cap, escape, mention
 from bot.stats_text import stats_lines
 from bot.weekly_chart import chart_png
-from engine.autonomy import TierChange
-from engine.catalog import PlaybookSpec
+from engine.api import (
+    Period,
+    PlaybookSpec,
+    ReportSchedule,
+    TierChange,
+    WeeklyReport,
+    day_slices,
+    due_period,
+)
 from engine.ports import Clock
-from engine.weekly import Period, ReportSchedule, WeeklyReport, day_slices, due_period
 from storage.store import SqliteStore
 
 log = logging.getLogger(__name__)

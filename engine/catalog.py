@@ -220,15 +220,17 @@ def load_catalog(
             raise CatalogError(str(folder), None, None, "playbook folder does not exist")
         for path in sorted([*folder.rglob("*.yml"), *folder.rglob("*.yaml")]):
             loaded = _load_file(path, executors)
-            for kind, items in (("patterns", loaded.patterns), ("playbooks", loaded.playbooks)):
-                for index, item in enumerate(items):
-                    key = f"{kind}:{item.id}"
+            pattern_ids = [pattern.id for pattern in loaded.patterns]
+            playbook_ids = [playbook.id for playbook in loaded.playbooks]
+            for kind, ids in (("patterns", pattern_ids), ("playbooks", playbook_ids)):
+                for index, item_id in enumerate(ids):
+                    key = f"{kind}:{item_id}"
                     if key in sources:
                         raise CatalogError(
                             str(path),
                             None,
                             f"{kind}[{index}].id",
-                            f"{item.id!r} is already defined in {sources[key]}",
+                            f"{item_id!r} is already defined in {sources[key]}",
                         )
                     sources[key] = str(path)
             patterns.extend(loaded.patterns)

@@ -7,6 +7,7 @@ incident from `approved` to `executing` ever touches the target.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -31,6 +32,7 @@ from engine.models import (
 )
 from engine.narration import Narrator
 from engine.ports import Clock, Executor, Store, TargetRefused, TransientError, WaitingParams
+from engine.proposal import TargetHeld
 from engine.resilience import BreakerChange, CircuitOpen, DeadlineExceeded, Resilience
 from engine.story import (
     BreakerChanged,
@@ -136,12 +138,12 @@ class Execution:
         hold = await self.store.target_hold(incident.plan.target)
         if hold is None:
             return False
-        reason = hold_refusal(hold.target.name, hold.incident_id)
+        reason = str(TargetHeld(hold.target.name, hold.incident_id))
         moved = await self.store.transition(
             incident.id, S.APPROVED, S.NEEDS_HUMAN, actor=GRACE, reason=reason
         )
         if moved is not None:
-            await self.narrator.tell(moved, NeedsHuman(reason=reason))
+            await self.narrator.tell(moved, NeedsHuman(reason=reason, held=hold.target.name))
             await self.narrator.show(moved)
         return True
 
@@ -181,7 +183,7 @@ class Execution:
         assert incident.plan is not None
         target = incident.plan.target
         return [
-            await self._call(incident, lambda b=b: executor.measure(b, target))
+            await self._call(incident, functools.partial(executor.measure, b, target))
             for b in incident.plan.benchmarks
         ]
 
@@ -210,7 +212,7 @@ class Execution:
             try:
                 result = await self._call(
                     incident,
-                    lambda step=step, snapshot=snapshot: executor.run(step, target, snapshot),
+                    functools.partial(executor.run, step, target, snapshot),
                     deadline_s=step.timeout_s,
                 )
             except _EXPECTED_FAILURES as exc:
@@ -234,7 +236,7 @@ class Execution:
         checks = [
             await self._call(
                 incident,
-                lambda c=c: executor.check(c, plan.target),
+                functools.partial(executor.check, c, plan.target),
                 deadline_s=policy.deadline_s + _waits_s(executor, c),
             )
             for c in plan.checks
@@ -266,7 +268,7 @@ class Execution:
                 # Past an open breaker: restoring is the one call that must be tried.
                 await self._call(
                     incident,
-                    lambda snapshot=snapshot: executor.restore(snapshot),
+                    functools.partial(executor.restore, snapshot),
                     deadline_s=self.resilience.policy(snapshot.target.executor).restore_deadline_s,
                     breaker=False,
                 )
@@ -338,13 +340,6 @@ def _timed(stages: dict[str, float], name: str) -> Iterator[None]:
         yield
     finally:
         stages[name] = time.monotonic() - started
-
-
-def hold_refusal(target: str, incident_id: int) -> str:
-    return (
-        f"`{target}` is in safe hold since incident #{incident_id}: GRACE will not touch it "
-        f"until a person checks it and runs `/grace clear {target}`."
-    )
 
 
 def _waits_s(executor: Executor, check: PlannedCheck) -> float:

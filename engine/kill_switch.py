@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from engine.execution import GRACE
-from engine.models import Incident, IncidentState, Pause
+from engine.models import GRACE, Incident, IncidentState, Pause
 from engine.narration import Narrator
 from engine.ports import Clock, Store
 from engine.recovery import SHOWN

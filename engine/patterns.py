@@ -63,8 +63,8 @@ class TargetRule(Spec):
                 return (found,)
         if self.text is None:
             return ()
-        found = (_group(m) for m in re.finditer(self.text, alert.text))
-        return tuple(dict.fromkeys(f for f in found if f))[:MAX_CANDIDATES]
+        matches = (_group(m) for m in re.finditer(self.text, alert.text))
+        return tuple(dict.fromkeys(m for m in matches if m))[:MAX_CANDIDATES]
 
     def sought(self) -> tuple[str, ...]:
         """Where it looked, for a person: the labels, then the text."""

@@ -42,7 +42,12 @@ from engine.story import PromotionProposed, StoryEvent
 
 
 class Clock(Protocol):
+    """What time it is, and waiting for it to pass: one source, so a test's
+    simulated time moves everything that reads or waits for it."""
+
     def now(self) -> datetime: ...
+
+    async def sleep(self, seconds: float) -> None: ...
 
 
 class Store(Protocol):

@@ -37,6 +37,19 @@ class Refused(Exception):
     """Why no plan can be proposed, worded for the person who will read it."""
 
 
+class TargetHeld(Refused):
+    """The target is in safe hold since an earlier incident: GRACE will not touch it.
+
+    `target` goes into the story (NeedsHuman.held), for bot/ to say how it is cleared."""
+
+    def __init__(self, target: str, incident_id: int) -> None:
+        super().__init__(
+            f"`{target}` is in safe hold since incident #{incident_id}: GRACE will not touch "
+            "it until a person checks it and an admin clears it."
+        )
+        self.target = target
+
+
 @dataclass(frozen=True)
 class Proposal:
     diagnosis: Diagnosis
@@ -219,11 +232,11 @@ def _requested(alert: Alert, catalog: Catalog) -> tuple[Diagnosis, PlaybookSpec]
     if playbook is None:
         known = ", ".join(p.id for p in catalog.playbooks)
         raise Refused(f"There is no playbook `{playbook_id}`. Known: {known}.")
-    asked = f"<@{alert.reporter}> asked" if alert.reporter else "Someone asked"
+    # Who asked is the alert's reporter: the bot names them on the card.
     diagnosis = Diagnosis(
         pattern_id=MANUAL,
         problem=playbook.treats[0],
-        explanation=f"{asked} for “{playbook.title}”.",
+        explanation=f"Asked for “{playbook.title}” by name.",
     )
     return diagnosis, playbook
 

@@ -20,8 +20,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
-from engine.execution import GRACE
-from engine.models import Incident, IncidentState
+from engine.models import GRACE, Incident, IncidentState
 from engine.narration import Narrator
 from engine.ports import Store
 from engine.story import Interrupted, NeedsHuman, Planned, StoryEvent

@@ -32,6 +32,8 @@ class Planned(_Event):
 
 class NeedsHuman(_Event):
     reason: str
+    held: str | None = None
+    """The target a safe hold keeps GRACE off, when that is the reason: a person clears it."""
 
 
 class Cleared(_Event):

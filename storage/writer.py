@@ -132,10 +132,10 @@ class GroupWriter:
         """
         return await self._enqueue(merge, item)
 
-    async def _enqueue(self, merge: Merge[Any, Any] | None, item: Any) -> Any:
+    async def _enqueue(self, merge: Merge[Any, T] | None, item: Any) -> T:
         if self._closing:
             raise WriterClosed("the group writer is closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Queued(future, merge, item))
         self._wake.set()
         return await future

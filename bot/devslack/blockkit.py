@@ -167,7 +167,7 @@ def with_ids(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def buttons(blocks: Sequence[Mapping[str, Any]]) -> list[tuple[str, Mapping[str, Any]]]:
     """A message's buttons, each with its block's id: what a person can click."""
-    out = []
+    out: list[tuple[str, Mapping[str, Any]]] = []
     for b in blocks:
         for el in [*b.get("elements", []), b.get("accessory")]:
             if isinstance(el, dict) and el.get("type") == "button":

@@ -43,8 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from bot.devslack.calls import ApiCall, SlackError
+from bot.devslack.chat import content
 from bot.devslack.message import Message
-from bot.devslack.web_api import ApiCall, SlackError
 
 if TYPE_CHECKING:
     from bot.devslack.web_api import WebApi
@@ -164,7 +165,7 @@ class FileUploads:
             raise _invalid("thread_ts needs exactly one channel")
         thread_ts = self.api._thread_parent(channels[0], thread_ts) if channels else None
         comment = args.get("initial_comment")
-        content = self.api._content(  # Slack ignores the blocks when there is a comment
+        fields = content(  # Slack ignores the blocks when there is a comment
             {"text": comment} if comment else {"blocks": args.get("blocks")}, require=False
         )
         # every check passed: only now does anything change
@@ -181,7 +182,7 @@ class FileUploads:
                     user=self.api.bot_user_id,
                     bot_id=self.api.bot_id,
                     files=shared,
-                    **content,
+                    **fields,
                 )
             )
             for upload in uploads:

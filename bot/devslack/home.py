@@ -28,11 +28,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.devslack.blockkit import buttons
+from bot.devslack.calls import SlackError
 from bot.devslack.message import Message
-from bot.devslack.web_api import SlackError
 
 if TYPE_CHECKING:
-    from bot.devslack.workspace import Delivery, DevSlack
+    from bot.devslack.deliveries import Delivery
+    from bot.devslack.workspace import DevSlack
 
 VIEW_MAX_BYTES = 250_000
 PUBLISH_LIMIT, PUBLISH_WINDOW_S = 100, 60.0
@@ -68,7 +69,7 @@ class HomeTabs:
         wanted = args.get("hash")
         if wanted and (current is None or wanted != current["hash"]):
             raise SlackError("hash_conflict")
-        view = self.slack._check_view(args.get("view"), ("home",))  # a new hash every time
+        view = self.slack._views.check(args.get("view"), ("home",))  # a new hash every time
         if current is not None:
             view["id"] = current["id"]
         view["root_view_id"] = view["id"]

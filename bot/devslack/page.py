@@ -24,7 +24,8 @@ from bot.devslack.blockkit import buttons
 from bot.devslack.message import Message
 
 if TYPE_CHECKING:
-    from bot.devslack.workspace import Delivery, DevSlack
+    from bot.devslack.deliveries import Delivery
+    from bot.devslack.workspace import DevSlack
 
 OUTCOMES = 5  # how many recent outcomes the page shows
 STYLE = (

@@ -8,7 +8,8 @@ from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
 from bot.listeners import actions, alerts, commands, errors, home, modals, shortcuts
 from bot.metrics import Metrics
-from engine.healer import Healer
+from bot.reports import ReportStore
+from engine.api import Healer
 from engine.ports import Clock
 
 
@@ -20,11 +21,12 @@ def register_all(
     clock: Clock,
     metrics: Metrics,
     home_publisher: HomePublisher,
+    reports: ReportStore,
 ) -> None:
     # Bolt tries listeners in this order and their matchers are disjoint: what a
     # person is waiting on (clicks, commands) is matched first, a few µs sooner each.
     actions.register(app, healer, inbox)
-    commands.register(app, healer, inbox)
+    commands.register(app, healer, inbox, reports)
     alerts.register(app, healer, inbox, alert_channels, clock, metrics)
     modals.register(app, inbox)
     shortcuts.register(app, healer, clock)

@@ -25,12 +25,13 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import TEXT_LIMIT, cap, dry_run_text, escape
+from bot.blocks import TEXT_LIMIT, approval_waits_text, cap, escape
 from bot.ids import ActionId, CardButton, RejectForm, home_channel, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
 from bot.modals import reject_modal
-from engine.healer import Healer
+from bot.playbook_text import dry_run_text
+from engine.api import Healer
 from engine.models import Decision
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,7 @@ def _card_click(healer: Healer, then: OnClick) -> Any:
         try:
             button = CardButton.decode(str(action.get("value", "")))
         except ValueError:
-            healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
+            healer.spawn(healer.tell_user(channel, user, FOREIGN))
             return None
         key = f"action:{slack_id('ts', action.get('action_ts')) or trigger_id}:{user}"
         await then(healer, Click(user, channel, button, trigger_id, key), client)
@@ -108,15 +109,19 @@ def _committed(inbox: Inbox, kind: str, extra: dict[str, Any]) -> OnClick:
 
 
 async def decide(healer: Healer, payload: dict[str, Any]) -> None:
-    """An Approve click or a submitted rejection, as the inbox hands it over."""
-    await healer.decide(
+    """An Approve click or a submitted rejection, as the inbox hands it over; an
+    approval that counts while GRACE is paused is told what it waits for."""
+    channel, user = str(payload["channel"]), str(payload["user"])
+    pause = await healer.decide(
         incident_id=int(payload["incident_id"]),
         plan_hash=str(payload["plan_hash"]),
-        user=str(payload["user"]),
+        user=user,
         decision=Decision(payload["decision"]),
-        channel=str(payload["channel"]),
+        channel=channel,
         reason=payload.get("reason"),
     )
+    if pause is not None:
+        await healer.tell_user(channel, user, approval_waits_text(pause))
 
 
 async def _ask_why(healer: Healer, click: Click, client: AsyncWebClient) -> None:
@@ -131,7 +136,7 @@ async def _ask_why(healer: Healer, click: Click, client: AsyncWebClient) -> None
             f"Slack would not open the rejection form ({escape(error)}); nothing was "
             "rejected. Click Reject again."
         )
-        healer.spawn(healer.narrator.tell_user(click.channel, click.user, why))
+        healer.spawn(healer.tell_user(click.channel, click.user, why))
 
 
 async def _dry_run(healer: Healer, payload: dict[str, Any]) -> None:
@@ -145,4 +150,4 @@ async def _dry_run(healer: Healer, payload: dict[str, Any]) -> None:
         if dry.plan.hash != payload["plan_hash"]:
             changed = ":warning: The plan changed since this card was posted; here is the new one."
             text = cap(f"{changed}\n{text}", TEXT_LIMIT)
-    await healer.narrator.tell_user(channel, user, text)
+    await healer.tell_user(channel, user, text)

@@ -20,10 +20,7 @@ from bot.ids import slack_id
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
 from bot.metrics import Metrics
-from engine.healer import Healer
-from engine.intake.limits import storable, storable_json
-from engine.intake.slack import parse_slack_message
-from engine.intake.slack_people import PERSON
+from engine.api import PERSON, Healer, parse_slack_message, storable, storable_json
 from engine.ports import Clock
 
 KIND = "message"

@@ -23,18 +23,11 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.blocks import (
-    STATE_LABEL,
-    TEXT_LIMIT,
-    cap,
-    dry_run_text,
-    escape,
-    playbooks_text,
-    readiness_text,
-)
+from bot.blocks import STATE_LABEL, TEXT_LIMIT, cap, escape, readiness_text
 from bot.ids import Command, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
+from bot.playbook_text import dry_run_text, playbooks_text
 from bot.reports import (
     LIST_LIMIT,
     ReportStore,
@@ -44,10 +37,8 @@ from bot.reports import (
     story_answer,
 )
 from bot.stats_text import STATS_USAGE, stats_text
-from engine.autonomy import TierChange
-from engine.healer import Healer
+from engine.api import PERIODS, Healer, TierChange
 from engine.models import Incident
-from engine.stats import PERIODS
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +94,9 @@ KIND = "command"
 """Commands that change something (heal, pause, resume, clear) go through the inbox."""
 
 
-def register(app: AsyncApp, healer: Healer, inbox: Inbox) -> None:
-    store = healer.store
-    if not isinstance(store, ReportStore):
-        raise TypeError("`/grace status` and `/grace incidents` need a store with reports")
-    app.command(Command.GRACE)(_on_grace(healer, inbox, store))
+def register(app: AsyncApp, healer: Healer, inbox: Inbox, reports: ReportStore) -> None:
+    """`reports` is the store's reads for people: status, incidents, stats, tiers."""
+    app.command(Command.GRACE)(_on_grace(healer, inbox, reports))
     inbox.handle(KIND, lambda payload: _carry_out(healer, app.client, payload))
 
 
@@ -156,7 +145,7 @@ def _on_grace(healer: Healer, inbox: Inbox, store: ReportStore) -> Any:
             }
             inbox.later(partial(_later, respond, sub, reports[sub]))
             return None
-        changes = await healer.store.playbook_tiers() if sub == "playbooks" else {}
+        changes = await store.playbook_tiers() if sub == "playbooks" else {}
         await _answer(ack, _instant(healer, sub, changes))
         return None
 
@@ -208,7 +197,7 @@ async def _later(respond: AsyncRespond, sub: str, report: Callable[[], Awaitable
 
 
 async def _cloud(healer: Healer) -> str:
-    return readiness_text(await healer.readiness(), healer.catalog.playbooks)
+    return readiness_text(await healer.readiness(), healer.playbooks())
 
 
 async def _status(healer: Healer, store: ReportStore, team_domain: str) -> str:
@@ -217,7 +206,7 @@ async def _status(healer: Healer, store: ReportStore, team_domain: str) -> str:
         pause=await store.paused(),
         rows=await store.status_rows(LIST_LIMIT),
         readiness=readiness,
-        now=healer.clock.now(),
+        now=healer.now(),
     )
     return status_text(status, team_domain)
 
@@ -231,14 +220,14 @@ async def _incidents(healer: Healer, store: ReportStore, args: list[str], team_d
         return story_answer(story, team_domain)
     open_only = which == "open"
     page = await store.incident_page(open_only=open_only, limit=LIST_LIMIT)
-    return incidents_text(page, open_only, healer.clock.now(), team_domain)
+    return incidents_text(page, open_only, healer.now(), team_domain)
 
 
 async def _stats(healer: Healer, store: ReportStore, args: list[str]) -> str:
     days = parse_stats(args)
     assert days is not None, "the listener refused a period it cannot read"
-    report = await store.stats(until=healer.clock.now(), days=days)
-    return stats_text(report, days, healer.catalog.playbooks, await store.playbook_tiers())
+    report = await store.stats(until=healer.now(), days=days)
+    return stats_text(report, days, healer.playbooks(), await store.playbook_tiers())
 
 
 def parse_stats(args: list[str]) -> int | None:
@@ -278,7 +267,7 @@ def _instant(healer: Healer, sub: str, changes: Mapping[str, TierChange]) -> str
     if sub == "help":
         return HELP
     if sub == "playbooks":
-        return playbooks_text(healer.catalog.playbooks, changes)
+        return playbooks_text(healer.playbooks(), changes)
     return f"Unknown subcommand {_quoted([sub])}.\n{HELP}"
 
 

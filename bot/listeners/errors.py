@@ -24,7 +24,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
 from bot.ids import BlockId, CallbackId, home_channel, slack_id, slack_id_at
-from engine.healer import Healer
+from engine.api import Healer
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,13 @@ async def _tell(healer: Healer, body: dict[str, Any], context: AsyncBoltContext)
         or slack_id("channel", context.channel_id)
     )
     if user is not None and channel is not None:
-        healer.spawn(healer.narrator.tell_user(channel, user, COULD_NOT))
+        healer.spawn(healer.tell_user(channel, user, COULD_NOT))
 
 
-_FORM_FIELD = {CallbackId.REJECT: BlockId.REJECT_REASON, CallbackId.PAUSE: BlockId.PAUSE_REASON}
+_FORM_FIELD: dict[str | None, BlockId] = {
+    CallbackId.REJECT: BlockId.REJECT_REASON,
+    CallbackId.PAUSE: BlockId.PAUSE_REASON,
+}
 """GRACE's forms, and the field that carries a failure's message."""
 
 
@@ -96,9 +99,10 @@ def _kind(body: dict[str, Any]) -> str:
     return kind if kind in _KINDS else "request"
 
 
-def _view_callback(body: dict[str, Any]) -> object:
+def _view_callback(body: dict[str, Any]) -> str | None:
     view = body.get("view")
-    return view.get("callback_id") if isinstance(view, dict) else None
+    callback = view.get("callback_id") if isinstance(view, dict) else None
+    return callback if isinstance(callback, str) else None
 
 
 def _json(status: int, document: dict[str, Any]) -> BoltResponse:

@@ -32,7 +32,7 @@ from bot.ids import ActionId, slack_id, slack_id_at
 from bot.inbox import Inbox
 from bot.listeners.errors import refuse
 from bot.modals import pause_modal
-from engine.healer import Healer
+from engine.api import Healer
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from bot.listeners.actions import DECIDE
 from bot.listeners.errors import refuse
 from bot.listeners.home import SWITCH
 from bot.modals import PAUSE_REASON_MAX, REASON_MAX
-from engine.intake.limits import storable
+from engine.api import storable
 from engine.models import Decision
 
 log = logging.getLogger(__name__)

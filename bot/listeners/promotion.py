@@ -26,9 +26,7 @@ from bot.listeners.actions import FOREIGN
 from bot.listeners.errors import refuse
 from bot.notifier import OutboxNotifier
 from bot.promotion import decided_line, proposal_message
-from engine.autonomy import ProposalState
-from engine.earned import Decided, Verdict
-from engine.healer import Healer
+from engine.api import Decided, Healer, ProposalState, Verdict
 
 DECIDE = "promotion"
 """Inbox kind: an Accept or a Dismiss."""
@@ -54,7 +52,7 @@ def _on_click(healer: Healer, inbox: Inbox, *, accept: bool) -> Any:
             button = ProposalButton.decode(str(action.get("value", "")))
         except ValueError:
             await ack()
-            healer.spawn(healer.narrator.tell_user(channel, user, FOREIGN))
+            healer.spawn(healer.tell_user(channel, user, FOREIGN))
             return None
         key = f"action:{slack_id('ts', action.get('action_ts')) or trigger_id}:{user}"
         payload = {
@@ -75,7 +73,7 @@ async def _decide(healer: Healer, notifier: OutboxNotifier, payload: dict[str, A
     """A click, as the inbox hands it over: safe to run twice (the decision is a
     compare-and-set, and a redraw of a decided proposal draws the same)."""
     user, channel = str(payload["user"]), str(payload["channel"])
-    decided = await healer.earned.decide(
+    decided = await healer.decide_promotion(
         int(payload["proposal_id"]), user, accept=bool(payload["accept"])
     )
     proposal = decided.proposal
@@ -87,7 +85,7 @@ async def _decide(healer: Healer, notifier: OutboxNotifier, payload: dict[str, A
         await notifier.redraw(channel, str(payload["ts"]), proposal_message(proposal))
     answer = _answer(decided, healer.admins)
     if answer is not None:
-        await healer.narrator.tell_user(channel, user, answer)
+        await healer.tell_user(channel, user, answer)
 
 
 def _answer(decided: Decided, admins: Collection[str]) -> str | None:

@@ -18,8 +18,7 @@ from slack_bolt.response import BoltResponse
 from bot.ids import CallbackId, slack_id_at
 from bot.listeners.errors import refuse
 from bot.readings import NOT_AN_ALERT, reading_text
-from engine.healer import Healer
-from engine.intake.slack import parse_slack_message
+from engine.api import Healer, parse_slack_message
 from engine.ports import Clock
 
 

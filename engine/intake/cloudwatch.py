@@ -350,8 +350,12 @@ def _trigger(trigger: _Trigger | None) -> tuple[str, str, dict[str, str], str]:
     if trigger is None:
         return "", "", {}, ""
     if trigger.MetricName or not trigger.Metrics:
-        dimensions = _dimensions(trigger.Dimensions or [], {})
-        return trigger.Namespace or "", trigger.MetricName or "", dimensions, ""
+        return (
+            trigger.Namespace or "",
+            trigger.MetricName or "",
+            _dimensions(trigger.Dimensions or [], {}),
+            "",
+        )
     queries = trigger.Metrics[:_MAX_METRICS]
     stats = [q for q in queries if q.MetricStat is not None]
     main = next((q for q in stats if q.ReturnData), stats[0] if stats else None)

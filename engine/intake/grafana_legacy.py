@@ -129,7 +129,7 @@ def _common_tags(matches: list[EvalMatch]) -> dict[str, str]:
 def _legacy_annotations(
     payload: LegacyPayload, matches: list[EvalMatch], rule: str
 ) -> dict[str, str]:
-    notes = {"grafana_state": payload.state}
+    notes: dict[str, str] = {"grafana_state": payload.state}
     if payload.state == "no_data":
         notes["summary"] = f"Grafana rule {rule} got no data"
     if payload.message.strip():

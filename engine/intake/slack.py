@@ -21,8 +21,9 @@ from datetime import datetime
 from typing import Any
 
 from engine.intake.limits import MAX_KEY, MAX_NAME, MAX_VALUE, cap_pairs, cap_text, capped_link
-from engine.intake.slack_format import AlertParts, SlackMessage, read_message
+from engine.intake.slack_format import AlertParts, SlackMessage
 from engine.intake.slack_people import PERSON
+from engine.intake.slack_reader import read_message
 from engine.intake.sources import SlackLayout, slack_layouts
 from engine.models import Alert, canonical_json, sha256_hex
 
@@ -33,9 +34,7 @@ logger = logging.getLogger(__name__)
 _ALERT_SUBTYPES = frozenset({"bot_message", "thread_broadcast", "file_share"})
 
 
-def parse_slack_message(
-    event: Mapping[str, Any], *, channel: str, received_at: datetime
-) -> Alert | None:
+def parse_slack_message(event: object, *, channel: str, received_at: datetime) -> Alert | None:
     """The alert a Slack `message` event carries, or None when it is not one.
 
     A reply in a thread is conversation about an alert, so the plain-text

@@ -70,9 +70,13 @@ Parse = Callable[..., list[Alert]]
 class WebhookSource(Protocol):
     """One configured webhook source, as the bot serves it at `/alerts/<name>`."""
 
-    name: str
-    content_types: frozenset[str]
-    """Content types it is sent with; any other is refused (400)."""
+    # Properties: a source is a frozen dataclass, whose fields cannot be set.
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def content_types(self) -> frozenset[str]:
+        """Content types it is sent with; any other is refused (400)."""
 
     def check_headers(self, headers: Mapping[str, str]) -> None:
         """Refuse (Unavailable, Unauthorized) before the body is even read."""

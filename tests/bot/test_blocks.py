@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.blocks import story_text
+from bot.blocks import approval_waits_text, story_text
 from bot.ids import CardButton
 from engine.models import (
     BenchmarkResult,
@@ -46,6 +46,7 @@ def test_foreign_button_values_are_refused(value):
 EVENTS = [
     Planned(diagnosis=Diagnosis(pattern_id="x", problem="y", explanation=HOSTILE), plan=PLAN),
     NeedsHuman(reason=HOSTILE),
+    NeedsHuman(reason=HOSTILE, held=HOSTILE),
     Cleared(),
     Held(pause=Pause(by="U0LEAD", reason=HOSTILE, at=NOW)),
     Approved(user="U0ONCALL"),
@@ -105,6 +106,14 @@ def test_story_details_people_rely_on():
     assert "*GRACE is resumed* by <@U0LEAD>. 2 approved plan(s)" in told["Resumed"]
     waits = story_text(Approved(user="U0ONCALL", waits=True))
     assert waits == ":+1: Approved by <@U0ONCALL>. It runs once GRACE is resumed."
+
+
+def test_a_held_target_and_a_paused_approval_are_told_how_to_go_on():
+    held = story_text(NeedsHuman(reason="`db1` is in safe hold", held="db1"))
+    assert held.endswith("An admin clears it with `/grace clear db1`.")
+    told = approval_waits_text(Pause(by="U0LEAD", reason="freeze", at=NOW))
+    assert "Your approval is recorded and counts" in told and "paused by <@U0LEAD>: freeze" in told
+    assert "checked again" in told
 
 
 def test_an_interrupted_run_that_touched_nothing_says_so():

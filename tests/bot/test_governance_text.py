@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from bot.blocks import TEXT_LIMIT, dry_run_text, playbooks_text
+from bot.blocks import TEXT_LIMIT
 from bot.devslack import MAX_VIEW_BLOCKS, block_errors
 from bot.ids import ActionId, BlockId, CallbackId, CardButton, RejectForm
 from bot.listeners.commands import HealRequest, parse_heal, slack_unescape
 from bot.modals import REASON_MAX, reject_modal
+from bot.playbook_text import dry_run_text, playbooks_text
 from engine.catalog import PlaybookSpec
 from engine.models import Plan, PlannedBenchmark, PlannedCheck, PlannedStep, Target
 from engine.proposal import DryRun

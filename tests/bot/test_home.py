@@ -236,15 +236,15 @@ async def test_this_weeks_numbers_count_what_entered_each_state_this_week(tmp_pa
 # ---------------------------------------------------------------- the publisher
 
 
-class Gate:
-    """The publisher's sleep: free while open; while shut, it waits there (counted)."""
+class Gate(SystemClock):
+    """The publisher's clock: waits are free while open; while shut, they wait there (counted)."""
 
     def __init__(self) -> None:
         self.open = asyncio.Event()
         self.open.set()
         self.parked = 0
 
-    async def __call__(self, _: float) -> None:
+    async def sleep(self, seconds: float) -> None:
         if not self.open.is_set():
             self.parked += 1
         await self.open.wait()
@@ -254,12 +254,14 @@ async def fixed_readiness() -> Readiness:
     return Readiness({"sqlite": Availability(ok=True)}, {}, ())
 
 
-async def publisher_with(slack: DevSlack, store: SqliteStore, **options: Any) -> HomePublisher:
+async def publisher_with(
+    slack: DevSlack, store: SqliteStore, clock: SystemClock | None = None, **options: Any
+) -> HomePublisher:
     client = AsyncWebClient(token=slack.token, base_url=slack.api_url)
     home = HomePublisher(
         store,
         client,
-        SystemClock(),
+        clock or SystemClock(),
         Metrics(),
         policy=ApprovalPolicy({2: frozenset({"U0ALICE"})}),
         directory=SlackDirectory(client),
@@ -286,7 +288,7 @@ async def test_a_burst_of_changes_is_one_publish_a_viewer(
     slack = await devslack_factory()
     gate = Gate()
     async with await SqliteStore.open(tmp_path / "grace.db", SystemClock()) as store:
-        home = await publisher_with(slack, store, sleep=gate)
+        home = await publisher_with(slack, store, clock=gate)
         try:
             for user in ("U0ALICE", "U0BOB"):
                 await home.opened(user, slack.home.channel(user))

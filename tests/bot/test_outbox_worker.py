@@ -20,7 +20,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.devslack import DevSlack, Message
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
-from bot.outbox import BURST_PER_CHANNEL, EVENT_TYPE, OutboxWorker
+from bot.outbox import BURST_PER_CHANNEL, OutboxWorker
+from bot.outbox_lookup import EVENT_TYPE
 from engine.models import Alert, Incident
 from engine.story import NeedsHuman
 from storage.store import SqliteStore
@@ -102,7 +103,7 @@ def make_worker(
     slack: DevSlack, store: SqliteStore, metrics: Metrics, clock: SimClock
 ) -> OutboxWorker:
     client = AsyncWebClient(token=slack.token, base_url=slack.api_url)
-    return OutboxWorker(store, client, metrics, clock, sleep=clock.sleep)
+    return OutboxWorker(store, client, metrics, clock)
 
 
 @pytest.fixture

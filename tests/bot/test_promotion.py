@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.blocks import playbooks_text
 from bot.devslack import block_errors
 from bot.ids import ActionId, ProposalButton
+from bot.playbook_text import playbooks_text
 from bot.promotion import proposal_message
 from engine.autonomy import ProposalState, TierChange, TierProposal
 from engine.catalog import PlaybookSpec

@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.app import Grace, build
 from bot.demo import CHANNEL, demo_settings
 from bot.devslack import DevSlack
-from bot.outbox import EVENT_TYPE
+from bot.outbox_lookup import EVENT_TYPE
 from engine.routing import Route
 from tests.bot.test_outbox_worker import SimClock
 
@@ -102,7 +102,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         }
     )
     grace = await build(settings, clock)
-    grace.outbox.sleep = clock.sleep
     await grace.start()
     slack.connect(f"{grace.url}/slack/events")
     try:

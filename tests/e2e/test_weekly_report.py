@@ -12,6 +12,7 @@ from matplotlib.image import imread
 
 from bot.app import build
 from bot.demo import CHANNEL
+from engine.clock import SystemClock
 from engine.models import IncidentState as S
 from engine.weekly import ReportSchedule, due_period
 from tests.e2e.conftest import OTHER_CHANNEL
@@ -20,8 +21,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 SCHEDULE = ReportSchedule(channel=OTHER_CHANNEL, cron="0 9 * * MON", tz="Europe/Berlin")
 
 
-class MovableClock:
-    """Real time flowing from a chosen instant, which a test may move forward."""
+class MovableClock(SystemClock):
+    """Real time flowing from a chosen instant, which a test may move forward; waits are real."""
 
     def __init__(self, at: datetime) -> None:
         self.move_to(at)

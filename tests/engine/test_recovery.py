@@ -33,7 +33,7 @@ async def test_an_incident_left_open_is_diagnosed_and_carded(world):
 async def test_a_tier1_incident_left_diagnosed_runs_as_it_would_have(world):
     w = world(tier=1)
     incident = await stored(w, w.alert())
-    proposal = await w.healer._propose(incident.alert)
+    proposal = await w.healer.planner.propose(incident.alert)
     await w.store.transition(
         incident.id,
         S.OPEN,
@@ -54,7 +54,7 @@ async def test_a_tier1_incident_left_diagnosed_runs_as_it_would_have(world):
 async def test_a_card_never_queued_is_posted_with_its_story(world):
     w = world()
     waiting = await stored(w, w.alert())
-    proposal = await w.healer._propose(waiting.alert)
+    proposal = await w.healer.planner.propose(waiting.alert)
     await w.store.transition(
         waiting.id,
         S.OPEN,
@@ -80,7 +80,7 @@ async def test_a_card_never_queued_is_posted_with_its_story(world):
 async def test_a_run_approved_before_its_card_was_queued_is_carded_then_interrupted(world):
     w = world(tier=1)
     incident = await stored(w, w.alert())
-    proposal = await w.healer._propose(incident.alert)
+    proposal = await w.healer.planner.propose(incident.alert)
     await w.store.transition(
         incident.id,
         S.OPEN,
@@ -106,7 +106,7 @@ async def test_a_run_approved_before_its_card_was_queued_is_carded_then_interrup
 async def test_an_interruption_is_told_even_when_a_stop_follows_its_move(world):
     w = world(tier=1)
     incident = await stored(w, w.alert())
-    proposal = await w.healer._propose(incident.alert)
+    proposal = await w.healer.planner.propose(incident.alert)
     await w.store.transition(
         incident.id,
         S.OPEN,

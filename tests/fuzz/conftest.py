@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from bot.app import Grace, build
 from bot.demo import APPROVER, CHANNEL, MONITOR, bloat_wal, demo_settings
 from bot.devslack import DevSlack
-from storage.intake import ACTION
+from storage.alert_digests import ACTION
 from tests.engine.intake.sns_samples import TOPIC, certificate_pem
 from tests.fuzz.strategies import MARKERS
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from engine.models import Alert, AlertStatus, IncidentState, Intake
+from storage.alert_digests import ALERTS_OF_DELIVERY, alerts_digest
 from storage.db import time_text
-from storage.intake import ALERTS_OF_DELIVERY, alerts_digest
 from storage.store import SqliteStore
 from tests.storage.conftest import T0, FakeClock, open_incident
 

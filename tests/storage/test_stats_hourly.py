@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from engine.models import TRANSITIONS, Alert, Approval, Decision, Outcome, PlaybookStats
 from engine.models import IncidentState as S
 from engine.stats import PeriodStats, percentile
+from storage.alert_rows import alert_row
 from storage.db import connect, load_migrations, migrate, time_text
-from storage.intake import alert_row
 from storage.rows import INSERT_ALERT
 from storage.stats import period_stats
 from storage.store import SqliteStore

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import docker
+import docker.utils
 from docker.errors import APIError, DockerException, NotFound
 
 from engine.executors.common import shorten
@@ -22,8 +23,8 @@ from engine.models import Availability
 from engine.ports import TargetRefused, TransientError
 
 _DEFAULT_HOST = "unix:///var/run/docker.sock"
-_API_TIMEOUT_S = 30.0
-_PING_TIMEOUT_S = 5.0
+_API_TIMEOUT_S = 30  # docker-py takes whole seconds
+_PING_TIMEOUT_S = 5
 _TOOL_TIMEOUT_S = 10.0
 _KEPT_OUTPUT_BYTES = 4096
 OUTPUT_CHARS = 200
@@ -48,7 +49,9 @@ class Daemon:
         """`docker_host` as DOCKER_HOST spells it; None: the environment's
         (DOCKER_HOST, DOCKER_TLS_VERIFY, DOCKER_CERT_PATH), else the local socket."""
         self._connection: dict[str, Any] = (
-            docker.utils.kwargs_from_env() if docker_host is None else {"base_url": docker_host}
+            dict(docker.utils.kwargs_from_env())
+            if docker_host is None
+            else {"base_url": docker_host}
         )
         self.host = str(self._connection.get("base_url") or _DEFAULT_HOST)
         docker.utils.parse_host(self.host)  # a malformed host is a config error: fail now
@@ -69,7 +72,7 @@ class Daemon:
         with contextlib.closing(self._client(_PING_TIMEOUT_S)) as client:
             client.ping()
 
-    def _client(self, timeout: float) -> docker.APIClient:
+    def _client(self, timeout: int) -> docker.APIClient:
         """A new client; the first one asks the daemon its API version
         (docker-py's default may be newer than the daemon's)."""
         client = docker.APIClient(

@@ -106,9 +106,12 @@ def _locate_yaml(text: str, key: str) -> _Setting:
             raise ServiceError(f"has no {key!r} key")
         # The last duplicate wins, as it does when the service loads the file.
         node = next((v for k, v in reversed(node.value) if k.value == part), None)
+        if node is None:
+            raise ServiceError(f"has no {key!r} key")
         trail.append(node)
     if not isinstance(node, yaml.ScalarNode):
-        raise ServiceError(f"has no {key!r} key" if node is None else f"{key!r} is not a value")
+        raise ServiceError(f"{key!r} is not a value")
+    assert root is not None  # the key was found in it
     uses = _uses(root)
     if any(uses[id(n)] > 1 for n in trail):
         raise ServiceError(f"{key!r} is shared with other keys through an anchor; edit it by hand")
@@ -182,7 +185,7 @@ def _json_member(text: str, pos: int, key: str) -> tuple[int, int] | None:
     found = None
     pos = _skip_space(text, pos + 1)
     while text[pos] != "}":
-        name, pos = json.decoder.scanstring(text, pos + 1)
+        name, pos = decoder.raw_decode(text, pos)
         pos = _skip_space(text, _skip_space(text, pos) + 1)  # past the colon
         _, end = decoder.raw_decode(text, pos)
         if name == key:

@@ -19,7 +19,7 @@ import pytest
 
 from engine.intake import slack_cloudwatch
 from engine.intake.slack_cloudwatch import INSUFFICIENT_DATA_NAME
-from engine.intake.slack_format import read_message
+from engine.intake.slack_reader import read_message
 from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
 WEB_ASG_ALARM = (

@@ -5,18 +5,16 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from engine.intake.slack_format import (
-    MAX_ITEMS,
-    PARSE_LIMIT,
     Link,
     color_kind,
     common_pairs,
     line_pairs,
     parse_time,
-    read_message,
     split_status_title,
     subject_values,
     unformat,
 )
+from engine.intake.slack_reader import MAX_ITEMS, PARSE_LIMIT, read_message
 from engine.models import AlertStatus
 
 

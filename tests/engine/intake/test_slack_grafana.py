@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from engine.intake import slack_grafana
-from engine.intake.slack_format import read_message
+from engine.intake.slack_reader import read_message
 from tests.engine.intake.slack_samples import FIRING, RESOLVED, assert_sample, event, parse, sample
 
 G = "https://grafana.example.com"
