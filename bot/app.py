@@ -233,11 +233,11 @@ def _assemble(
     )
     acks = AckFirst(spawn=healer.spawn)
     inbox = Inbox(store, healer.spawn, acks)
-    register_all(
-        bolt, healer, inbox, frozenset(settings.alert_channels), clock, metrics, home, store
-    )
+    admins = frozenset(settings.admins)
+    channels = frozenset(settings.alert_channels)
+    register_all(bolt, healer, inbox, channels, clock, metrics, home, store, admins)
     rollup_listeners.register(bolt, store, notifier)
-    promotion_listeners.register(bolt, healer, inbox, notifier)
+    promotion_listeners.register(bolt, healer, inbox, notifier, admins)
     sources = build_sources(settings)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources, acks)
     housekeeping = [*chores(executors, store), forget_deliveries(store, clock)]

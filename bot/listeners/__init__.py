@@ -22,6 +22,7 @@ def register_all(
     metrics: Metrics,
     home_publisher: HomePublisher,
     reports: ReportStore,
+    admins: frozenset[str],
 ) -> None:
     # Bolt tries listeners in this order and their matchers are disjoint: what a
     # person is waiting on (clicks, commands) is matched first, a few µs sooner each.
@@ -30,5 +31,5 @@ def register_all(
     alerts.register(app, healer, inbox, alert_channels, clock, metrics)
     modals.register(app, inbox)
     shortcuts.register(app, healer, clock)
-    home.register(app, healer, inbox, home_publisher)
+    home.register(app, healer, inbox, home_publisher, admins)
     errors.register(app, healer)

@@ -40,9 +40,12 @@ SWITCH = "home.switch"
 """Inbox kind: Pause (its form submitted) or Resume, from App Home."""
 
 
-def register(app: AsyncApp, healer: Healer, inbox: Inbox, home: HomePublisher) -> None:
+def register(
+    app: AsyncApp, healer: Healer, inbox: Inbox, home: HomePublisher, admins: frozenset[str]
+) -> None:
+    """`admins`: who may pull the kill switch from the Home."""
     app.event("app_home_opened")(_on_opened(home))
-    app.action(ActionId.PAUSE)(_on_pause(healer, inbox, home))
+    app.action(ActionId.PAUSE)(_on_pause(healer, inbox, home, admins))
     app.action(ActionId.RESUME)(_on_resume(inbox))
     inbox.handle(SWITCH, lambda payload: _switch(healer, home, payload))
 
@@ -71,7 +74,7 @@ def _switch_click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, st
     return user, key, trigger_id
 
 
-def _on_pause(healer: Healer, inbox: Inbox, home: HomePublisher) -> Any:
+def _on_pause(healer: Healer, inbox: Inbox, home: HomePublisher, admins: frozenset[str]) -> Any:
     async def on_pause(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
     ) -> BoltResponse | None:
@@ -79,7 +82,7 @@ def _on_pause(healer: Healer, inbox: Inbox, home: HomePublisher) -> Any:
         if click is None:
             return refuse("a Pause click needs Slack's user and trigger_id")
         user, key, trigger_id = click
-        if user not in healer.admins:
+        if user not in admins:
             # The kill switch refuses it, audited, as it refuses `/grace pause`.
             await inbox.accept(key, SWITCH, {"sub": "pause", "user": user, "reason": None})
             await ack()

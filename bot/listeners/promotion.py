@@ -32,10 +32,17 @@ DECIDE = "promotion"
 """Inbox kind: an Accept or a Dismiss."""
 
 
-def register(app: AsyncApp, healer: Healer, inbox: Inbox, notifier: OutboxNotifier) -> None:
+def register(
+    app: AsyncApp,
+    healer: Healer,
+    inbox: Inbox,
+    notifier: OutboxNotifier,
+    admins: frozenset[str],
+) -> None:
+    """`admins`: who decides on a promotion, named to anyone else who clicks."""
     app.action(ActionId.PROMOTION_ACCEPT)(_on_click(healer, inbox, accept=True))
     app.action(ActionId.PROMOTION_DISMISS)(_on_click(healer, inbox, accept=False))
-    inbox.handle(DECIDE, lambda payload: _decide(healer, notifier, payload))
+    inbox.handle(DECIDE, lambda payload: _decide(healer, notifier, admins, payload))
 
 
 def _on_click(healer: Healer, inbox: Inbox, *, accept: bool) -> Any:
@@ -69,7 +76,9 @@ def _on_click(healer: Healer, inbox: Inbox, *, accept: bool) -> Any:
     return on_click
 
 
-async def _decide(healer: Healer, notifier: OutboxNotifier, payload: dict[str, Any]) -> None:
+async def _decide(
+    healer: Healer, notifier: OutboxNotifier, admins: frozenset[str], payload: dict[str, Any]
+) -> None:
     """A click, as the inbox hands it over: safe to run twice (the decision is a
     compare-and-set, and a redraw of a decided proposal draws the same)."""
     user, channel = str(payload["user"]), str(payload["channel"])
@@ -83,7 +92,7 @@ async def _decide(healer: Healer, notifier: OutboxNotifier, payload: dict[str, A
         and proposal.channel == channel
     ):
         await notifier.redraw(channel, str(payload["ts"]), proposal_message(proposal))
-    answer = _answer(decided, healer.admins)
+    answer = _answer(decided, admins)
     if answer is not None:
         await healer.tell_user(channel, user, answer)
 
