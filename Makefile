@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/grace demo
 
-# The tests start their own Docker daemon and moto server and stop them at the end.
+# The tests start their own Docker daemon, moto server and PostgreSQL and stop them at the end.
 test: $(STAMP)
 	bash scripts/test-deps.sh
 	$(BIN)/ruff check .
