@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,8 +38,10 @@ from engine.api import (
     executor_plugins,
     load_catalog,
 )
+from engine.models import IncidentState
 from engine.ports import Clock, Executor, Quarantining, Store
-from storage.store import SqliteStore
+from engine.storage_ports import GraceStore, InboxStore
+from storage.factory import DatabaseMissing, UnsupportedDatabase, open_store
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +77,7 @@ INBOX_KEPT = timedelta(days=2)
 """How long a handled delivery's key is kept: Slack retries within minutes."""
 
 
-def forget_deliveries(store: SqliteStore, clock: Clock) -> Chore:
+def forget_deliveries(store: InboxStore, clock: Clock) -> Chore:
     async def forget() -> None:
         await store.forget_deliveries(clock.now() - INBOX_KEPT)
 
@@ -96,10 +99,25 @@ def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalo
     return catalog
 
 
+async def open_grace_store(
+    settings: Settings,
+    clock: Clock,
+    *,
+    on_state: Callable[[IncidentState], None] | None = None,
+    create: bool = True,
+) -> GraceStore:
+    """The one place a store is opened, from GRACE_DB: `grace run` and the CLI's
+    reads alike. A database GRACE cannot open is a ConfigError that says why."""
+    try:
+        return await open_store(settings.db, clock, on_state=on_state, create=create)
+    except (UnsupportedDatabase, DatabaseMissing) as exc:
+        raise ConfigError(str(exc)) from None
+
+
 @dataclass
 class Grace:
     settings: Settings
-    store: SqliteStore
+    store: GraceStore
     healer: Healer
     bolt: AsyncApp
     web_app: web.Application
@@ -164,7 +182,7 @@ async def build(settings: Settings, clock: Clock | None = None) -> Grace:
     if not settings.alert_channels:
         log.warning("GRACE_ALERT_CHANNELS is empty: no Slack message will be read as an alert")
     metrics = Metrics()
-    store = await SqliteStore.open(settings.db, clock, on_state=metrics.incident_entered)
+    store = await open_grace_store(settings, clock, on_state=metrics.incident_entered)
     try:
         return _assemble(settings, clock, store, executors, catalog, metrics)
     except BaseException:
@@ -175,7 +193,7 @@ async def build(settings: Settings, clock: Clock | None = None) -> Grace:
 def _assemble(
     settings: Settings,
     clock: Clock,
-    store: SqliteStore,
+    store: GraceStore,
     executors: dict[str, Executor],
     catalog: Catalog,
     metrics: Metrics,
@@ -268,4 +286,4 @@ def _assemble(
     )
 
 
-__all__ = ["ConfigError", "Grace", "build"]
+__all__ = ["ConfigError", "Grace", "build", "open_grace_store"]

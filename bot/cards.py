@@ -49,7 +49,7 @@ from engine.models import (
     Pause,
     Plan,
 )
-from storage.store import SqliteStore
+from engine.storage_ports import IncidentReads
 
 S = IncidentState
 ENDED = RELEASING_STATES | {S.SAFE_HOLD, S.INTERRUPTED, S.NEEDS_HUMAN}
@@ -70,7 +70,7 @@ class CardFacts:
 class CardReader:
     """Gathers a card's facts from the store and the approval policy."""
 
-    store: SqliteStore
+    store: IncidentReads
     policy: ApprovalPolicy
 
     async def facts(self, incident: Incident) -> CardFacts:

@@ -22,10 +22,10 @@ from bot.settings import ConfigError, Settings, load_settings
 from bot.stats_text import stats_json, stats_text
 from engine.api import CatalogError, SystemClock, survey
 from engine.models import AuditEntry
-from storage.store import SqliteStore
 
 if TYPE_CHECKING:
     from bot.app import Grace
+    from engine.storage_ports import GraceStore
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 75
@@ -332,10 +332,10 @@ async def _report_now(settings: Settings, channel: str | None) -> int:
     return 0
 
 
-async def _open_existing(settings: Settings) -> SqliteStore:
-    if not settings.db.is_file():
-        raise ConfigError(f"GRACE_DB={settings.db}: no such database")
-    return await SqliteStore.open(settings.db, SystemClock())
+async def _open_existing(settings: Settings) -> GraceStore:
+    from bot.app import open_grace_store
+
+    return await open_grace_store(settings, SystemClock(), create=False)
 
 
 async def _audit_verify(settings: Settings) -> int:

@@ -48,8 +48,7 @@ from bot.ids import ActionId, BlockId, HomeView
 from bot.reports import card_url
 from engine.api import Readiness
 from engine.models import Incident, IncidentState, Pause
-from storage.home import HomeRows, WeekNumbers
-from storage.reports import Page, Pending
+from engine.records import HomeRows, Page, Pending, WeekNumbers
 
 S = IncidentState
 MAX_WAITING = 20

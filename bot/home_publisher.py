@@ -46,9 +46,8 @@ from bot.metrics import Metrics
 from engine.api import ApprovalPolicy, PromotionProposed, Readiness, StoryEvent
 from engine.models import Incident
 from engine.ports import Clock, Directory, Notifier
-from storage.home import Viewer
-from storage.reports import Pending
-from storage.store import SqliteStore
+from engine.records import Pending, Viewer
+from engine.storage_ports import HomeStore
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class HomePublisher:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: HomeStore,
         client: AsyncWebClient,
         clock: Clock,
         metrics: Metrics,

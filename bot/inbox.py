@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from bot.ack_first import AckFirst
-from storage.inbox import Delivery
-from storage.store import SqliteStore
+from engine.records import Delivery
+from engine.storage_ports import InboxStore
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class Inbox:
 
     def __init__(
         self,
-        store: SqliteStore,
+        store: InboxStore,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         acks: AckFirst,
     ):

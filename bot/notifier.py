@@ -20,13 +20,13 @@ from bot.reports import story_answer
 from bot.storm import NEEDS_SOMEONE, URGENT, Storms, card_priority, story_priority
 from engine.api import PromotionProposed, StoryEvent
 from engine.models import Incident
-from storage.store import SqliteStore
+from engine.storage_ports import CardStore
 
 
 class OutboxNotifier:
     def __init__(
         self,
-        store: SqliteStore,
+        store: CardStore,
         outbox: OutboxWorker,
         channels: Sequence[str] = (),
         on_change: Callable[[], None] = lambda: None,

@@ -43,8 +43,8 @@ from bot.rollup import rollup_message
 from engine.api import ApprovalPolicy
 from engine.models import Incident
 from engine.ports import Clock
-from storage.rollups import Rollup
-from storage.store import OutboxItem, SqliteStore
+from engine.records import OutboxItem, Rollup
+from engine.storage_ports import CardStore
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class _Attempt:
 
 @dataclass
 class OutboxWorker:
-    store: SqliteStore
+    store: CardStore
     client: AsyncWebClient
     metrics: Metrics
     clock: Clock

@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from storage.store import OutboxItem
+from engine.records import OutboxItem
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from bot.settings import ConfigError, Settings
 from bot.weekly_report import WeeklyReporter
 from engine.api import PlaybookSpec, ReportSchedule, last_days
 from engine.ports import Clock
-from storage.store import SqliteStore
+from engine.storage_ports import WeeklyStore
 
 DAYS = 7
 
@@ -39,7 +39,7 @@ def on_demand_schedule(settings: Settings, channel: str | None) -> ReportSchedul
 async def post_now(
     settings: Settings,
     schedule: ReportSchedule,
-    store: SqliteStore,
+    store: WeeklyStore,
     playbooks: Sequence[PlaybookSpec],
     clock: Clock,
 ) -> str:

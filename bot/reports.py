@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 from bot.blocks import (
     STATE_LABEL,
@@ -27,33 +26,14 @@ from bot.blocks import (
 )
 from bot.ids import is_user_id, slack_id
 from bot.modals import REASON_MAX
-from engine.api import Readiness, SnapshotTaken, StatsReport, StepFinished, TierChange, Verified
+from engine.api import Readiness, SnapshotTaken, StepFinished, Verified
 from engine.models import Decision, Incident, IncidentState, Pause, Plan
-from storage.reports import Backlog, IncidentStory, Page, Pending, StatusRows
+from engine.records import Backlog, IncidentStory, Page, Pending, StatusRows
 
 LIST_LIMIT = 20
 """Incidents, approvals and outbox lanes a list shows; the rest are counted."""
 WORDS_LIMIT = REASON_MAX
 """Characters of one field from an alert or a person in a line: a rejection's reason whole."""
-
-
-@runtime_checkable
-class ReportStore(Protocol):
-    """The reads these answers need (storage/store.py, "reports for people")."""
-
-    async def paused(self) -> Pause | None: ...
-
-    async def status_rows(self, limit: int = LIST_LIMIT) -> StatusRows: ...
-
-    async def incident_page(
-        self, *, open_only: bool, limit: int = LIST_LIMIT
-    ) -> Page[Incident]: ...
-
-    async def incident_story(self, incident_id: int) -> IncidentStory | None: ...
-
-    async def stats(self, *, until: datetime, days: int) -> StatsReport: ...
-
-    async def playbook_tiers(self) -> dict[str, TierChange]: ...
 
 
 @dataclass(frozen=True)

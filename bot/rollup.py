@@ -25,7 +25,7 @@ from slack_sdk.models.blocks import (
 from bot.blocks import SECTION_LIMIT, STATE_LABEL, escaped_cap
 from bot.ids import ActionId, BlockId
 from engine.models import Incident
-from storage.rollups import Rollup
+from engine.records import Rollup
 
 MAX_BLOCKS = 50
 MENU_OPTIONS, MENUS = 100, 25

@@ -40,7 +40,7 @@ from bot.settings import Settings
 from bot.webhooks import BodyRefused, check_encoding, read_body
 from engine.api import MAX_BODY_BYTES, Healer, WebhookSource
 from engine.ports import Clock
-from storage.store import SqliteStore
+from engine.storage_ports import OutboxStore
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ _UTF8 = frozenset({"utf-8", "utf8"})
 
 def make_web_app(
     bolt: AsyncApp,
-    store: SqliteStore,
+    store: OutboxStore,
     healer: Healer,
     settings: Settings,
     metrics: Metrics,

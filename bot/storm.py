@@ -17,8 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from engine.models import Incident, IncidentState
-from storage.db import time_text
-from storage.rollups import StormRule
+from engine.records import StormRule
 
 S = IncidentState
 
@@ -73,4 +72,4 @@ class Storms:
     def rule(self, now: datetime) -> StormRule:
         # The bucket lets `burst` go at once, then `rate` a second.
         max_ahead = max(int(CARD_DELAY_S * self.rate) + self.burst - 1, 0)
-        return StormRule(max_ahead, time_text(now - HOLD), time_text(now - JOIN), CARD)
+        return StormRule(max_ahead, now - HOLD, now - JOIN, CARD)

@@ -32,7 +32,7 @@ from engine.api import (
     due_period,
 )
 from engine.ports import Clock
-from storage.store import SqliteStore
+from engine.storage_ports import WeeklyStore
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 class WeeklyReporter:
     def __init__(
         self,
-        store: SqliteStore,
+        store: WeeklyStore,
         schedule: ReportSchedule,
         playbooks: Sequence[PlaybookSpec],
         clock: Clock,

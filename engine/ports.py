@@ -2,7 +2,8 @@
 
 The engine never imports Slack or SQL; storage/ implements `Store`, bot/
 implements `Notifier`, engine/executors/ implement `Executor`, and tests drive
-the engine with in-memory fakes of all of them.
+the engine with in-memory fakes of all of them. What bot/ asks of storage
+beyond `Store` is in engine/storage_ports.py.
 """
 
 from __future__ import annotations

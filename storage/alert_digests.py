@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import aiosqlite
 
 from engine.models import canonical_json
+from engine.records import DigestReport
 
 ACTION = "alerts.received"
 """The audit action of a delivery's one row. Rows written before it was
@@ -51,19 +51,6 @@ def alerts_digest(rows: Iterable[Sequence[Any]]) -> str:
 def digest_of(items: list[list[str]]) -> str:
     """`alerts_digest` of rows already in list form, as intake builds them."""
     return hashlib.sha256(canonical_json(items).encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class DigestReport:
-    """What `verify_alert_digests` found: `rows` is how many `alerts.received`
-    rows were checked, `problems` names each one whose alerts do not match."""
-
-    rows: int
-    problems: tuple[str, ...] = ()
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 async def verify_alert_digests(conn: aiosqlite.Connection) -> DigestReport:

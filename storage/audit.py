@@ -20,25 +20,8 @@ import aiosqlite
 from pydantic_core import to_jsonable_python
 
 from engine.models import AuditEntry, canonical_json, sha256_hex
+from engine.records import GENESIS_HASH, AuditReport
 from storage.db import parse_time, time_text
-
-GENESIS_HASH = "0" * 64
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """What `verify_chain` found.
-
-    `head_hash` is the last row's hash: the chain cannot tell that rows were
-    cut off its end, so an operator who wants that guarantee records the head
-    somewhere else and compares.
-    """
-
-    ok: bool
-    rows: int
-    first_bad_seq: int | None = None
-    problem: str = ""
-    head_hash: str = GENESIS_HASH
 
 
 def row_hash(

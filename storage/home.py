@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import aiosqlite
 
 from engine.models import Incident, IncidentState, Pause
+from engine.records import HomeRows, Page, Pending, Viewer, WeekNumbers
 from storage import controls
 from storage.db import parse_time
-from storage.reports import PENDING, PENDING_APPROVERS, PENDING_COUNT, Page, Pending
+from storage.reports import PENDING, PENDING_APPROVERS, PENDING_COUNT
 from storage.rows import INCIDENT_SELECT, OPEN, incident_from_row
 
 S = IncidentState
@@ -30,43 +30,6 @@ WEEK_STATES = (S.RESOLVED, S.ROLLED_BACK, S.SAFE_HOLD, S.NEEDS_HUMAN, S.AUTO_RES
 _APPROVED = "approval.approve"
 _RESOLVED = f"incident.{S.RESOLVED.value}"
 _WEEK_ACTIONS = (*(f"incident.{s.value}" for s in WEEK_STATES), _APPROVED)
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Someone who opened GRACE's Home, and GRACE's last answer to them there."""
-
-    user: str
-    channel: str
-    """Their App Home's channel: an answer told there is shown on the Home."""
-    opened_at: datetime
-    notice: str | None = None
-    notice_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class WeekNumbers:
-    """What happened from `start` (Monday 00:00 UTC of the ISO week) until now."""
-
-    start: datetime
-    opened: int
-    entered: dict[IncidentState, int]
-    """Incidents that entered each of WEEK_STATES this week (one may enter two)."""
-    approvals: int
-    median_to_resolve: timedelta | None
-    """From the first alert to resolved, over the incidents resolved this week."""
-
-
-@dataclass(frozen=True)
-class HomeRows:
-    """What every Home shows, read in one transaction."""
-
-    pause: Pause | None
-    pending: Page[Pending]
-    """Incidents awaiting approval, the soonest to expire first; each reader's are among them."""
-    open: Page[Incident]
-    """The newest incidents not ended, and how many there are."""
-    week: WeekNumbers
 
 
 VIEWERS = "SELECT user_id, channel, opened_at, notice, notice_at FROM home_viewers"

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
+from engine.records import Delivery
 from storage.rows import rowid
 
 UNHANDLED = """
@@ -23,15 +23,6 @@ SELECT id, kind, payload FROM inbox WHERE handled_at IS NULL ORDER BY id
 HANDLED_BEFORE = "DELETE FROM inbox WHERE handled_at IS NOT NULL AND handled_at < ?"
 
 CARD_QUEUED = "SELECT 1 FROM outbox WHERE incident_id = ? AND kind = 'post_card' LIMIT 1"
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One accepted delivery, as its handler needs it."""
-
-    id: int
-    kind: str
-    payload: dict[str, Any]
 
 
 def accept(

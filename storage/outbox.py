@@ -23,48 +23,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
+from engine.records import OutboxItem
 from storage.db import parse_time
 from storage.rows import rowid
 
 PENDING, SENDING, SENT, DROPPED = "pending", "sending", "sent", "dropped"
 UNSETTLED = (PENDING, SENDING)
-
-
-class Card(NamedTuple):
-    """Where an incident's live card is, and the thread its story goes in."""
-
-    channel: str
-    ts: str
-    thread_ts: str | None = None
-    """The person's message it answers, when it was posted in that thread."""
-
-    @property
-    def story_ts(self) -> str:
-        return self.thread_ts or self.ts
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxItem:
-    """One unsettled Slack write, as the worker needs it."""
-
-    id: int
-    channel: str
-    lane: str
-    kind: str
-    incident_id: int | None
-    user_id: str | None
-    payload: dict[str, Any]
-    coalesce_key: str | None
-    attempts: int
-    not_before: datetime
-    created_at: datetime
-    sending: bool
-    """An earlier attempt may have reached Slack: look it up before posting again."""
-    priority: int = 10
 
 
 def lane_of(channel: str, kind: str, user_id: str | None) -> str:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -27,83 +25,20 @@ from engine.models import (
     Target,
     Verification,
 )
+from engine.records import (
+    Backlog,
+    IncidentStory,
+    Page,
+    Pending,
+    StateChange,
+    StatusRows,
+    StepRun,
+    VerificationRun,
+)
 from storage.db import parse_time
 from storage.rows import INCIDENT_SELECT, OPEN, incident_from_row
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """The first rows of a list, and how many there are in all."""
-
-    items: tuple[T, ...]
-    total: int
-
-
-@dataclass(frozen=True)
-class Pending:
-    """An incident waiting for approval, and who approved its current plan so far."""
-
-    incident: Incident
-    approved_by: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Backlog:
-    """A lane of the Slack outbox with writes not yet delivered."""
-
-    lane: str
-    channel: str
-    waiting: int
-    oldest: datetime
-
-
-@dataclass(frozen=True)
-class StatusRows:
-    """What `/grace status` reads from the database, as of one moment."""
-
-    open_counts: dict[IncidentState, int]
-    pending: Page[Pending]
-    backlog: tuple[Backlog, ...]
-
-
-@dataclass(frozen=True)
-class StateChange:
-    """One `incident.<state>` row of the audit log."""
-
-    state: IncidentState
-    at: datetime
-    actor: str
-    reason: str | None = None
-    deadline: datetime | None = None
-
-
-@dataclass(frozen=True)
-class StepRun:
-    result: StepResult
-    at: datetime
-
-
-@dataclass(frozen=True)
-class VerificationRun:
-    verification: Verification
-    at: datetime
-
-
-@dataclass(frozen=True)
-class IncidentStory:
-    """Everything stored about one incident, in the order it happened."""
-
-    incident: Incident
-    members: int
-    """Distinct alerts of its group (`incident.alert_count` counts every delivery)."""
-    states: tuple[StateChange, ...]
-    approvals: tuple[Approval, ...]
-    snapshots: tuple[Snapshot, ...]
-    steps: tuple[StepRun, ...]
-    verifications: tuple[VerificationRun, ...]
-    outcome: Outcome | None
 
 
 _AWAITING = f"i.state = '{IncidentState.AWAITING_APPROVAL.value}'"

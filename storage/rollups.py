@@ -12,49 +12,15 @@ functions are group-writer ops; SqliteStore runs the reads.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 
 import aiosqlite
 
 from engine.models import Incident, canonical_json
+from engine.records import Placement, Rollup, StormRule
+from storage.db import time_text
 from storage.inbox import CARD_QUEUED
 from storage.outbox import ROLLED_UP, enqueue
 from storage.rows import INCIDENT_SELECT, incident_from_row, rowid
-
-
-@dataclass(frozen=True)
-class StormRule:
-    """When a new card waits too long: the bot's rule, as the SQL needs it."""
-
-    max_ahead: int
-    """Writes queued ahead of a card (as urgent or more) that the card may wait behind."""
-    held_since: str
-    """A rollup that took an incident at or after this still takes the channel's new ones."""
-    joined_since: str
-    """A rollup that took an incident at or after this is joined; an older one is left be."""
-    demotable: int
-    """Queued cards of this priority or less urgent, never tried yet, join the rollup
-    too: they would wait as long, and one rollup write shows them all."""
-
-
-@dataclass(frozen=True)
-class Rollup:
-    id: int
-    channel: str
-    ts: str | None
-    members: list[Incident]
-    """Oldest first."""
-    carded: frozenset[int]
-    """Members whose own card was queued (someone must act, or asked)."""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Where an incident is shown: its own card (rollup None), or a rollup, which
-    `joined` incidents (it, and queued cards that went with it) now belong to."""
-
-    rollup: int | None = None
-    joined: tuple[int, ...] = ()
 
 
 def place_card(
@@ -71,7 +37,7 @@ def place_card(
     if needs_someone or not _stormy(conn, incident.channel, priority, rule):
         _queue_card(conn, incident.channel, incident.id, priority, now_text)
         return Placement()
-    rollup_id = _joined(conn, incident.channel, rule.joined_since, now_text)
+    rollup_id = _joined(conn, incident.channel, time_text(rule.joined_since), now_text)
     demoted = _roll_up_queued_cards(conn, incident.channel, rollup_id, rule.demotable)
     conn.execute("UPDATE incidents SET rollup_id = ? WHERE id = ?", (rollup_id, incident.id))
     conn.execute("UPDATE rollups SET last_added_at = ? WHERE id = ?", (now_text, rollup_id))
@@ -222,7 +188,7 @@ def _roll_up_queued_cards(
 def _stormy(conn: sqlite3.Connection, channel: str, priority: int, rule: StormRule) -> bool:
     held = conn.execute(
         "SELECT 1 FROM rollups WHERE channel = ? AND last_added_at >= ? LIMIT 1",
-        (channel, rule.held_since),
+        (channel, time_text(rule.held_since)),
     ).fetchone()
     if held is not None:
         return True

@@ -1,4 +1,5 @@
-"""`engine.ports.Store` on SQLite: group-committed writes, aiosqlite reads.
+"""Every storage port (`engine.storage_ports.GraceStore`) on SQLite: group-committed
+writes, aiosqlite reads. GRACE opens it through `storage.factory.open_store`.
 
 `SqliteStore` is its parts combined, each in its own module over the row
 modules it uses, all standing on `StoreCore` (storage/store_core.py: the
@@ -7,7 +8,7 @@ connections, the group writer, and how a write and a read are made).
 
 from __future__ import annotations
 
-from storage.outbox import OutboxItem
+from engine.records import OutboxItem
 from storage.rows import MEDIAN_WINDOW
 from storage.store_audit import AuditMixin
 from storage.store_controls import ControlsMixin

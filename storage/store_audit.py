@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from engine.models import AuditEntry
+from engine.records import AuditReport, DigestReport
 from storage import alert_digests
 from storage import audit as audit_log
-from storage.audit import AuditReport
 from storage.db import time_text
 from storage.store_core import StoreCore
 
@@ -61,7 +61,7 @@ class AuditMixin(StoreCore):
         async with self._reading() as conn:
             return await audit_log.verify_chain(conn)
 
-    async def verify_alert_digests(self) -> alert_digests.DigestReport:
+    async def verify_alert_digests(self) -> DigestReport:
         """Each delivery's audit row against the alert rows it attests (see
         `alert_digests.alerts_digest`); run it after `verify_audit` proves the rows."""
         async with self._reading() as conn:

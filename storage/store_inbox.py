@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.models import canonical_json
+from engine.records import Delivery
 from storage import inbox as inbox_rows
 from storage.db import time_text
 from storage.store_core import StoreCore
@@ -27,7 +28,7 @@ class InboxMixin(StoreCore):
         now = time_text(self._clock.now())
         await self._write(lambda conn: inbox_rows.handled(conn, delivery_id, now))
 
-    async def unhandled_deliveries(self) -> list[inbox_rows.Delivery]:
+    async def unhandled_deliveries(self) -> list[Delivery]:
         """Deliveries accepted but not handled (GRACE died in between), oldest first."""
         return [inbox_rows.delivery_from_row(r) for r in await self._fetchall(inbox_rows.UNHANDLED)]
 

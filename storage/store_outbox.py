@@ -8,12 +8,11 @@ from datetime import datetime
 from typing import Any
 
 from engine.models import Incident, canonical_json
+from engine.records import Card, OutboxItem, Placement, Rollup, StormRule
 from storage import outbox as outbox_rows
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
 from storage.db import parse_time, time_text
-from storage.outbox import Card, OutboxItem
-from storage.rollups import StormRule
 from storage.store_core import StoreCore
 
 
@@ -61,7 +60,7 @@ class OutboxMixin(StoreCore):
         )
 
     async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
-        """Each lane's oldest unsettled write, if it is due by `now`; oldest first."""
+        """Every stream head due by `now`, the most urgent first, then the oldest."""
         rows = await self._fetchall(outbox_rows.HEADS_DUE, (time_text(now),))
         return [outbox_rows.item_from_row(row) for row in rows]
 
@@ -120,7 +119,7 @@ class OutboxMixin(StoreCore):
 
     async def place_card(
         self, incident: Incident, *, priority: int, needs_someone: bool, rule: StormRule
-    ) -> rollup_rows.Placement:
+    ) -> Placement:
         """Queue the incident's card, or show it in its channel's rollup."""
         now_text = time_text(self._clock.now())
         return await self._write(
@@ -161,7 +160,7 @@ class OutboxMixin(StoreCore):
         rows = await self._fetchall(rollup_rows.ROLLED_UP_ALL)
         return {int(row["id"]): int(row["rollup_id"]) for row in rows}
 
-    async def rollup(self, rollup_id: int) -> rollup_rows.Rollup | None:
+    async def rollup(self, rollup_id: int) -> Rollup | None:
         """A rollup and its incidents, as of one moment."""
         async with self._reading() as conn:
             return await report_rows.consistent(conn, lambda c: rollup_rows.read(c, rollup_id))

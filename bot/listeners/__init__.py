@@ -8,9 +8,9 @@ from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
 from bot.listeners import actions, alerts, commands, errors, home, modals, shortcuts
 from bot.metrics import Metrics
-from bot.reports import ReportStore
 from engine.api import Healer
 from engine.ports import Clock
+from engine.storage_ports import ReportStore
 
 
 def register_all(

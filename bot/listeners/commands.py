@@ -30,7 +30,6 @@ from bot.listeners.errors import refuse
 from bot.playbook_text import dry_run_text, playbooks_text
 from bot.reports import (
     LIST_LIMIT,
-    ReportStore,
     Status,
     incidents_text,
     status_text,
@@ -39,6 +38,7 @@ from bot.reports import (
 from bot.stats_text import STATS_USAGE, stats_text
 from engine.api import PERIODS, Healer, TierChange
 from engine.models import Incident
+from engine.storage_ports import ReportStore
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from slack_bolt.response import BoltResponse
 from bot.ids import ActionId, slack_id_at
 from bot.listeners.errors import refuse
 from bot.notifier import OutboxNotifier
-from storage.store import SqliteStore
+from engine.storage_ports import IncidentReads
 
 SHOW = re.compile(rf"^{re.escape(ActionId.SHOW_CARD)}:\d{{1,2}}$")
 _ID = re.compile(r"[1-9][0-9]{0,17}")
 
 
-def register(app: AsyncApp, store: SqliteStore, notifier: OutboxNotifier) -> None:
+def register(app: AsyncApp, store: IncidentReads, notifier: OutboxNotifier) -> None:
     async def on_show(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]
     ) -> BoltResponse | None:

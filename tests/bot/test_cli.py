@@ -159,6 +159,19 @@ def test_audit_verify_without_a_database(capsys, tmp_path):
     assert "no such database" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["audit", "verify"], ["stats"], ["run"]])
+def test_a_postgresql_grace_db_is_refused_until_its_store_exists(
+    monkeypatch, capsys, tmp_path, command
+):
+    monkeypatch.setenv("GRACE_DB", "postgresql://grace:s3cret@db.internal:5432/grace")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing")
+    assert main(command) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "PostgreSQL" in err and "no PostgreSQL store yet" in err and "Traceback" not in err
+    assert "s3cret" not in err, "a URL's password is never printed"
+
+
 def test_demo_heals_a_real_database_and_exits_zero():
     done = subprocess.run(
         [sys.executable, "-m", "bot", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=120

@@ -42,8 +42,7 @@ from engine.models import (
     Target,
     TargetHold,
 )
-from storage.home import HomeRows, WeekNumbers
-from storage.reports import Page, Pending
+from engine.records import HomeRows, Page, Pending, WeekNumbers
 from storage.store import SqliteStore
 from tests.bot.conftest import DevSlackFactory
 from tests.storage.conftest import FakeClock, open_incident

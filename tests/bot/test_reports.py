@@ -30,7 +30,7 @@ from engine.models import (
     TargetHold,
     Verification,
 )
-from storage.reports import (
+from engine.records import (
     Backlog,
     IncidentStory,
     Page,

@@ -8,7 +8,7 @@ from bot.devslack import block_errors
 from bot.ids import ActionId
 from bot.rollup import rollup_message
 from engine.models import IncidentState
-from storage.rollups import Rollup
+from engine.records import Rollup
 from tests.bot.samples import HOSTILE, incident
 
 

@@ -9,8 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from engine.models import Alert, Incident
-from storage.db import time_text
-from storage.rollups import StormRule
+from engine.records import StormRule
 from storage.store import SqliteStore
 from tests.storage.conftest import FakeClock, open_incident
 
@@ -21,8 +20,8 @@ async def _head_ids(store: SqliteStore, clock: FakeClock) -> list[int]:
 
 def calm(clock: FakeClock, max_ahead: int = 5) -> StormRule:
     """No rollup holds the channel: only the backlog decides; one is joined for 10 min."""
-    never = time_text(clock.now() + timedelta(days=1))
-    return StormRule(max_ahead, never, time_text(clock.now() - timedelta(minutes=10)), 10)
+    never = clock.now() + timedelta(days=1)
+    return StormRule(max_ahead, never, clock.now() - timedelta(minutes=10), 10)
 
 
 # A max_ahead of -1: even an empty queue is too long a wait, so a rollup at once.
@@ -31,10 +30,7 @@ def calm(clock: FakeClock, max_ahead: int = 5) -> StormRule:
 def stormy(clock: FakeClock, max_ahead: int = 5) -> StormRule:
     """Rollups that took an incident in the last 30 s hold, in the last 10 min are joined."""
     return StormRule(
-        max_ahead,
-        time_text(clock.now() - timedelta(seconds=30)),
-        time_text(clock.now() - timedelta(minutes=10)),
-        10,
+        max_ahead, clock.now() - timedelta(seconds=30), clock.now() - timedelta(minutes=10), 10
     )
 
 
