@@ -12,7 +12,7 @@ import pytest
 
 from engine.models import Alert
 from storage.db import connect, load_migrations, migrate
-from storage.store import OutboxItem, SqliteStore
+from storage.store import SqliteStore
 from tests.storage.conftest import FakeClock, open_incident
 
 
@@ -24,51 +24,6 @@ def _row(db_path: Path, item_id: int) -> dict[str, object]:
 
 async def _head_ids(store: SqliteStore, clock: FakeClock) -> list[int]:
     return [item.id for item in await store.outbox_heads(clock.now())]
-
-
-async def test_enqueue_and_heads_keep_each_channels_order(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    a1 = await store.enqueue("C1", "thread", {"text": "one"})
-    b1 = await store.enqueue("C2", "ephemeral", {"text": "hi"}, user_id="U1")
-    a2 = await store.enqueue("C1", "thread", {"text": "two"})
-    assert a1 < b1 < a2
-
-    heads = await store.outbox_heads(clock.now())
-    assert heads == [
-        OutboxItem(
-            id=a1,
-            channel="C1",
-            lane="C1",
-            kind="thread",
-            incident_id=None,
-            user_id=None,
-            payload={"text": "one"},
-            coalesce_key=None,
-            attempts=0,
-            not_before=clock.now(),
-            created_at=clock.now(),
-            sending=False,
-        ),
-        OutboxItem(
-            id=b1,
-            channel="C2",
-            lane="@U1",
-            kind="ephemeral",
-            incident_id=None,
-            user_id="U1",
-            payload={"text": "hi"},
-            coalesce_key=None,
-            attempts=0,
-            not_before=clock.now(),
-            created_at=clock.now(),
-            sending=False,
-        ),
-    ]
-    assert await store.outbox_pending() == 3
-    await store.mark_sent(a1, "1700000000.000200")
-    assert await _head_ids(store, clock) == [b1, a2]
-    assert await store.outbox_pending() == 2
 
 
 async def test_a_retried_head_blocks_only_its_own_channel(
@@ -96,13 +51,6 @@ async def test_a_retried_head_blocks_only_its_own_channel(
     assert await _head_ids(store, clock) == [a2]
 
 
-async def test_next_due_is_none_when_nothing_is_pending(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    assert await store.outbox_next_due(clock.now()) is None
-    assert await store.outbox_pending() == 0
-
-
 async def test_coalescing_replaces_a_waiting_row_in_place(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
@@ -128,26 +76,6 @@ async def test_coalescing_replaces_a_waiting_row_in_place(
     await store.mark_sent(update, None)
     heads = await store.outbox_heads(clock.now())
     assert [(h.id, h.payload) for h in heads] == [(thread, {"text": "t"}), (later, {"v": 3})]
-
-
-async def test_coalescing_never_touches_a_head_in_flight(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    """The worker may be sending the head right now: a new row queues behind it,
-    and later writes with the key fold into that new row."""
-    head = await store.enqueue("C1", "update_card", {"v": 1}, coalesce_key="card:1")
-    second = await store.enqueue("C1", "update_card", {"v": 2}, coalesce_key="card:1")
-    third = await store.enqueue("C1", "update_card", {"v": 3}, coalesce_key="card:1")
-    assert head != second == third
-    await store.mark_sent(head, None)
-    # `second` is the head now, so it too is left alone.
-    fourth = await store.enqueue("C1", "update_card", {"v": 4}, coalesce_key="card:1")
-    assert fourth > second
-    assert await store.enqueue("C1", "update_card", {"v": 5}, coalesce_key="card:1") == fourth
-    payloads = [item.payload for item in await store.outbox_heads(clock.now())]
-    assert payloads == [{"v": 3}]
-    await store.mark_sent(second, None)
-    assert [item.payload for item in await store.outbox_heads(clock.now())] == [{"v": 5}]
 
 
 async def test_mark_sent_of_a_card_sets_the_incidents_card(
@@ -199,32 +127,6 @@ async def test_settled_rows_ignore_late_reports(
         await store.mark_sent(999, None)
 
 
-async def test_a_payload_that_is_not_json_is_refused_up_front(store: SqliteStore) -> None:
-    with pytest.raises(TypeError):
-        await store.enqueue("C1", "thread", {"text": object()})
-    assert await store.outbox_pending() == 0
-
-
-async def test_the_outbox_survives_a_restart(
-    db_path: Path, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    async with await SqliteStore.open(db_path, clock) as store:
-        inc = await open_incident(store, make_alert(), "d-1")
-        post = await store.enqueue("C1", "post_card", {}, incident_id=inc.id)
-        await store.enqueue("C1", "update_card", {"v": 1}, incident_id=inc.id, coalesce_key="k")
-        other = await store.enqueue("C2", "thread", {"text": "x"})
-        await store.retry_later(post, clock.now() + timedelta(seconds=5), "HTTP 500")
-        before = await store.outbox_heads(clock.now() + timedelta(seconds=5))
-    async with await SqliteStore.open(db_path, clock) as store:
-        assert await store.outbox_pending() == 3
-        assert await _head_ids(store, clock) == [other]
-        assert await store.outbox_heads(clock.now() + timedelta(seconds=5)) == before
-        assert before[0].attempts == 1
-        await store.mark_sent(post, "9.9")
-        assert await store.card_of(inc.id) == ("C1", "9.9", None)
-        assert await _head_ids(store, clock) == [post + 1, other], "then its update"
-
-
 async def test_ephemerals_queue_per_person_not_behind_the_channel(
     store: SqliteStore, clock: FakeClock
 ) -> None:
@@ -235,24 +137,6 @@ async def test_ephemerals_queue_per_person_not_behind_the_channel(
     await store.retry_later(story, clock.now() + timedelta(seconds=30), "ratelimited")
     assert await _head_ids(store, clock) == [refusal, other], "a stuck story holds no answer"
     assert [item.lane for item in await store.outbox_heads(clock.now())] == ["@U1", "@U2"]
-
-
-async def test_a_burst_of_the_same_answer_is_one_write(
-    store: SqliteStore, clock: FakeClock
-) -> None:
-    def refuse(text: str = "Someone else decided first.", user: str = "U1", channel: str = "C1"):
-        return store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
-
-    first = await refuse()
-    assert {await refuse() for _ in range(50)} == {first}
-    assert await store.outbox_pending() == 1
-    await store.begin_send(first)
-    assert await refuse() == first, "one on its way answers this click too"
-    different = {await refuse("other"), await refuse(user="U2"), await refuse(channel="C2")}
-    assert first not in different and len(different) == 3
-    await store.mark_sent(first, None)
-    again = await refuse()
-    assert again not in (first, *different), "a later click, after the answer, gets its own"
 
 
 async def test_sending_stays_the_head_until_settled_and_survives_a_restart(

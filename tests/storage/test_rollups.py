@@ -78,14 +78,6 @@ async def test_a_card_update_waits_for_its_card_but_not_for_its_thread(
     assert await _head_ids(store, clock) == [update, told]
 
 
-async def test_in_calm_a_card_is_queued(
-    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    [a] = await incidents(store, make_alert, 1)
-    assert await carded(store, a, priority=11, needs_someone=False, rule=calm(clock))
-    assert await store.card_queued(a.id) and await store.rolled_up_incidents() == {}
-
-
 async def test_a_card_that_would_wait_too_long_becomes_a_rollup_line(
     store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert], db_path
 ) -> None:
@@ -133,72 +125,3 @@ async def test_a_card_already_tried_is_not_rolled_up(
     assert (
         a.id not in await store.rolled_up_incidents() and b.id in await store.rolled_up_incidents()
     )
-
-
-async def test_someone_who_must_act_gets_a_card_storm_or_not(
-    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    a, b = await incidents(store, make_alert, 2)
-    assert not await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
-    assert await carded(store, b, priority=1, needs_someone=True, rule=stormy(clock, -1))
-    assert await store.card_queued(b.id)
-
-
-async def test_a_storm_holds_while_incidents_keep_coming_then_a_new_rollup_starts(
-    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    a, b, c, d = await incidents(store, make_alert, 4)
-    assert not await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
-    first = await store.rollup(1)
-    for item in await store.outbox_heads(clock.now()):
-        await store.mark_sent(item.id, "1.1")  # the backlog is gone
-    clock.advance(20)
-    assert not await carded(store, b, priority=11, needs_someone=False, rule=stormy(clock))
-    clock.advance(31)
-    assert await carded(store, c, priority=11, needs_someone=False, rule=stormy(clock))
-    for item in await store.outbox_heads(clock.now()):
-        await store.mark_sent(item.id, "2.2")
-    clock.advance(11 * 60)
-    assert not await carded(store, d, priority=11, needs_someone=False, rule=calm(clock, -1))
-    assert [m.id for m in (await store.rollup(first.id)).members] == [a.id, b.id]
-    assert [m.id for m in (await store.rollup(first.id + 1)).members] == [d.id]
-
-
-async def test_a_promoted_incident_gets_its_card_then_its_story_once(
-    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    a, b = await incidents(store, make_alert, 2)
-    for i in (a, b):
-        await carded(store, i, priority=11, needs_someone=False, rule=calm(clock, -1))
-    [rollup_write] = await store.outbox_heads(clock.now())
-    await store.mark_sent(rollup_write.id, "1.1")
-
-    assert await store.promote(b.id, priority=1, story_priority=21, story_text="so far")
-    assert not await store.promote(b.id, priority=1, story_priority=21, story_text="again")
-    assert (
-        b.id not in await store.rolled_up_incidents() and a.id in await store.rolled_up_incidents()
-    )
-    heads = await store.outbox_heads(clock.now())
-    assert [(h.kind, h.incident_id) for h in heads] == [("rollup", None), ("post_card", b.id)]
-    rollup = await store.rollup(rollup_write.payload["rollup"])
-    assert rollup.carded == frozenset({b.id}) and len(rollup.members) == 2
-    await store.mark_sent(heads[1].id, "2.2")
-    [story] = [h for h in await store.outbox_heads(clock.now()) if h.kind == "thread"]
-    assert story.payload == {"text": "so far"} and story.priority == 21
-
-
-async def test_a_rollup_line_is_refreshed_by_one_coalesced_write(
-    store: SqliteStore, clock: FakeClock, make_alert: Callable[..., Alert]
-) -> None:
-    a, b = await incidents(store, make_alert, 2)
-    await carded(store, a, priority=11, needs_someone=False, rule=calm(clock, -1))
-    await carded(store, b, priority=11, needs_someone=True, rule=calm(clock, -1))
-    [first] = [h for h in await store.outbox_heads(clock.now()) if h.kind == "rollup"]
-    await store.begin_send(first.id)
-    assert await store.refresh_rollup_of(a.id)
-    assert await store.refresh_rollup_of(a.id)
-    assert not await store.refresh_rollup_of(b.id), "b has a card: the card tells its changes"
-    await store.mark_sent(first.id, "3.3")
-    rollups = [h for h in await store.outbox_heads(clock.now()) if h.kind == "rollup"]
-    assert len(rollups) == 1 and rollups[0].id > first.id
-    assert await store.outbox_pending() == 2, "b's card and one rollup update"

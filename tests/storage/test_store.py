@@ -71,38 +71,6 @@ async def test_a_failing_write_leaves_nothing_behind(
 # -- transitions ---------------------------------------------------------
 
 
-async def test_transition_moves_state_and_round_trips_diagnosis_and_plan(
-    store: SqliteStore,
-    make_alert: Callable[..., Alert],
-    clock: FakeClock,
-    diagnosis: Diagnosis,
-    plan: Plan,
-) -> None:
-    opened = await open_incident(store, make_alert(), "d-1")
-    assert opened is not None
-    clock.advance(5)
-    diagnosed = await store.transition(
-        opened.id, S.OPEN, S.DIAGNOSED, actor="grace", diagnosis=diagnosis
-    )
-    assert diagnosed is not None
-    assert diagnosed.state is S.DIAGNOSED
-    assert diagnosed.diagnosis == diagnosis
-    assert diagnosed.plan is None
-    assert diagnosed.updated_at == clock.now() != opened.created_at
-
-    waiting = await store.transition(
-        opened.id, S.DIAGNOSED, S.AWAITING_APPROVAL, actor="grace", plan=plan
-    )
-    assert waiting is not None
-    assert waiting.plan == plan
-    assert waiting.plan.hash == plan.hash
-    assert waiting.diagnosis == diagnosis, "fields not given are kept"
-
-    again = await store.get_incident(opened.id)
-    assert again == waiting
-    assert again.alert == opened.alert
-
-
 async def test_every_transition_leaves_an_audit_row(
     store: SqliteStore, make_alert: Callable[..., Alert], diagnosis: Diagnosis, plan: Plan
 ) -> None:
@@ -149,33 +117,6 @@ async def test_stale_transition_returns_none_and_writes_nothing(
     assert current is not None and current.state is S.NEEDS_HUMAN
 
 
-async def test_illegal_edge_raises(store: SqliteStore, make_alert: Callable[..., Alert]) -> None:
-    inc = await open_incident(store, make_alert(), "d-1")
-    assert inc is not None
-    with pytest.raises(ValueError, match="open -> executing"):
-        await store.transition(inc.id, S.OPEN, S.EXECUTING, actor="grace")
-    with pytest.raises(ValueError):
-        await store.transition(inc.id, S.RESOLVED, S.OPEN, actor="grace")
-    unchanged = await store.get_incident(inc.id)
-    assert unchanged is not None and unchanged.state is S.OPEN
-
-
-async def test_concurrent_transitions_exactly_one_wins(
-    store: SqliteStore, make_alert: Callable[..., Alert]
-) -> None:
-    inc = await open_incident(store, make_alert(), "d-1")
-    assert inc is not None
-    results = await asyncio.gather(
-        store.transition(inc.id, S.OPEN, S.DIAGNOSED, actor="a"),
-        store.transition(inc.id, S.OPEN, S.NEEDS_HUMAN, actor="b"),
-    )
-    winners = [r for r in results if r is not None]
-    assert len(winners) == 1
-    final = await store.get_incident(inc.id)
-    assert final is not None and final.state is winners[0].state
-    assert len(await store.audit_entries(inc.id)) == 2
-
-
 async def test_two_replicas_on_one_file_exactly_one_wins(
     db_path: Path, clock: FakeClock, make_alert: Callable[..., Alert]
 ) -> None:
@@ -198,20 +139,7 @@ async def test_two_replicas_on_one_file_exactly_one_wins(
         await second.close()
 
 
-# -- cards and listing ---------------------------------------------------
-
-
-async def test_a_delivered_card_is_found_by_its_channel_and_ts(
-    store: SqliteStore, make_alert: Callable[..., Alert]
-) -> None:
-    inc = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
-    assert inc is not None and inc.card_ts is None
-    item = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=inc.id)
-    await store.mark_sent(item, "1700000000.000100")
-    carded = await store.incident_for_card("C0ALERTS", "1700000000.000100")
-    assert carded is not None and (carded.id, carded.card_ts) == (inc.id, "1700000000.000100")
-    assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
-    assert await store.incident_for_card("C0OTHER", "1700000000.000100") is None
+# -- listing -------------------------------------------------------------
 
 
 async def test_list_incidents_newest_first_and_by_state(
@@ -317,31 +245,6 @@ async def test_snapshots_actions_and_verifications_round_trip(
 
 
 # -- learning ------------------------------------------------------------
-
-
-async def test_outcomes_update_stats_and_median(
-    store: SqliteStore, make_alert: Callable[..., Alert]
-) -> None:
-    inc = await open_incident(store, make_alert(), "d-1")
-    assert inc is not None
-    empty = await store.playbook_stats("rotate-logs")
-    assert (empty.attempts, empty.successes, empty.median_seconds) == (0, 0, None)
-
-    for n, (ok, seconds) in enumerate([(True, 10.0), (False, 2.0), (True, 5.0)]):
-        stats = await store.record_outcome(
-            Outcome(
-                incident_id=inc.id,
-                playbook_id="rotate-logs",
-                success=ok,
-                seconds=seconds,
-                final_state=S.RESOLVED if ok else S.ROLLED_BACK,
-                at=T0.replace(minute=n),
-            )
-        )
-    assert (stats.attempts, stats.successes, stats.median_seconds) == (3, 2, 5.0)
-    assert await store.playbook_stats("rotate-logs") == stats
-    other = await store.playbook_stats("restart-web")
-    assert other.attempts == 0
 
 
 async def test_median_covers_only_the_latest_hundred(

@@ -9,11 +9,9 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-from engine.autonomy import TierChange
-from engine.models import IncidentState as S
 from engine.weekly import Period
 from storage.store import SqliteStore
-from tests.storage.conftest import FakeClock, open_incident
+from tests.storage.conftest import FakeClock
 
 
 def _week(clock: FakeClock) -> Period:
@@ -53,34 +51,6 @@ async def test_a_period_is_claimed_once_with_its_message_then_its_chart_in_one_s
     # The next period is another claim.
     later = Period(start=period.end, end=period.end + timedelta(days=7))
     assert await store.claim_report(later, "C0REPORTS", message, chart)
-
-
-async def test_the_report_reads_toil_and_tier_changes_of_its_period_only(
-    store: SqliteStore, clock: FakeClock, make_alert
-):
-    start = clock.now()
-    for n in range(3):
-        unknown = await open_incident(store, make_alert(name="CPUThrottling"), f"cpu{n}")
-        await store.transition(unknown.id, S.OPEN, S.NEEDS_HUMAN, actor="grace")
-    once = await open_incident(store, make_alert(name="OddOnce"), "odd")
-    await store.transition(once.id, S.OPEN, S.NEEDS_HUMAN, actor="grace")
-    change = TierChange(
-        playbook_id="rotate-logs", tier=2, base_tier=1, by="grace", reason="3/6", at=clock.now()
-    )
-    await store.change_tier(change)
-    clock.advance(2 * 3600)
-    period = Period(start=start, end=clock.now())
-    hour = start + timedelta(hours=1)
-    days = [Period(start=start, end=hour), Period(start=hour, end=clock.now())]
-    report = await store.weekly_report(period, "UTC", days)
-    assert report.toil == (("CPUThrottling", 3),)  # OddOnce needed a human only once
-    assert report.tier_changes == (change,)
-    assert report.stats.current.incidents == 4 and report.stats.current.needed_human == 4
-    assert [d.incidents for d in report.days] == [4, 0]
-    earlier = Period(start=start - timedelta(days=7), end=start)
-    before = await store.weekly_report(earlier, "UTC", [earlier])
-    assert before.toil == () and before.tier_changes == ()
-    assert before.stats.current.incidents == 0
 
 
 async def test_installed_at_is_when_the_database_was_made(store: SqliteStore, db_path: Path):

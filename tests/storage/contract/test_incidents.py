@@ -88,8 +88,8 @@ async def test_a_move_is_a_compare_and_set_that_one_replica_wins(
         )
         [winner] = [r for r in results if r is not None]
         assert (await replica.get_incident(incident.id)) == winner
-        moves = [e for e in await store.audit_entries(incident.id) if e.action.startswith("inc")]
-        assert [e.action for e in moves] == [f"incident.{winner.state.value}"]
+        entries = await store.audit_entries(incident.id)
+        assert [e.action for e in entries] == ["alerts.received", f"incident.{winner.state.value}"]
 
 
 async def test_a_stale_move_writes_nothing_and_an_illegal_one_is_refused(
@@ -100,8 +100,10 @@ async def test_a_stale_move_writes_nothing_and_an_illegal_one_is_refused(
     before = await store.audit_entries()
     assert await store.transition(incident.id, S.OPEN, S.DIAGNOSED, actor="grace") is None
     assert await store.transition(10_000, S.OPEN, S.DIAGNOSED, actor="grace") is None
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="open -> executing"):
         await store.transition(incident.id, S.OPEN, S.EXECUTING, actor="grace")
+    with pytest.raises(ValueError):
+        await store.transition(incident.id, S.RESOLVED, S.OPEN, actor="grace")
     assert await store.audit_entries() == before
     current = await store.get_incident(incident.id)
     assert current is not None and current.state is S.NEEDS_HUMAN
@@ -116,7 +118,12 @@ async def test_a_move_keeps_what_it_carries(
 ) -> None:
     incident = await open_incident(store, make_alert(), "d-1")
     clock.advance(5)
-    await store.transition(incident.id, S.OPEN, S.DIAGNOSED, actor="grace", diagnosis=diagnosis)
+    diagnosed = await store.transition(
+        incident.id, S.OPEN, S.DIAGNOSED, actor="grace", diagnosis=diagnosis
+    )
+    assert diagnosed is not None and diagnosed.state is S.DIAGNOSED
+    assert (diagnosed.diagnosis, diagnosed.plan) == (diagnosis, None)
+    assert diagnosed.updated_at == clock.now() != incident.created_at
     deadline, remind = clock.now() + timedelta(hours=1), clock.now() + timedelta(minutes=30)
     waiting = await store.transition(
         incident.id,
@@ -128,7 +135,9 @@ async def test_a_move_keeps_what_it_carries(
         remind_at=remind,
     )
     assert waiting is not None
-    assert (waiting.diagnosis, waiting.plan) == (diagnosis, plan)
+    assert (waiting.diagnosis, waiting.plan) == (diagnosis, plan), "fields not given are kept"
+    assert waiting.plan is not None and waiting.plan.hash == plan.hash
+    assert waiting.alert == incident.alert
     assert (waiting.deadline, waiting.remind_at, waiting.reminded) == (deadline, remind, False)
     assert waiting.updated_at == clock.now()
     assert await store.get_incident(incident.id) == waiting

@@ -38,6 +38,15 @@ def promoted(by: str) -> TierChange:
     return TierChange(playbook_id="wal", tier=1, base_tier=2, by=by, reason="24/24", at=AT)
 
 
+async def actions(store: GraceStore) -> list[tuple[str, str]]:
+    """Who did what to proposals and tiers, in the audit's order."""
+    return [
+        (e.actor, e.action)
+        for e in await store.audit_entries()
+        if e.action.startswith(("promotion.", "playbook."))
+    ]
+
+
 async def test_outcomes_make_the_playbooks_record(
     store: GraceStore, replica: GraceStore, make_alert: Callable[..., Alert]
 ) -> None:
@@ -65,7 +74,7 @@ async def test_one_open_proposal_a_playbook_however_many_ask(
     store: GraceStore, replica: GraceStore
 ) -> None:
     first = await store.propose_tier(proposed(24), quiet_runs=20)
-    assert first is not None and first.id is not None
+    assert first is not None and first.id is not None and first.id > 0
     assert await replica.tier_proposal(first.id) == first
     again = await asyncio.gather(
         store.propose_tier(proposed(25), quiet_runs=20),
@@ -75,6 +84,17 @@ async def test_one_open_proposal_a_playbook_however_many_ask(
     other = await replica.propose_tier(proposed(24, playbook="vacuum"), quiet_runs=20)
     assert other is not None
     assert [p.id for p in await store.open_proposals()] == [first.id, other.id]
+    assert await actions(replica) == [("grace", "promotion.proposed")] * 2
+    [entry, _] = [e for e in await store.audit_entries() if e.action == "promotion.proposed"]
+    assert entry.detail == {
+        "proposal": first.id,
+        "playbook": "wal",
+        "from_tier": 2,
+        "to_tier": 1,
+        "attempts": 24,
+        "successes": 24,
+        "lower_bound": 0.862,
+    }
 
 
 async def test_a_proposal_is_decided_once_and_an_accept_changes_the_tier_with_it(
@@ -92,14 +112,19 @@ async def test_a_proposal_is_decided_once_and_an_accept_changes_the_tier_with_it
     )
     assert sorted(clicks) == [False, True]
     winner = "U0LEAD1" if clicks[0] else "U0LEAD2"
-    later = await database.open()
+    await database.close_all()
+    later = await database.open()  # kept across a restart
     stored = await later.tier_proposal(proposal.id)
     assert stored is not None and stored.state is ProposalState.ACCEPTED
-    assert stored.decided_by == winner
+    assert (stored.decided_by, stored.decided_at) == (winner, AT)
     assert (await later.playbook_tiers())["wal"] == promoted(winner)
     assert await later.open_proposals() == []
-    actions = [(e.actor, e.action) for e in await later.audit_entries() if e.actor != "grace"]
-    assert actions == [(winner, "promotion.accepted"), (winner, "playbook.tier")]
+    assert await actions(later) == [
+        ("grace", "promotion.proposed"),
+        (winner, "promotion.accepted"),
+        (winner, "playbook.tier"),
+    ]
+    assert (await later.verify_audit()).ok
 
 
 async def test_a_dismissed_proposal_returns_only_after_quiet_runs(store: GraceStore) -> None:
@@ -112,6 +137,11 @@ async def test_a_dismissed_proposal_returns_only_after_quiet_runs(store: GraceSt
     assert await store.propose_tier(proposed(49), quiet_runs=20) is None
     again = await store.propose_tier(proposed(50), quiet_runs=20)
     assert again is not None and again.id != proposal.id
+    assert await actions(store) == [
+        ("grace", "promotion.proposed"),
+        ("U0LEAD", "promotion.dismissed"),
+        ("grace", "promotion.proposed"),
+    ]
 
 
 async def test_a_demotion_withdraws_the_open_proposal(store: GraceStore) -> None:
@@ -125,3 +155,8 @@ async def test_a_demotion_withdraws_the_open_proposal(store: GraceStore) -> None
     late = decided(proposal, "U0LEAD", ProposalState.ACCEPTED, 30)
     assert not await store.decide_proposal(late, promoted("U0LEAD"))
     assert await store.playbook_tiers() == {"wal": demoted}
+    assert await actions(store) == [
+        ("grace", "promotion.proposed"),
+        ("grace", "promotion.dismissed"),
+        ("grace", "playbook.tier"),
+    ]

@@ -23,6 +23,8 @@ async def heads(store: GraceStore, clock: ContractClock) -> list[int]:
 async def test_heads_are_each_lanes_oldest_and_a_lane_keeps_its_order(
     store: GraceStore, clock: ContractClock
 ) -> None:
+    assert await store.outbox_next_due(clock.now()) is None, "an empty outbox has nothing due"
+    assert await store.outbox_pending() == 0
     a1 = await store.enqueue("C1", "thread", {"text": "one"})
     b1 = await store.enqueue("C2", "ephemeral", {"text": "hi"}, user_id="U1")
     a2 = await store.enqueue("C1", "thread", {"text": "two"})
@@ -97,9 +99,12 @@ async def test_a_retried_head_holds_back_only_its_own_stream(
     assert await store.outbox_next_due(clock.now()) == later
     await store.mark_sent(b1 or 0, None)
     assert await heads(store, clock) == []
+    assert await store.outbox_next_due(clock.now()) == later
     clock.advance(30)
     [head] = await store.outbox_heads(clock.now())
     assert (head.id, head.attempts, head.not_before) == (a1, 1, later)
+    await store.retry_later(a1, clock.now(), "HTTP 503")
+    assert (await store.outbox_heads(clock.now()))[0].attempts == 2
     await store.mark_sent(a1, None)
     assert await heads(store, clock) == [a2]
     assert await store.outbox_next_due(clock.now()) is None
@@ -162,7 +167,12 @@ async def test_coalescing_folds_into_a_waiting_row_never_into_a_head(
     third = await store.enqueue("C1", "update_card", {"v": 3}, coalesce_key="card:1")
     assert head != second == third
     await store.mark_sent(head or 0, None)
+    fourth = await store.enqueue("C1", "update_card", {"v": 4}, coalesce_key="card:1")
+    assert fourth is not None and second is not None and fourth > second
+    assert await store.enqueue("C1", "update_card", {"v": 5}, coalesce_key="card:1") == fourth
     assert [i.payload for i in await store.outbox_heads(clock.now())] == [{"v": 3}]
+    await store.mark_sent(second, None)
+    assert [i.payload for i in await store.outbox_heads(clock.now())] == [{"v": 5}]
 
 
 async def test_once_means_one_write_for_a_key_ever(store: GraceStore, clock: ContractClock) -> None:
@@ -173,21 +183,30 @@ async def test_once_means_one_write_for_a_key_ever(store: GraceStore, clock: Con
 
 
 async def test_a_burst_of_one_answer_to_one_person_is_one_write(store: GraceStore) -> None:
-    async def refuse(text: str = "Someone else decided first.", user: str = "U1") -> int | None:
-        return await store.enqueue("C1", "ephemeral", {"text": text}, user_id=user)
+    async def refuse(
+        text: str = "Someone else decided first.", user: str = "U1", channel: str = "C1"
+    ) -> int | None:
+        return await store.enqueue(channel, "ephemeral", {"text": text}, user_id=user)
 
     first = await refuse()
-    assert {await refuse() for _ in range(10)} == {first}
+    assert first is not None
+    assert {await refuse() for _ in range(50)} == {first}
     assert await store.outbox_pending() == 1
-    other = await refuse(user="U2")
-    assert other != first and await store.outbox_pending() == 2
+    await store.begin_send(first)
+    assert await refuse() == first, "one on its way answers this click too"
+    different = {await refuse("other"), await refuse(user="U2"), await refuse(channel="C2")}
+    assert first not in different and len(different) == 3
+    assert await store.outbox_pending() == 4
+    await store.mark_sent(first, None)
+    again = await refuse()
+    assert again not in (first, *different), "a later click, after the answer, gets its own"
 
 
 async def test_a_delivered_card_is_the_incidents_card(
     store: GraceStore, replica: GraceStore, make_alert: Callable[..., Alert]
 ) -> None:
     incident = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
-    assert not await store.card_queued(incident.id)
+    assert incident.card_ts is None and not await store.card_queued(incident.id)
     post = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=incident.id)
     thread = await store.enqueue("C0ALERTS", "thread", {"text": "x"}, incident_id=incident.id)
     assert await replica.card_queued(incident.id) and await store.card_of(incident.id) is None
@@ -197,6 +216,7 @@ async def test_a_delivered_card_is_the_incidents_card(
     found = await replica.incident_for_card("C0ALERTS", "1700000000.000100")
     assert found is not None and found.id == incident.id
     assert found.card_ts == "1700000000.000100"
+    assert await replica.incident_for_card("C0OTHER", "1700000000.000100") is None
     await store.mark_sent(thread or 0, "1700000000.000200")
     assert await store.card_of(incident.id) == card, "a thread reply is not a card"
 
@@ -221,6 +241,7 @@ async def test_the_outbox_survives_a_restart(
     other = await store.enqueue("C2", "thread", {"text": "x"})
     await store.retry_later(post or 0, clock.now() + timedelta(seconds=5), "HTTP 500")
     before = await store.outbox_heads(clock.now() + timedelta(seconds=5))
+    assert before[0].attempts == 1
     await database.close_all()
     store = await database.open()
     assert await store.outbox_pending() == 3

@@ -123,10 +123,11 @@ async def test_a_promotion_queues_the_card_then_its_story_once(
     heads = await store.outbox_heads(clock.now())
     assert [(h.kind, h.incident_id) for h in heads] == [("rollup", None), ("post_card", b.id)]
     rollup = await store.rollup(rollup_write.payload["rollup"])
-    assert rollup is not None and rollup.carded == frozenset({b.id})
+    assert rollup is not None and rollup.carded == frozenset({b.id}) and len(rollup.members) == 2
     await store.mark_sent(heads[1].id, "2.2")
     [story] = [h for h in await store.outbox_heads(clock.now()) if h.kind == "thread"]
-    assert story.payload["text"] in ("so far", "again") and story.priority == 21
+    told = "so far" if promoted[0] else "again"
+    assert story.payload == {"text": told} and story.priority == 21, "the winner's story"
     assert not await store.promote(a.id + b.id + 100, priority=1, story_priority=21, story_text="")
 
 
