@@ -10,8 +10,6 @@ every module of this package first, so adding an executor is adding a module.
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +18,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from engine.ports import Clock, Executor, ExecutorSpec
+from engine.registry import Registry
 
 H = TypeVar("H", bound=Callable[..., Any])
 
@@ -106,34 +105,18 @@ class ExecutorPlugin:
         return self.factory(self.config.model_validate(settings, from_attributes=True), context)
 
 
-_PLUGINS: dict[str, ExecutorPlugin] = {}
-_discovered = False
+EXECUTORS: Registry[ExecutorPlugin] = Registry("executor", "engine.executors")
 
 
 def register_executor(plugin: ExecutorPlugin) -> ExecutorPlugin:
-    if plugin.name in _PLUGINS and _PLUGINS[plugin.name] != plugin:
-        raise ValueError(f"executor {plugin.name!r} is registered twice")
-    _PLUGINS[plugin.name] = plugin
-    return plugin
+    return EXECUTORS.register(plugin.name, plugin)
 
 
 def executor_plugins() -> Mapping[str, ExecutorPlugin]:
     """Every registered executor, by name."""
-    _discover()
-    return dict(sorted(_PLUGINS.items()))
+    return EXECUTORS.all()
 
 
 def specs() -> Mapping[str, ExecutorSpec]:
     """What each executor's playbooks may ask of it."""
     return {name: plugin.operations.spec for name, plugin in executor_plugins().items()}
-
-
-def _discover() -> None:
-    """Import every module and package of engine.executors, so each registers itself."""
-    global _discovered
-    if _discovered:
-        return
-    package = importlib.import_module("engine.executors")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"engine.executors.{module.name}")
-    _discovered = True

@@ -2,8 +2,9 @@
 
 A source is one module of `engine.intake`: it defines its parser and calls
 `register_webhook(...)` or `register_slack_layout(...)` where it is defined.
-`discover()` imports every module of the package once, so adding a source is
-one module and its tests; nothing else lists them.
+Reading the registries imports every module of the package once
+(engine/registry.py), so adding a source is one module and its tests;
+nothing else lists them.
 
 A webhook source authenticates and reads one request. The bot hands it the
 request as plain bytes and headers (nothing of aiohttp), answers its
@@ -13,8 +14,6 @@ exceptions with their HTTP status, and stores what it returns.
 from __future__ import annotations
 
 import hmac
-import importlib
-import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from engine.intake.slack_format import AlertParts, SlackMessage
 from engine.models import Alert
+from engine.registry import Registry
 from engine.routing import ChannelFor, nowhere
 
 
@@ -139,44 +139,24 @@ class SlackLayout:
     """False: a reply in a thread is conversation, never this layout."""
 
 
-_WEBHOOKS: dict[str, WebhookPlugin] = {}
-_LAYOUTS: dict[str, SlackLayout] = {}
-_discovered = False
+WEBHOOKS: Registry[WebhookPlugin] = Registry("webhook source", "engine.intake")
+LAYOUTS: Registry[SlackLayout] = Registry("Slack layout", "engine.intake")
 
 
 def register_webhook(plugin: WebhookPlugin) -> WebhookPlugin:
-    if plugin.name in _WEBHOOKS and _WEBHOOKS[plugin.name] != plugin:
-        raise ValueError(f"webhook source {plugin.name!r} is registered twice")
-    _WEBHOOKS[plugin.name] = plugin
-    return plugin
+    return WEBHOOKS.register(plugin.name, plugin)
 
 
 def register_slack_layout(layout: SlackLayout) -> SlackLayout:
-    if layout.name in _LAYOUTS and _LAYOUTS[layout.name] != layout:
-        raise ValueError(f"Slack layout {layout.name!r} is registered twice")
-    _LAYOUTS[layout.name] = layout
-    return layout
+    return LAYOUTS.register(layout.name, layout)
 
 
 def webhook_plugins() -> Mapping[str, WebhookPlugin]:
-    discover()
-    return dict(sorted(_WEBHOOKS.items()))
+    return WEBHOOKS.all()
 
 
 def slack_layouts() -> tuple[SlackLayout, ...]:
-    discover()
-    return tuple(sorted(_LAYOUTS.values(), key=lambda layout: (layout.order, layout.name)))
-
-
-def discover() -> None:
-    """Import every module of engine.intake, so each registers what it defines."""
-    global _discovered
-    if _discovered:
-        return
-    package = importlib.import_module("engine.intake")
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"engine.intake.{module.name}")
-    _discovered = True
+    return tuple(sorted(LAYOUTS.all().values(), key=lambda layout: (layout.order, layout.name)))
 
 
 # -- what most webhook sources share ------------------------------------------------

@@ -135,7 +135,7 @@ def registered():
     executor_plugins()
     assert register_executor(PLUGIN) is PLUGIN
     yield
-    del plugin._PLUGINS[NAME]
+    del plugin.EXECUTORS.entries[NAME]
 
 
 PLAYBOOKS = """

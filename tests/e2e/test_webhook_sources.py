@@ -53,7 +53,7 @@ def _shouting(body: bytes, *, received_at: datetime, channel_for: ChannelFor) ->
 def shouting_source(monkeypatch):
     """A source registered the way a new module in engine/intake registers itself."""
     plugin = sources.bearer_plugin("shouting", "a test-only source", _shouting)
-    monkeypatch.setitem(sources._WEBHOOKS, plugin.name, plugin)
+    monkeypatch.setitem(sources.WEBHOOKS.entries, plugin.name, plugin)
     return plugin
 
 

@@ -123,7 +123,9 @@ def test_a_broken_parser_is_logged_and_the_others_still_read(monkeypatch, caplog
         raise RuntimeError("bug")
 
     # Registered first in order, as a new layout module would register itself.
-    monkeypatch.setitem(sources._LAYOUTS, "broken", sources.SlackLayout("broken", broken, order=0))
+    monkeypatch.setitem(
+        sources.LAYOUTS.entries, "broken", sources.SlackLayout("broken", broken, order=0)
+    )
     alert = parse(event("grafana_firing.json"))
     assert alert is not None and alert.labels["integration"] == "grafana"
     assert [r.levelno for r in caplog.records] == [logging.ERROR]
