@@ -307,7 +307,7 @@ class OutboxWorker:
             raise _Refused(f"outbox row {item.payload['after']} it goes under was never posted")
         if attempt.in_doubt:
             attempt.method = "conversations.replies"
-            if await uploads.shared(self.client, item.channel, thread_ts, item.payload["filename"]):
+            if await uploads.shared(self.client, item, thread_ts, item.payload["filename"]):
                 return
             attempt.in_doubt, attempt.method = False, uploads.METHOD
         await self.store.begin_send(item.id)

@@ -10,6 +10,7 @@ being posted again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -41,11 +42,17 @@ def tagged(message: dict[str, Any], item: OutboxItem) -> bool:
 
 
 async def find(
-    client: AsyncWebClient, item: OutboxItem, channel: str, thread_ts: str | None
+    client: AsyncWebClient,
+    item: OutboxItem,
+    channel: str,
+    thread_ts: str | None,
+    match: Callable[[dict[str, Any]], bool] | None = None,
 ) -> str | None:
     """The ts of the message this row already became, if Slack has it: searched
-    from the row's creation on, in the thread it goes in or else the channel.
+    from the row's creation on, in the thread it goes in or else the channel,
+    for its tag or what `match` recognises (a shared file has no metadata).
     A 429 or 5xx is raised (the row is retried); any other refusal is None."""
+    recognised = match or (lambda message: tagged(message, item))
     args: dict[str, Any] = {
         "channel": channel,
         "oldest": f"{(item.created_at - LOOKBACK).timestamp():.6f}",
@@ -65,7 +72,7 @@ async def find(
             log.warning("cannot look up Slack write %s: %s", item.id, exc.response.get("error"))
             return None
         for message in page.get("messages") or []:
-            if tagged(message, item):
+            if recognised(message):
                 return str(message["ts"])
         args["cursor"] = (page.get("response_metadata") or {}).get("next_cursor")
         if not args["cursor"]:

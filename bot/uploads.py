@@ -14,6 +14,9 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot import outbox_lookup
+from engine.records import OutboxItem
+
 METHOD = "files.completeUploadExternal"  # the call that shares it
 
 
@@ -29,16 +32,11 @@ async def upload(
     )
 
 
-async def shared(client: AsyncWebClient, channel: str, thread_ts: str, filename: str) -> bool:
+async def shared(client: AsyncWebClient, item: OutboxItem, thread_ts: str, filename: str) -> bool:
     """Whether a file of this name is already shared in the thread."""
-    cursor: str | None = None
-    while True:
-        page = await client.conversations_replies(
-            channel=channel, ts=thread_ts, limit=200, cursor=cursor
-        )
-        for message in page.get("messages") or []:
-            if any(f.get("name") == filename for f in message.get("files") or []):
-                return True
-        cursor = (page.get("response_metadata") or {}).get("next_cursor")
-        if not cursor:
-            return False
+
+    def has_file(message: dict[str, Any]) -> bool:
+        return any(f.get("name") == filename for f in message.get("files") or [])
+
+    found = await outbox_lookup.find(client, item, item.channel, thread_ts, has_file)
+    return found is not None
