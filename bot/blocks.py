@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
+
 from bot.ids import is_user_id
 from engine.api import (
     Approved,
@@ -75,6 +77,27 @@ def escape(text: str) -> str:
 
 def cap(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+def chunks(lines: Sequence[str], limit: int) -> list[str]:
+    """Lines joined into pieces of at most `limit` characters, a line never split
+    unless it alone is longer (then it is capped)."""
+    pieces: list[str] = []
+    current = ""
+    for line in lines:
+        line = cap(line, limit)
+        if current and len(current) + 1 + len(line) > limit:
+            pieces.append(current)
+            current = ""
+        current = f"{current}\n{line}" if current else line
+    return [*pieces, current] if current else pieces
+
+
+def sections(lines: Sequence[str]) -> list[SectionBlock]:
+    """Lines packed into as few mrkdwn sections as Slack's section length allows."""
+    return [
+        SectionBlock(text=MarkdownTextObject(text=piece)) for piece in chunks(lines, SECTION_LIMIT)
+    ]
 
 
 def escaped_cap(text: str, limit: int) -> str:

@@ -37,9 +37,11 @@ from bot.blocks import (
     TRUNCATED,
     approval_rule,
     cap,
+    chunks,
     escape,
     escaped_cap,
     mention,
+    sections,
     slack_date,
     span,
 )
@@ -111,8 +113,8 @@ def home_view(facts: HomeFacts, reader: Reader) -> View:
         blocks += [*notice_blocks(reader.notice), DividerBlock()]
     blocks += switch_blocks(rows.pause, reader.admin)
     blocks += [DividerBlock(), *waiting_blocks(reader.waiting, facts.team_domain)]
-    blocks += [DividerBlock(), *_sections(open_lines(rows.open, facts.team_domain))]
-    blocks += [DividerBlock(), *_sections(readiness_lines(facts.readiness))]
+    blocks += [DividerBlock(), *sections(open_lines(rows.open, facts.team_domain))]
+    blocks += [DividerBlock(), *sections(readiness_lines(facts.readiness))]
     blocks += [DividerBlock(), week_block(rows.week)]
     return View(type="home", blocks=blocks, private_metadata=HomeView(reader.channel).encode())
 
@@ -120,14 +122,14 @@ def home_view(facts: HomeFacts, reader: Reader) -> View:
 def notice_blocks(notice: Notice) -> list[Block]:
     """The answer, whole lines to a section, as much as NOTICE_SECTIONS hold."""
     head = f":speech_balloon: *GRACE's answer* ({slack_date(notice.at, seconds=True)})"
-    chunks = _chunks([head, *notice.text.splitlines()], SECTION_LIMIT)
-    if len(chunks) > NOTICE_SECTIONS:
-        last = chunks[NOTICE_SECTIONS - 1]
+    pieces = chunks([head, *notice.text.splitlines()], SECTION_LIMIT)
+    if len(pieces) > NOTICE_SECTIONS:
+        last = pieces[NOTICE_SECTIONS - 1]
         if len(last) + 1 + len(TRUNCATED) > SECTION_LIMIT:
             # Whole lines, so a mention or link is never cut (a single long line is capped).
             last = cap(last.rsplit("\n", 1)[0], SECTION_LIMIT - 1 - len(TRUNCATED))
-        chunks = [*chunks[: NOTICE_SECTIONS - 1], f"{last}\n{TRUNCATED}"]
-    return [_section(chunk) for chunk in chunks]
+        pieces = [*pieces[: NOTICE_SECTIONS - 1], f"{last}\n{TRUNCATED}"]
+    return [_section(piece) for piece in pieces]
 
 
 def switch_blocks(pause: Pause | None, admin: bool) -> list[Block]:
@@ -258,21 +260,3 @@ def _ref(incident: Incident, team_domain: str) -> str:
 
 def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=text))
-
-
-def _sections(lines: Sequence[str]) -> list[Block]:
-    return [_section(chunk) for chunk in _chunks(lines, SECTION_LIMIT)]
-
-
-def _chunks(lines: Sequence[str], limit: int) -> list[str]:
-    """Lines joined into pieces of at most `limit` characters, a line never split
-    unless it alone is longer (then it is capped)."""
-    chunks: list[str] = []
-    current = ""
-    for line in lines:
-        line = cap(line, limit)
-        if current and len(current) + 1 + len(line) > limit:
-            chunks.append(current)
-            current = ""
-        current = f"{current}\n{line}" if current else line
-    return [*chunks, current] if current else chunks

@@ -17,9 +17,9 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject, SectionBlock
+from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject
 
-from bot.blocks import HEADER_LIMIT, SECTION_LIMIT, cap, escape, mention
+from bot.blocks import HEADER_LIMIT, cap, escape, mention, sections
 from bot.stats_text import stats_lines
 from bot.weekly_chart import chart_png
 from engine.api import (
@@ -110,7 +110,7 @@ def report_message(
         *_tier_lines(report.tier_changes),
         _toil_line(report.toil),
     ]
-    blocks = [HeaderBlock(text=title), *_sections(lines)]
+    blocks = [HeaderBlock(text=title), *sections(lines)]
     when = f"on schedule `{escape(cron)}`" if cron else "on demand"
     about = f"Times in {escape(report.tz)}. Posted {when}; the chart is in the thread."
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=about)]))
@@ -143,17 +143,3 @@ def _toil_line(toil: Sequence[tuple[str, int]]) -> str:
         return "*Toil candidates:* none (no alert needed a human twice without a playbook)"
     listed = " · ".join(f"`{escape(alert)}` {n}" for alert, n in toil)
     return f"*Toil candidates* (needed a human, no playbook): {listed}"
-
-
-def _sections(lines: Sequence[str]) -> list[SectionBlock]:
-    """Lines packed into sections of at most Slack's section length."""
-    sections: list[SectionBlock] = []
-    chunk: list[str] = []
-    for line in (cap(line, SECTION_LIMIT) for line in lines):
-        if chunk and len("\n".join([*chunk, line])) > SECTION_LIMIT:
-            sections.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
-            chunk = []
-        chunk.append(line)
-    if chunk:
-        sections.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
-    return sections
