@@ -20,6 +20,7 @@ from typing import Any
 from slack_sdk.models.blocks import ContextBlock, HeaderBlock, MarkdownTextObject
 
 from bot.blocks import HEADER_LIMIT, cap, escape, mention, sections
+from bot.ids import is_user_id
 from bot.stats_text import stats_lines
 from bot.weekly_chart import chart_png
 from engine.api import (
@@ -135,7 +136,7 @@ def _tier_lines(changes: Sequence[TierChange]) -> list[str]:
 
 def _who(actor: str) -> str:
     """A person by mention; GRACE itself by name."""
-    return mention(actor) if actor[:1] in ("U", "W") and actor.isalnum() else escape(actor)
+    return mention(actor) if is_user_id(actor) else escape(actor)
 
 
 def _toil_line(toil: Sequence[tuple[str, int]]) -> str:
