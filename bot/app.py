@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.ack_first import AckFirst
 from bot.directory import SlackDirectory
+from bot.heartbeat import Heartbeat
 from bot.home_publisher import HomePublisher
 from bot.inbox import Inbox
 from bot.listeners import promotion as promotion_listeners
@@ -21,8 +22,8 @@ from bot.listeners import rollup as rollup_listeners
 from bot.metrics import Metrics
 from bot.notifier import OutboxNotifier
 from bot.outbox import OutboxWorker
-from bot.preflight import check_alert_channels, check_bot_token
-from bot.scheduler import Chore, Scheduler
+from bot.preflight import StoreUnreachable, check_alert_channels, check_bot_token
+from bot.scheduler import Chore, Lease, Scheduler
 from bot.server import make_web_app
 from bot.settings import ConfigError, Settings
 from bot.signing import watch_signature_refusals
@@ -40,8 +41,9 @@ from engine.api import (
 )
 from engine.models import IncidentState
 from engine.ports import Clock, Executor, Quarantining, Store
+from engine.records import StoreInfo
 from engine.storage_ports import GraceStore, InboxStore
-from storage.factory import DatabaseMissing, UnsupportedDatabase, open_store
+from storage.factory import DatabaseMissing, DatabaseUnavailable, open_store, survey_store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +56,8 @@ def make_executors(settings: Settings, clock: Clock) -> dict[str, Executor]:
 
 
 def chores(executors: dict[str, Executor], store: Store) -> list[Chore]:
-    """Housekeeping the scheduler runs now and then."""
+    """Housekeeping of this host (its quarantine) the scheduler runs now and then,
+    in every replica."""
 
     async def purge_quarantine() -> None:
         # What a held incident moved away stays until a person has looked.
@@ -84,6 +87,15 @@ def forget_deliveries(store: InboxStore, clock: Clock) -> Chore:
     return forget
 
 
+def take_over_deliveries(inbox: Inbox, clock: Clock, ttl_s: float) -> Chore:
+    """Each tick, what a replica that died accepted and never handled is handled here."""
+
+    async def tick() -> int:
+        return await inbox.take_over(clock.now() - timedelta(seconds=ttl_s))
+
+    return tick
+
+
 def load_playbooks(settings: Settings, executors: dict[str, Executor]) -> Catalog:
     """The catalog, checked against the config: a playbook may narrow its tier's
     approvers, never name someone the config did not make an approver."""
@@ -109,9 +121,21 @@ async def open_grace_store(
     """The one place a store is opened, from GRACE_DB: `grace run` and the CLI's
     reads alike. A database GRACE cannot open is a ConfigError that says why."""
     try:
-        return await open_store(settings.db, clock, on_state=on_state, create=create)
-    except (UnsupportedDatabase, DatabaseMissing) as exc:
+        return await open_store(
+            settings.db, clock, on_state=on_state, create=create, replica=settings.replica
+        )
+    except DatabaseMissing as exc:
         raise ConfigError(str(exc)) from None
+    except DatabaseUnavailable as exc:
+        raise StoreUnreachable(str(exc)) from None
+
+
+async def survey_grace_store(settings: Settings) -> StoreInfo:
+    """`grace check`'s look at GRACE_DB: which store, its server, its schema version."""
+    try:
+        return await survey_store(settings.db)
+    except DatabaseUnavailable as exc:
+        raise StoreUnreachable(str(exc)) from None
 
 
 @dataclass
@@ -127,6 +151,7 @@ class Grace:
     sources: dict[str, WebhookSource]
     inbox: Inbox
     home: HomePublisher
+    heartbeat: Heartbeat
     reporter: WeeklyReporter | None = None
     runner: web.AppRunner | None = None
 
@@ -145,6 +170,8 @@ class Grace:
             channel = [self.settings.weekly_report.channel]
             await check_alert_channels(self.bolt.client, channel, "weekly_report.channel")
         watch_signature_refusals()
+        # Alive before anything runs: other replicas leave the runs of a live one alone.
+        await self.heartbeat.start()
         await self.healer.recover()
         self.outbox.start()
         await self.home.start(self.healer.readiness)
@@ -164,6 +191,8 @@ class Grace:
             await self.runner.cleanup()
         await self.scheduler.stop()
         await self.healer.drain()
+        # Only once the heals it ran are finished: until then they are a live replica's.
+        await self.heartbeat.stop()
         await self.home.stop()
         await self.healer.close_executors()
         for source in self.sources.values():
@@ -210,6 +239,7 @@ def _assemble(
         rate=settings.slack_rate,
         burst=settings.slack_burst,
         policy=settings.approval_policy,
+        replica=settings.replica,  # its claims name it: its next start takes them back
     )
     directory = SlackDirectory(client)
     # App Home: republished when the notifier says something it shows changed; the
@@ -235,8 +265,11 @@ def _assemble(
         clock=clock,
         admins=frozenset(settings.admins),
         expiry=settings.approval_expiry.by_tier(),
-        resilience=Resilience(settings.resilience),
+        # Breakers in the store: a target one replica left alone, every replica leaves alone.
+        resilience=Resilience(settings.resilience, board=store),
         autonomy=settings.autonomy,
+        replica=settings.replica,
+        replica_ttl_s=settings.replica_ttl_s,
     )
     secret = settings.slack_signing_secret
     bolt = AsyncApp(
@@ -258,18 +291,26 @@ def _assemble(
     promotion_listeners.register(bolt, healer, inbox, notifier, admins)
     sources = build_sources(settings)
     web_app = make_web_app(bolt, store, healer, settings, metrics, clock, sources, acks)
-    housekeeping = [*chores(executors, store), forget_deliveries(store, clock)]
     reporter = None
     if settings.weekly_report is not None:
         reporter = WeeklyReporter(
             store, settings.weekly_report, catalog.playbooks, clock, outbox.wake
         )
+    # Ticks and database chores run in one replica at a time (the lease's holder);
+    # this host's quarantine is purged by every replica.
     scheduler = Scheduler(
         healer,
         settings.tick_seconds,
-        housekeeping,
-        ticks=[reporter.tick] if reporter is not None else [],
+        [forget_deliveries(store, clock)],
+        ticks=[
+            take_over_deliveries(inbox, clock, settings.replica_ttl_s),
+            *([reporter.tick] if reporter is not None else []),
+        ],
+        lease=Lease(store, settings.replica),
+        lease_s=settings.replica_ttl_s,
+        local_chores=chores(executors, store),
     )
+    heartbeat = Heartbeat(store, settings.replica, settings.replica_ttl_s, clock)
     return Grace(
         settings,
         store,
@@ -282,6 +323,7 @@ def _assemble(
         sources,
         inbox,
         home,
+        heartbeat,
         reporter,
     )
 

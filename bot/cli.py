@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING
 import aiohttp
 from slack_sdk.errors import SlackApiError
 
-from bot.preflight import SlackUnreachable
+from bot.preflight import SlackUnreachable, StoreUnreachable
 from bot.settings import ConfigError, Settings, load_settings
 from bot.stats_text import stats_json, stats_text
 from engine.api import CatalogError, SystemClock, survey
 from engine.models import AuditEntry
+from engine.records import StoreInfo
 
 if TYPE_CHECKING:
     from bot.app import Grace
@@ -107,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CatalogError) as exc:
         print(f"grace: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    except SlackUnreachable as exc:
+    except (SlackUnreachable, StoreUnreachable) as exc:
         print(f"grace: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except KeyboardInterrupt:  # Ctrl-C where GRACE does not listen for it: a quiet exit
@@ -194,11 +195,12 @@ async def _serve_until_signalled(grace: Grace, stop: asyncio.Event) -> None:
 
 
 def _check(settings: Settings) -> int:
-    from bot.app import load_playbooks, make_executors
+    from bot.app import load_playbooks, make_executors, survey_grace_store
 
     executors = make_executors(settings, SystemClock())
     catalog = load_playbooks(settings, executors)
     print(f"config ok: {len(catalog.patterns)} patterns, {len(catalog.playbooks)} playbooks")
+    print(_store_line(asyncio.run(survey_grace_store(settings))))
     for name, availability in asyncio.run(survey(executors)).items():
         print(f"executor {name}: {'ready' if availability.ok else availability.reason}")
     warnings = []
@@ -214,6 +216,19 @@ def _check(settings: Settings) -> int:
     for warning in warnings:
         print(f"warning: {warning}")
     return 0
+
+
+def _store_line(info: StoreInfo) -> str:
+    server = f", PostgreSQL {info.server}" if info.server else ""
+    if info.current == 0:
+        schema = f"not created yet (start-up applies migrations 1-{info.newest})"
+    elif info.current < info.newest:
+        schema = f"schema {info.current}, start-up applies up to {info.newest}"
+    elif info.current > info.newest:
+        schema = f"schema {info.current}, newer than this GRACE's {info.newest}"
+    else:
+        schema = f"schema {info.current}, up to date"
+    return f"store: {info.kind} {info.where}{server}; {schema}"
 
 
 async def _simulate(settings: Settings, file: str, source: str | None, header: list[str]) -> int:

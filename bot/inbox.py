@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from datetime import datetime
 from typing import Any
 
 from bot.ack_first import AckFirst
@@ -42,6 +43,8 @@ class Inbox:
         self._spawn = spawn
         self._acks = acks
         self._handlers: dict[str, Handler] = {}
+        self._running: set[int] = set()
+        """Deliveries this replica is handling now: never taken over from itself."""
 
     def handle(self, kind: str, handler: Handler) -> None:
         """Deliveries of `kind` are handled by `handler(payload)`."""
@@ -76,11 +79,31 @@ class Inbox:
         self._spawn(self._run_all(pending))
         return len(pending)
 
+    async def take_over(self, accepted_before: datetime) -> int:
+        """Deliveries another replica accepted before `accepted_before` (a liveness TTL
+        ago) and never marked handled: it died in between. They are handled here, as a
+        start-up handles its own; handlers are safe to run twice."""
+        stale = [
+            d
+            for d in await self._store.unhandled_deliveries(accepted_before)
+            if d.id not in self._running
+        ]
+        self._running.update(d.id for d in stale)
+        self._spawn(self._run_all(stale))
+        return len(stale)
+
     async def _run_all(self, deliveries: list[Delivery]) -> None:
         for delivery in deliveries:
             await self._run(delivery)
 
     async def _run(self, delivery: Delivery) -> None:
+        self._running.add(delivery.id)
+        try:
+            await self._handle(delivery)
+        finally:
+            self._running.discard(delivery.id)
+
+    async def _handle(self, delivery: Delivery) -> None:
         handler = self._handlers.get(delivery.kind)
         try:
             if handler is None:

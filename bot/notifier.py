@@ -112,7 +112,7 @@ class OutboxNotifier:
             await self._update_rollup(incident, rollup)
             return
         # Cards render when sent, so one waiting update shows every change before it.
-        if self.outbox.refresh_waiting(f"card:{incident.id}"):
+        if await self.outbox.refresh_waiting(f"card:{incident.id}"):
             self.on_change()
             return
         queued = await self._enqueue(
@@ -134,7 +134,7 @@ class OutboxNotifier:
         the rollup renders it when sent, so it shows this change too."""
         if incident.state in NEEDS_SOMEONE:
             await self.show_card(incident)
-        elif not self.outbox.refresh_waiting(f"rollup:{rollup}"):
+        elif not await self.outbox.refresh_waiting(f"rollup:{rollup}"):
             await self.store.refresh_rollup_of(incident.id)
             self.outbox.refresh_queued(f"rollup:{rollup}")
             self.outbox.wake()

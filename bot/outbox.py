@@ -7,16 +7,24 @@ their own, so a burst of clicks never delays an incident's story. 429
 Retry-After is honoured, 5xx and network errors backed off. Cards render from
 the database when sent, so a coalesced update shows the incident as it is now.
 
-Exactly once, as a person sees it: a message is marked 'sending' (committed)
-before it is posted, and carries message metadata naming its outbox row.
-When Slack's answer is lost (a crash, a timeout, a dropped connection, a
-5xx) the row stays 'sending', and its next attempt looks for the message in
-the channel's history or the thread first (bot/outbox_lookup.py): found, it
-is adopted (a card becomes the incident's card) instead of being posted
-again. An update is idempotent and simply sent again. An ephemeral cannot be
-looked up (Slack keeps no history of them): one whose answer never came is
-not sent again (it was a moment's private answer, and the person can ask
-again), while one Slack answered with a 5xx, saying it failed, is retried.
+Several GRACEs (replicas) on one database share one outbox: each worker
+claims the rows it sends (`claim_outbox`: one write, each lane's head and a
+token of the lane's pace, which all replicas share), so no two post the same
+row and a channel's pace holds for all of them together. A claim lasts a
+lease; a row whose sender died is claimed again once it runs out (or at once
+when that replica starts again), and is looked up in Slack as below.
+
+Exactly once, as a person sees it: a message is claimed, and so marked
+'sending' (committed), before it is posted, and carries message metadata
+naming its outbox row. When Slack's answer is lost (a crash, a timeout, a
+dropped connection, a 5xx) the row stays 'sending', and its next attempt
+looks for the message in the channel's history or the thread first
+(bot/outbox_lookup.py): found, it is adopted (a card becomes the incident's
+card) instead of being posted again. An update is idempotent and simply sent
+again. An ephemeral cannot be looked up (Slack keeps no history of them): one
+whose answer never came is not sent again (it was a moment's private answer,
+and the person can ask again), while one Slack answered with a 5xx, saying it
+failed, is retried.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import contextlib
 import copy
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -38,7 +47,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import outbox_lookup, uploads
 from bot.cards import CardReader, card_message
 from bot.metrics import Metrics
-from bot.outbox_bucket import LaneBucket
 from bot.rollup import rollup_message
 from engine.api import ApprovalPolicy
 from engine.models import Incident
@@ -51,8 +59,20 @@ log = logging.getLogger(__name__)
 RATE_PER_CHANNEL = 1.0
 BURST_PER_CHANNEL = 3
 MAX_BACKOFF_S = 60.0
-IDLE_WAKE_S = 5.0  # a safety net: enqueues wake the worker at once anyway
+IDLE_WAKE_S = 5.0
+"""The longest the worker sleeps: this replica's enqueues wake it at once, and what
+another replica queued (and could not send, having died) is seen within this."""
 ROUND_GAP_S = 0.01  # in a storm every enqueue wakes the worker; one round serves them all
+LEASE_S = 90.0
+"""How long a claim holds a row for its worker. A delivery is a Slack call, or a
+lookup and then a call, each cut off by the Slack client's 30 s timeout: a live
+worker settles its row well within this, so another replica takes over only a
+row whose sender is gone (or stuck past any answer Slack could still give).
+Shorter would risk two replicas posting one row; longer, a dead replica's rows
+waiting longer (a restarted replica takes its own back at once)."""
+CLAIM_LIMIT = 50
+"""Lanes one round claims at most: the Slack calls one worker makes at once, and
+what is left for the other replicas meanwhile."""
 
 
 class _Refused(Exception):
@@ -81,7 +101,10 @@ class OutboxWorker:
     burst: int = BURST_PER_CHANNEL
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     """Who a waiting card names as able to approve it."""
-    _buckets: dict[str, LaneBucket] = field(default_factory=dict)
+    replica: str = "local"
+    """This GRACE's name among the replicas sharing the database."""
+    claimer: str = field(init=False)
+    """Who this worker's claims name: its replica and a suffix of its own."""
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
@@ -93,14 +116,22 @@ class OutboxWorker:
         self.client = copy.copy(self.client)
         self.client.retry_handlers = []
         self._cards = CardReader(self.store, self.policy)
+        self.claimer = f"{self.replica}#{uuid.uuid4().hex[:12]}"
 
     def wake(self) -> None:
         self._wake.set()
 
-    def refresh_waiting(self, key: str) -> bool:
-        """True when an update of this card waits in the outbox and has not started
-        going out: it renders the card when sent, so it will show any later change."""
-        return key in self._refresh_waiting
+    async def refresh_waiting(self, key: str) -> bool:
+        """True when an update of this card waits in the outbox and no worker has
+        claimed it: it renders the card when sent, so it will show any later change.
+        This replica knows what it queued; the store says whether it still waits
+        (any replica's worker may have taken it since)."""
+        if key not in self._refresh_waiting:
+            return False
+        if await self.store.outbox_waiting(key):
+            return True
+        self._refresh_waiting.discard(key)
+        return False
 
     def refresh_queued(self, key: str) -> None:
         """`key` is a card's or a rollup's coalesce key: "card:N", "rollup:N"."""
@@ -122,6 +153,17 @@ class OutboxWorker:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
         self._task = None
+        await self._release("at stop")  # what was in flight goes to the others at once
+
+    async def _release(self, when: str) -> None:
+        """End this replica's claims: rows it was sending are claimable (in doubt) now."""
+        try:
+            released = await self.store.release_outbox_claims(self.replica, self.clock.now())
+        except Exception:
+            log.exception("could not release replica %s's outbox claims %s", self.replica, when)
+            return
+        if released:
+            log.info("released %d outbox rows replica %s held %s", released, self.replica, when)
 
     async def idle(self) -> None:
         """Wait until nothing is pending (for tests, the demo and a clean shutdown)."""
@@ -129,11 +171,9 @@ class OutboxWorker:
             self.wake()
             await asyncio.sleep(0.02)
 
-    def _now(self) -> float:
-        return self.clock.now().timestamp()
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        await self._release("at start")  # this replica's earlier process is gone
         while not self._stopping:
             started = loop.time()
             try:
@@ -161,41 +201,31 @@ class OutboxWorker:
                 wait.cancel()
 
     async def _round(self) -> float:
-        """Send every lane's head that its bucket allows; return how long to sleep."""
+        """Send every lane's head this worker could claim; return how long to sleep."""
         at = self.clock.now()
-        now = at.timestamp()
-        heads = await self.store.outbox_heads(at)
-        ready: list[OutboxItem] = []
-        waits: list[float] = []
-        lanes: set[str] = set()
-        for item in heads:  # the most urgent first: each lane's first is its next write
-            if item.lane in lanes:
-                continue
-            lanes.add(item.lane)
-            bucket = self._buckets.setdefault(
-                item.lane, LaneBucket(self.rate, self.burst, self.burst, now)
-            )
-            wait = bucket.wait(now)
-            if wait > 0:
-                waits.append(wait)
-                continue
-            bucket.take()
-            ready.append(item)
-        await asyncio.gather(*(self._deliver(item) for item in ready))
-        if ready:
+        claimed = await self.store.claim_outbox(
+            self.claimer,
+            at,
+            rate=self.rate,
+            burst=self.burst,
+            lease_s=LEASE_S,
+            limit=CLAIM_LIMIT,
+        )
+        await asyncio.gather(*(self._deliver(item) for item in claimed))
+        if claimed:
             return 0.0
-        next_due = await self.store.outbox_next_due(at)  # the heads due by `at` wait above
-        if next_due is not None:
-            waits.append((next_due - self.clock.now()).total_seconds())
-        return max(min(waits, default=IDLE_WAKE_S), 0.0)
+        next_due = await self.store.outbox_next_due(at, rate=self.rate, burst=self.burst)
+        if next_due is None:
+            return IDLE_WAKE_S
+        return min(max((next_due - self.clock.now()).total_seconds(), 0.0), IDLE_WAKE_S)
 
     async def _deliver(self, item: OutboxItem) -> None:
         attempt = _Attempt(item, _METHOD[item.kind], in_doubt=item.sending)
         try:
-            ts = await self._attempt(attempt)
+            ts = await self._send(attempt)
         except _Refused as exc:
             log.error("Slack write %s (%s) dropped: %s", item.id, item.kind, exc)
-            await self.store.drop(item.id, str(exc))
+            await self.store.drop(item.id, str(exc), claimer=self.claimer)
             self.metrics.slack_request(attempt.method, "refused")
         except SlackApiError as exc:
             await self._failed(attempt, exc)
@@ -203,22 +233,28 @@ class OutboxWorker:
             await self._retry(attempt, f"{type(exc).__name__}: {exc}", attempt.in_doubt)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             await self._unknown(attempt, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug or the store: tried again later, in doubt if posted
+            log.exception("Slack write %s (%s) failed unexpectedly", item.id, item.kind)
+            await self._retry(
+                attempt, f"{type(exc).__name__}: {exc}", attempt.in_doubt or attempt.posted
+            )
         else:
-            await self.store.mark_sent(item.id, ts)
+            await self.store.mark_sent(item.id, ts, claimer=self.claimer)
             found = attempt.in_doubt and not attempt.posted
             self.metrics.slack_request(_METHOD[item.kind], "adopted" if found else "ok")
 
     async def _failed(self, attempt: _Attempt, exc: SlackApiError) -> None:
         item, status = attempt.item, exc.response.status_code
         error = str(exc.response.get("error", "")) if isinstance(exc.response.data, dict) else ""
-        if status == 429:  # Slack did not take this call
+        if status == 429:  # Slack did not take this call, nor will it take the lane's
             retry_after = _retry_after(exc)
-            self._buckets[item.lane].closed_until = self._now() + retry_after
             await self.store.retry_later(
                 item.id,
                 self.clock.now() + timedelta(seconds=retry_after),
                 "ratelimited",
                 maybe_delivered=attempt.in_doubt,
+                claimer=self.claimer,
+                hold_lane=True,
             )
             self.metrics.slack_request(attempt.method, "ratelimited")
         elif status >= 500 and item.kind == "ephemeral":
@@ -228,7 +264,7 @@ class OutboxWorker:
             await self._unknown(attempt, f"HTTP {status} {error}".strip())
         else:
             log.error("Slack refused write %s (%s): %s", item.id, item.kind, error or status)
-            await self.store.drop(item.id, error or f"HTTP {status}")
+            await self.store.drop(item.id, error or f"HTTP {status}", claimer=self.claimer)
             self.metrics.slack_request(attempt.method, "refused")
 
     async def _unknown(self, attempt: _Attempt, error: str) -> None:
@@ -236,7 +272,9 @@ class OutboxWorker:
         item = attempt.item
         if item.kind == "ephemeral" and attempt.posted:
             log.warning("ephemeral %s may not have reached %s (%s)", item.id, item.user_id, error)
-            await self.store.drop(item.id, f"outcome unknown ({error}); not sent twice")
+            await self.store.drop(
+                item.id, f"outcome unknown ({error}); not sent twice", claimer=self.claimer
+            )
             self.metrics.slack_request(attempt.method, "error")
             return
         await self._retry(attempt, error, attempt.in_doubt or attempt.posted)
@@ -246,16 +284,13 @@ class OutboxWorker:
         backoff = min(MAX_BACKOFF_S, 2.0**item.attempts) * random.uniform(0.5, 1.0)
         log.warning("Slack write %s failed (%s); retrying in %.1f s", item.id, error, backoff)
         not_before = self.clock.now() + timedelta(seconds=backoff)
-        await self.store.retry_later(item.id, not_before, error, maybe_delivered=maybe_delivered)
+        await self.store.retry_later(
+            item.id, not_before, error, maybe_delivered=maybe_delivered, claimer=self.claimer
+        )
         self.metrics.slack_request(attempt.method, "error")
 
-    async def _attempt(self, attempt: _Attempt) -> str | None:
-        try:
-            return await self._send(attempt)
-        finally:
-            self._buckets[attempt.item.lane].settle(self._now())
-
     async def _send(self, attempt: _Attempt) -> str | None:
+        """Slack's ts for the write (None for what has none); raises as Slack does."""
         item = attempt.item
         if item.kind == "update_card":
             await self._update_card(item)
@@ -264,7 +299,6 @@ class OutboxWorker:
             await self.client.chat_update(channel=item.channel, **item.payload)
             return None
         if item.kind == "rollup":
-            self._refresh_waiting.discard(str(item.coalesce_key))  # later changes: a new write
             rollup = await self._rollup(item)
             if rollup.ts is not None:  # posted: updated in place
                 attempt.method = "chat.update"
@@ -278,7 +312,6 @@ class OutboxWorker:
         if item.kind == "ephemeral":
             if attempt.in_doubt:
                 raise _Refused("an earlier try may have reached the person; not sent twice")
-            await self.store.begin_send(item.id)
             attempt.posted = True
             await self.client.chat_postEphemeral(
                 channel=item.channel, user=str(item.user_id), text=item.payload["text"]
@@ -293,8 +326,6 @@ class OutboxWorker:
                 log.info("Slack write %s was delivered before; adopting %s", item.id, found)
                 return found
             attempt.in_doubt, attempt.method = False, _METHOD[item.kind]
-        else:
-            await self.store.begin_send(item.id)
         attempt.posted = True
         response = await self.client.chat_postMessage(**message, metadata=outbox_lookup.tag(item))
         return str(response["ts"])
@@ -310,7 +341,6 @@ class OutboxWorker:
             if await uploads.shared(self.client, item, thread_ts, item.payload["filename"]):
                 return
             attempt.in_doubt, attempt.method = False, uploads.METHOD
-        await self.store.begin_send(item.id)
         attempt.posted = True
         await uploads.upload(self.client, item.channel, thread_ts, item.payload)
 
@@ -338,8 +368,6 @@ class OutboxWorker:
 
     async def _update_card(self, item: OutboxItem) -> None:
         assert item.incident_id is not None
-        # From here on a change needs a new update: this one may read too early.
-        self._refresh_waiting.discard(f"card:{item.incident_id}")
         card = await self.store.card_of(item.incident_id)
         incident = await self.store.get_incident(item.incident_id)
         if card is None or incident is None:

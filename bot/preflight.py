@@ -41,6 +41,11 @@ TOKEN_REFUSED = frozenset(
 """Slack's answers for a token it will not take, whatever the method."""
 
 
+class StoreUnreachable(Exception):
+    """The PostgreSQL server GRACE_DB names cannot be reached or logged in to (the
+    message names it without user or password): worth trying again later."""
+
+
 class SlackUnreachable(Exception):
     """Slack could not be asked: unlike a ConfigError, trying again later may work."""
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import os
+import re
+import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +34,9 @@ from engine.api import (
 )
 
 CONFIG_ENV = "GRACE_CONFIG"
+
+REPLICA_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""What a replica's name may be: it is stored, logged and shown, never parsed."""
 
 
 class ConfigError(Exception):
@@ -69,7 +74,9 @@ class CoreSettings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(None, validation_alias="SLACK_SIGNING_SECRET")
     slack_app_token: SecretStr | None = Field(None, validation_alias="SLACK_APP_TOKEN")
     slack_api_url: str = Field("https://slack.com/api/", validation_alias="SLACK_API_URL")
-    db: Path = Path("grace.db")
+    db: str = Field(
+        "grace.db", min_length=1, description="a SQLite file path or a postgresql:// URL"
+    )
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=0, le=65535)
     alert_channels: CommaList = Field(default_factory=list)
@@ -85,6 +92,17 @@ class CoreSettings(BaseSettings):
         default_factory=Autonomy, description="when a playbook's record changes its tier"
     )
     tick_seconds: float = Field(5.0, gt=0, le=300, description="how often expiry is checked")
+    replica: str = Field(
+        default_factory=lambda: socket.gethostname(),  # looked up when read
+        validate_default=True,
+        description="this `grace run` process's name among those sharing GRACE_DB",
+    )
+    replica_ttl_s: float = Field(
+        30.0,
+        ge=3,
+        le=3600,
+        description="a replica silent this long is dead; each beats every third of it",
+    )
     weekly_report: ReportSchedule | None = Field(
         None, description="where and when the weekly report is posted; none without it"
     )
@@ -111,6 +129,22 @@ class CoreSettings(BaseSettings):
         if unknown:
             known = ", ".join(sorted(executors))
             raise ValueError(f"unknown executor {', '.join(map(repr, unknown))} (known: {known})")
+        return value
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _path_text(cls, value: Any) -> Any:
+        # A Path given in code is a file path; the field holds text so a URL stays whole.
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("replica")
+    @classmethod
+    def _replica_name(cls, value: str) -> str:
+        if not REPLICA_NAME.fullmatch(value):
+            raise ValueError(
+                f"replica name {value!r} must be 1 to 64 characters of A-Z, a-z, 0-9, '.',"
+                " '_' and '-' (it defaults to the host name: set GRACE_REPLICA)"
+            )
         return value
 
     @field_validator("slack_api_url")
@@ -140,7 +174,11 @@ class CoreSettings(BaseSettings):
 
     @property
     def snapshots(self) -> Path:
-        return self.snapshot_dir or self.db.resolve().parent / "grace-snapshots"
+        if self.snapshot_dir is not None:
+            return self.snapshot_dir
+        if "://" in self.db:  # a server's URL: no database folder to sit beside
+            return Path("grace-snapshots").resolve()
+        return Path(self.db).resolve().parent / "grace-snapshots"
 
     @property
     def approval_policy(self) -> ApprovalPolicy:

@@ -326,7 +326,9 @@ class Execution:
             incident.id, incident.state, new, actor=GRACE, reason=reason
         )
         if moved is None:
-            # Only this task moves an executing incident; losing the race is a bug, not a retry.
+            # Only this task moves an executing incident, unless another replica took the run
+            # over (this one's heartbeat went stale): it ended `interrupted`, its target held.
+            # Either way, not a retry: stop here.
             raise RuntimeError(f"incident {incident.id} left {incident.state} behind our back")
         await self.narrator.show(moved)
         return moved

@@ -57,7 +57,12 @@ class Healer:
         expiry: Mapping[int, float] = DEFAULT_EXPIRY,
         resilience: Resilience | None = None,
         autonomy: Autonomy | None = None,
+        replica: str = "local",
+        replica_ttl_s: float = 30.0,
     ) -> None:
+        """`replica` is this process's name among the GRACEs sharing the store (the
+        store records it as the runner of the plans it moves on); a replica whose
+        heartbeat is older than `replica_ttl_s` is taken for dead, its runs over."""
         self.store = store
         self.admins = admins
         self.catalog = catalog
@@ -95,6 +100,16 @@ class Healer:
             store, self.narrator, policy, directory, clock, self._lock, self._run
         )
         self.expiry = Expiry(store, self.narrator, policy, clock, self._lock, expiry)
+        self.recovery = Recovery(
+            store=store,
+            narrator=self.narrator,
+            lock=self._lock,
+            open_incident=self.opening.open,
+            present=self.opening.present,
+            replica=replica,
+            ttl_s=replica_ttl_s,
+            clock=clock,
+        )
         self._tasks: set[asyncio.Task[Any]] = set()
         # Locks live while a follow-up holds or awaits them, then go.
         self._locks: weakref.WeakValueDictionary[int, asyncio.Lock] = weakref.WeakValueDictionary()
@@ -181,8 +196,13 @@ class Healer:
         return await self.earned.decide(proposal_id, user, accept=accept)
 
     async def tick(self) -> None:
-        """Remind approvers once, then expire what nobody decided on in time."""
-        await self.expiry.tick()
+        """Remind approvers once, then expire what nobody decided on in time; then end
+        the runs of replicas that died (engine/recovery.py `take_over`). One replica
+        at a time ticks (the scheduler's lease)."""
+        try:
+            await self.expiry.tick()
+        finally:
+            await self.recovery.take_over()
 
     async def pause(self, user: str, reason: str | None) -> str:
         """The kill switch, admins only (engine/kill_switch.py)."""
@@ -195,14 +215,7 @@ class Healer:
     async def recover(self) -> list[Incident]:
         """At start-up, every incident goes on from where it was left (engine/recovery.py);
         the runs a stop cut short, which end `interrupted`."""
-        recovery = Recovery(
-            store=self.store,
-            narrator=self.narrator,
-            lock=self._lock,
-            open_incident=self.opening.open,
-            present=self.opening.present,
-        )
-        interrupted = await recovery.run()
+        interrupted = await self.recovery.run()
         await self.earned.resume()
         return interrupted
 

@@ -72,6 +72,10 @@ UNHEALED_ENDS = frozenset({_S.REJECTED, _S.EXPIRED, _S.NEEDS_HUMAN, _S.INTERRUPT
 """Ends where no heal ran to completion: each still leaves an outcome row, which a
 playbook's record does not count."""
 
+RUNNING_STATES = (_S.APPROVED, _S.EXECUTING, _S.VERIFYING)
+"""A plan was approved and may have started: a replica runs it (the store records
+which), and a stop cuts it short."""
+
 
 def can_transition(current: IncidentState, new: IncidentState) -> bool:
     return new in TRANSITIONS[current]

@@ -140,6 +140,14 @@ class Store(Protocol):
 
     async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]: ...
 
+    async def orphaned_runs(self, replica: str, ttl_s: float, *, own: bool) -> list[Incident]:
+        """Runs nobody carries on any more, oldest first: incidents in a running state
+        (`RUNNING_STATES`) whose runner is unknown (a run older than replicas), or is
+        another replica whose last heartbeat is older than `ttl_s` seconds (or that
+        never beat); with `own`, `replica`'s own runs too (asked at its start: the
+        process that ran them is gone). A transition into a running state records
+        the store's replica as the runner."""
+
     async def target_hold(self, target: Target) -> TargetHold | None:
         """The hold on this target, if one is in force."""
 
@@ -157,6 +165,32 @@ class Store(Protocol):
         incident_id: int | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> None: ...
+
+
+class BreakerBoard(Protocol):
+    """Circuit breakers shared by every GRACE on one database (engine/resilience.py).
+
+    A circuit is open from `breaker_opened` until `breaker_closed`. Its
+    `retry_at` is a wall-clock instant: refuse calls until then, after it one
+    caller (the one whose `claim_breaker_trial` succeeds) makes the trial call.
+    """
+
+    async def breaker_opened(self, circuit: str, retry_at: datetime, cause: str) -> None:
+        """The circuit's breaker opened (or opened again): open for all until `retry_at`."""
+
+    async def breaker_closed(self, circuit: str) -> None:
+        """A trial call succeeded: closed for all; closing a closed one changes nothing."""
+
+    async def breaker_open_until(self, circuit: str) -> datetime | None:
+        """When the open circuit lets a trial call through (maybe past); None if closed."""
+
+    async def claim_breaker_trial(self, circuit: str, seen: datetime, until: datetime) -> bool:
+        """Compare-and-set: move the open circuit's `retry_at` from `seen` to `until`,
+        so the caller alone makes the trial call; False (nothing written) when it was
+        claimed, reopened or closed since `seen` was read."""
+
+    async def open_breakers(self) -> dict[str, datetime]:
+        """Every open circuit and its `retry_at`."""
 
 
 class Notifier(Protocol):

@@ -261,3 +261,19 @@ class DigestReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    """What `grace check` says of the database GRACE_DB names, without changing it."""
+
+    kind: str
+    """"sqlite" or "postgresql"."""
+    where: str
+    """The file, or the server's URL without user and password."""
+    server: str | None
+    """PostgreSQL's version; None for SQLite."""
+    current: int
+    """The schema version applied (0: a database GRACE never opened)."""
+    newest: int
+    """The newest migration this GRACE ships; start-up applies the rest."""

@@ -20,7 +20,7 @@ from typing import Literal, TypeVar
 
 from aiolimiter import AsyncLimiter
 from purgatory import AsyncCircuitBreakerFactory
-from purgatory.domain.model import OpenedState
+from purgatory.domain.model import Context, OpenedState
 from pydantic import BaseModel, ConfigDict, Field
 from tenacity import (
     AsyncRetrying,
@@ -30,7 +30,7 @@ from tenacity import (
 )
 
 from engine.models import Target
-from engine.ports import TransientError
+from engine.ports import BreakerBoard, TransientError
 
 T = TypeVar("T")
 
@@ -90,7 +90,14 @@ def circuit_of(target: Target) -> str:
 
 
 class Resilience:
-    """Breakers per target; rate limit, concurrency bound and policy per executor."""
+    """Breakers per target; rate limit, concurrency bound and policy per executor.
+
+    With a `board` (the store, when several GRACEs share one database) a
+    target's breaker is one for all of them: opened by one, every one refuses
+    its calls until the cool-down ends; then one of them makes the trial call,
+    and its success closes the breaker for all. Without one (tests, a lone
+    GRACE) each breaker lives in this process only.
+    """
 
     def __init__(
         self,
@@ -98,12 +105,21 @@ class Resilience:
         *,
         default: Policy | None = None,
         wall: Callable[[], float] = time.time,
+        board: BreakerBoard | None = None,
     ) -> None:
         self._policies = dict(policies or {})
         self._default = default or Policy()
         # purgatory reads time.time(); `wall` must be the same clock, so open
         # breakers report the time purgatory will really let a call through.
+        # The board's times are instants on this clock too: each replica compares
+        # them with its own `wall`, so replicas' clocks must agree (NTP does).
         self._wall = wall
+        self._board = board
+        # Board writes of this process per circuit: in flight, and done. While one
+        # is in flight, or one ended during a board read, the local breaker is
+        # newer than what was read, and is kept as it is.
+        self._recording: collections.Counter[str] = collections.Counter()
+        self._recorded: collections.Counter[str] = collections.Counter()
         self._guards: dict[str, _Guards] = {}
         self._trials: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
             asyncio.Lock
@@ -159,36 +175,91 @@ class Resilience:
     ) -> T:
         name = circuit_of(target)
         policy = self.policy(target.executor)
-        brk = await self._guards_of(target.executor).breakers.get_breaker(name)
+        guards = self._guards_of(target.executor)
         self._circuits[name] = target.executor
+        trial = self._trials[name]
+        shared = await self._follow_board(guards, name, policy)
+        brk = await guards.breakers.get_breaker(name)
         context = brk.context
         was_open = context.state != "closed"
-        trial = self._trials[name]
         if was_open and self._cooling(context.opened_at, policy):
-            raise CircuitOpen(name, self._retry_at(context.opened_at, policy))
+            retry_at = shared if shared is not None else self._retry_at(context.opened_at, policy)
+            raise CircuitOpen(name, retry_at)
+        in_progress = " and a trial call is in progress"
         if was_open and trial.locked():
             # purgatory lets every caller through once the cool-down ends; only one may try.
-            raise CircuitOpen(
-                name, self._retry_at(self._wall(), policy), " and a trial call is in progress"
-            )
+            raise CircuitOpen(name, self._retry_at(self._wall(), policy), in_progress)
         async with trial if was_open else contextlib.nullcontext():
+            if was_open and shared is not None and self._board is not None:
+                # Only one replica may try too: the one whose compare-and-set moves the
+                # board's retry time on by a cool-down. The others refuse until then;
+                # should this one die mid-trial, another tries once that time passes.
+                until = self._retry_at(self._wall(), policy)
+                if not await self._board.claim_breaker_trial(name, shared, until):
+                    raise CircuitOpen(name, until, in_progress)
             try:
                 async with brk:
                     result = await call()
             except OpenedState:  # opened by another caller between our check and entry
                 raise CircuitOpen(name, self._retry_at(context.opened_at, policy)) from None
             except BaseException as exc:
-                if context.state == "opened" and on_change is not None:
+                if context.state == "opened":
                     cause = f"{type(exc).__name__}: {exc}"
                     retry_at = self._retry_at(context.opened_at, policy)
-                    await on_change(BreakerChange(name, "open", retry_at, cause))
+                    if self._board is not None:
+                        await self._record(name, self._board.breaker_opened(name, retry_at, cause))
+                    if on_change is not None:
+                        await on_change(BreakerChange(name, "open", retry_at, cause))
                 raise
+        if was_open and self._board is not None:
+            await self._record(name, self._board.breaker_closed(name))
         if was_open and on_change is not None:
             await on_change(BreakerChange(name, "closed"))
         return result
 
+    async def _follow_board(self, guards: _Guards, name: str, policy: Policy) -> datetime | None:
+        """Read the board (once a call, not once a try) and make the local breaker say
+        what it says: open until its time, or closed by another replica's trial call.
+        Its retry time for `name` when the local breaker now follows it, else None."""
+        if self._board is None:
+            return None
+        recorded = self._recorded[name]
+        shared = await self._board.breaker_open_until(name)
+        if self._trials[name].locked() or self._recording[name] or self._recorded[name] != recorded:
+            return None  # this process's own trial or board write is newer than the read
+        context = (await guards.breakers.get_breaker(name)).context
+        if shared is None:
+            if context.state != "closed":
+                await guards.breakers.uow.contexts.register(
+                    Context(name, policy.breaker_failures, policy.breaker_cooldown_s)
+                )
+            return None
+        if context.state == "closed" or self._retry_at(context.opened_at, policy) != shared:
+            opened_at = shared.timestamp() - policy.breaker_cooldown_s
+            await guards.breakers.uow.contexts.register(
+                Context(
+                    name,
+                    policy.breaker_failures,
+                    policy.breaker_cooldown_s,
+                    state="opened",
+                    opened_at=opened_at,
+                )
+            )
+        return shared
+
+    async def _record(self, name: str, write: Awaitable[None]) -> None:
+        self._recording[name] += 1
+        try:
+            await write
+        finally:
+            self._recording[name] -= 1
+            self._recorded[name] += 1
+
     async def open_breakers(self) -> dict[str, datetime]:
-        """Each open breaker's circuit and when it lets a trial call through."""
+        """Each open breaker's circuit and when it lets a trial call through; with a
+        board, the board's (every replica's), which is what the next call follows."""
+        if self._board is not None:
+            return await self._board.open_breakers()
         found: dict[str, datetime] = {}
         for name, executor in self._circuits.items():
             context = (await self._guards_of(executor).breakers.get_breaker(name)).context

@@ -3,11 +3,13 @@
 The engine's own needs are `engine.ports.Store`; these are the rest of the
 contract a store keeps, for the bot: the durable Slack outbox, storms'
 rollups, the inbox of Slack deliveries, what cards, `/grace` reports and App
-Home read, the weekly report's claim, and the audit log's checks.
-`GraceStore` is all of them together: what `storage.factory.open_store`
-returns, whichever database `GRACE_DB` names. Each bot module types its
-dependency with the ports it uses, and tests/storage/contract/ holds every
-store to the promises written here.
+Home read, the weekly report's claim, the audit log's checks, and replicas'
+leases and heartbeats.
+`GraceStore` is all of them together, with `engine.ports.BreakerBoard` (the
+circuit breakers every replica shares, for the resilience layer): what
+`storage.factory.open_store` returns, whichever database `GRACE_DB` names.
+Each bot module types its dependency with the ports it uses, and
+tests/storage/contract/ holds every store to the promises written here.
 
 Several GRACEs may share one database: every "once" below holds between
 them (a compare-and-set in the store, never a check in the caller).
@@ -21,7 +23,7 @@ from typing import Any, Protocol
 
 from engine.autonomy import TierChange
 from engine.models import Approval, AuditEntry, Incident, Pause
-from engine.ports import Store
+from engine.ports import BreakerBoard, Store
 from engine.records import (
     AuditReport,
     Card,
@@ -50,6 +52,10 @@ class OutboxStore(Protocol):
     thread, the card's updates once the card is out, a rollup, a channel's
     notices) keeps the order it was queued in, whatever its rows' priorities;
     a stream's head is its oldest unsettled row.
+
+    Several workers (one a replica) share the outbox through claims: a worker
+    sends only the rows `claim_outbox` gave it, and reports each one's outcome
+    as that claimer. A claimer is named `replica#suffix` (`suffix` its own).
     """
 
     async def enqueue(
@@ -77,26 +83,71 @@ class OutboxStore(Protocol):
 
     async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
         """Every stream head due by `now` (a card's update only once the card is out),
-        the most urgent first, then the oldest: the first of each lane is its next write."""
+        the most urgent first, then the oldest: the first of each lane is its next
+        write. A read: whether claimed or not (what a worker sends is `claim_outbox`)."""
 
-    async def outbox_next_due(self, now: datetime) -> datetime | None:
-        """When the earliest head not due by `now` becomes due; None if there is none."""
+    async def claim_outbox(
+        self,
+        claimer: str,
+        now: datetime,
+        *,
+        rate: float,
+        burst: int,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboxItem]:
+        """In one write: up to `limit` lanes' next writes (`outbox_heads`' choice) that
+        no live claim holds, each with a token of its lane's pace (at most `burst` at
+        once and `rate` a second, for every claimer together; none while a 429
+        holds the lane), marked `sending` and claimed by `claimer` for `lease_s`
+        seconds. Each comes back as it was: `sending` when an earlier attempt may
+        have reached Slack (a claim that ran out, its sender dead: look it up
+        first). Claimers claiming at once never get the same row, and a stream's
+        next row is no head while its head is claimed."""
 
-    async def begin_send(self, item_id: int) -> None:
-        """Durable before the Slack call: from here on the row is `sending`, and
-        comes round again to be looked up in Slack, not posted blindly."""
+    async def outbox_next_due(
+        self, now: datetime, *, rate: float | None = None, burst: int = 1
+    ) -> datetime | None:
+        """When the soonest head not claimable at `now` becomes claimable (its
+        not_before, another's claim running out, a 429's hold on its lane, and,
+        given the `rate` and `burst` claims are made at, its lane's next token);
+        None if there is none."""
 
-    async def mark_sent(self, item_id: int, slack_ts: str | None) -> None:
+    async def release_outbox_claims(self, replica: str, now: datetime) -> int:
+        """Every live claim of `replica`'s claimers ends at `now`, their rows claimable
+        (in doubt) at once: asked at a worker's start (the replica's earlier process
+        is gone) and at a clean stop. How many rows they held."""
+
+    async def outbox_waiting(self, coalesce_key: str) -> bool:
+        """A write with this coalesce key is queued and no worker has claimed it yet:
+        it renders when sent, so it will show any change made before then."""
+
+    async def mark_sent(
+        self, item_id: int, slack_ts: str | None, *, claimer: str | None = None
+    ) -> None:
         """Delivered. A delivered `post_card` becomes its incident's card in the same
-        write. A settled row ignores later marks; an unknown id raises LookupError."""
+        write. A settled row ignores later marks; an unknown id raises LookupError.
+
+        This and the other marks apply only while the row's claim is `claimer`'s
+        (None: a row no worker claimed): a claimer whose claim ran out and was
+        taken by another changes nothing the other does."""
 
     async def retry_later(
-        self, item_id: int, not_before: datetime, error: str, *, maybe_delivered: bool = False
+        self,
+        item_id: int,
+        not_before: datetime,
+        error: str,
+        *,
+        maybe_delivered: bool = False,
+        claimer: str | None = None,
+        hold_lane: bool = False,
     ) -> None:
-        """Not delivered this time: the row stays its stream's head until `not_before`.
-        `maybe_delivered` keeps it `sending` (look before re-posting)."""
+        """Not delivered this time: the row stays its stream's head until `not_before`,
+        its claim ended. `maybe_delivered` keeps it `sending` (look before re-posting).
+        `hold_lane` (Slack said 429): nothing of the row's lane is claimed before
+        `not_before`, by any claimer."""
 
-    async def drop(self, item_id: int, error: str) -> None:
+    async def drop(self, item_id: int, error: str, *, claimer: str | None = None) -> None:
         """Slack refused it for good: kept for the record, no longer in line."""
 
     async def outbox_pending(self) -> int:
@@ -146,7 +197,7 @@ class InboxStore(Protocol):
     async def delivery_handled(self, delivery_id: int) -> None:
         """Its handler ran; a second report changes nothing."""
 
-    async def unhandled_deliveries(self) -> list[Delivery]:
+    async def unhandled_deliveries(self, before: datetime | None = None) -> list[Delivery]:
         """Deliveries accepted but not handled (GRACE died in between), oldest first."""
 
     async def forget_deliveries(self, before: datetime) -> None:
@@ -253,6 +304,27 @@ class AuditStore(Protocol):
         """Each delivery's audit row against the stored alerts it attests."""
 
 
+class LeaseStore(Protocol):
+    """Named leases, so work every replica could do is done by one at a time (the
+    scheduler's ticks), and heartbeats, so the others can tell a replica died.
+
+    Times are the store's clock; a lease or a heartbeat older than its TTL is free
+    or dead whichever replica asks."""
+
+    async def hold_lease(self, name: str, holder: str, ttl_s: float) -> bool:
+        """Take the lease `name` for `ttl_s` seconds from now if it is free, expired or
+        `holder`'s already (which renews it); False, changing nothing, while another
+        holder's is in force. Of replicas asking at once, one wins."""
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Let the lease go at a clean stop, if `holder` holds it, so another replica
+        takes it at once rather than after its TTL."""
+
+    async def heartbeat(self, replica: str, started_at: datetime) -> None:
+        """`replica` (started at `started_at`) is alive now: its runs are its own
+        while its last beat is younger than the liveness TTL (`Store.orphaned_runs`)."""
+
+
 class GraceStore(
     Store,
     CardStore,
@@ -261,6 +333,8 @@ class GraceStore(
     HomeStore,
     WeeklyStore,
     AuditStore,
+    BreakerBoard,
+    LeaseStore,
     Protocol,
 ):
     """Every port together: one store, as `storage.factory.open_store` opens it."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -74,13 +75,27 @@ class Migration:
         return split_statements(self.sql)
 
 
-def load_migrations() -> list[Migration]:
-    """The migrations shipped in `storage/migrations`, sorted by number.
+MIGRATION_FOLDERS: dict[str, tuple[str, ...]] = {
+    "sqlite": ("migrations",),
+    "postgresql": ("migrations", "postgresql"),
+}
+"""Where each dialect's migrations live, under the `storage` package: SQLite's in
+`storage/migrations`, PostgreSQL's (same numbers, same names) in its `postgresql`."""
+
+
+def load_migrations(dialect: str = "sqlite") -> list[Migration]:
+    """The migrations shipped for `dialect` (`MIGRATION_FOLDERS`), sorted by number.
 
     Read through importlib.resources so they are found in an installed wheel
     as well as in a source checkout.
     """
-    folder = resources.files("storage") / "migrations"
+    try:
+        parts = MIGRATION_FOLDERS[dialect]
+    except KeyError:
+        raise ValueError(f"no migrations for dialect {dialect!r}") from None
+    folder = resources.files("storage")
+    for part in parts:
+        folder = folder / part
     found: dict[int, Migration] = {}
     for entry in folder.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
@@ -205,3 +220,9 @@ def time_text(value: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+def dialect_of(conn: Any) -> str:
+    """ "sqlite", or the `dialect` a non-SQLite connection wrapper names
+    (storage/pg_conn.py: "postgresql"), for the few statements that differ."""
+    return str(getattr(conn, "dialect", "sqlite"))

@@ -14,12 +14,12 @@ transaction of the row it writes, so they are never ahead of or behind it:
 | `approve_s` | | approved incidents, by seconds to the first approval (histogram) |
 | `heal` | playbook | heals, in the hour they ended, by seconds (histogram); `ok` the successes |
 
-A histogram keeps each value rounded to 2 significant digits (SQLite's
-`printf('%.1e')`, in both the writers and migration 017's backfill, so a
-value lands in one bucket whoever counts it). Percentiles read from it are
-those of the rounded values: within 5% of the exact ones, and exact for
-values of 2 significant digits (30 s, 120 s). Durations between two stored
-times are taken by SQLite too (`julianday`), as the backfill takes them.
+A histogram keeps each value rounded to 2 significant digits (`bucket`, the
+`printf('%.1e')` migration 017's backfill used, so a value lands in one
+bucket whoever counts it). Percentiles read from it are those of the rounded
+values: within 5% of the exact ones, and exact for values of 2 significant
+digits (30 s, 120 s). Durations between two stored times are taken in Python,
+the same for every database.
 Time to resolve is taken by the move to resolved; the backfill can only read
 `updated_at`, which a card delivered after the end moved later (as the scan
 these counts replace read it).
@@ -33,10 +33,12 @@ its id, so a read groups by numbers.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 
 from engine.models import Approval, Decision, Incident, IncidentState, Outcome
 from storage.db import parse_time
@@ -54,14 +56,14 @@ _ADD = f"""
 INSERT INTO stats_hourly (hours, hour, key_id, value, n, ok)
 SELECT s.column1, ?1 - ((?1 % s.column1) + s.column1) % s.column1,
        (SELECT id FROM stats_keys WHERE metric = ?2 AND key = ?3),
-       CAST(printf('%.1e', ?4) AS REAL), ?5, ?6
+       ?4, ?5, ?6
 FROM (VALUES {", ".join(f"({span})" for span in SPANS)}) AS s WHERE true
 ON CONFLICT (hours, hour, key_id, value) DO UPDATE SET
     n = stats_hourly.n + excluded.n, ok = stats_hourly.ok + excluded.ok
 """
 
 _RESOLVE = (
-    "SELECT max(0.0, (julianday(updated_at) - julianday(created_at)) * 86400.0),"
+    "SELECT created_at, updated_at,"
     " EXISTS (SELECT 1 FROM approvals WHERE incident_id = ? AND decision = 'approve')"
     " FROM incidents WHERE id = ?"
 )
@@ -71,8 +73,6 @@ _APPROVAL = (
     "SELECT created_at, state, (SELECT MIN(at) FROM approvals WHERE incident_id = ?"
     " AND decision = 'approve' AND user_id != ?) FROM incidents WHERE id = ?"
 )
-
-_SECONDS = "SELECT max(0.0, (julianday(?) - julianday(?)) * 86400.0)"
 
 _RANGES = 1 + 2 * (len(SPANS) - 1)
 """The most ranges of blocks a period needs (`_cover`)."""
@@ -127,8 +127,8 @@ def moved(conn: sqlite3.Connection, incident: Incident, old: IncidentState) -> N
     ]
     # Nothing leaves resolved (engine.models.TRANSITIONS): only the way in is counted.
     if incident.state is IncidentState.RESOLVED:
-        seconds, approved = conn.execute(_RESOLVE, (incident.id, incident.id)).fetchone()
-        deltas.append((hour, "resolve_s", "", seconds, 1, 0))
+        created, updated, approved = conn.execute(_RESOLVE, (incident.id, incident.id)).fetchone()
+        deltas.append((hour, "resolve_s", "", _seconds(updated, created), 1, 0))
         if approved:
             deltas.append((hour, "approved_resolved", "", 0.0, 1, 0))
     _add(conn, deltas)
@@ -144,7 +144,7 @@ def approved(conn: sqlite3.Connection, approval: Approval, at_text: str) -> None
     ).fetchone()
     created, state, first = row
     hour = hour_of(parse_time(created))
-    wait = conn.execute(_SECONDS, (at_text, created)).fetchone()[0]
+    wait = _seconds(at_text, created)
     if first is None:
         deltas: list[Delta] = [
             (hour, "approved", "", 0.0, 1, 0),
@@ -154,7 +154,7 @@ def approved(conn: sqlite3.Connection, approval: Approval, at_text: str) -> None
             deltas.append((hour, "approved_resolved", "", 0.0, 1, 0))
         _add(conn, deltas)
     elif at_text < first:  # stored times are fixed-width UTC text: text order is time order
-        was = conn.execute(_SECONDS, (first, created)).fetchone()[0]
+        was = _seconds(first, created)
         _add(conn, [(hour, "approve_s", "", was, -1, 0), (hour, "approve_s", "", wait, 1, 0)])
 
 
@@ -167,7 +167,24 @@ def healed(conn: sqlite3.Connection, outcome: Outcome) -> None:
 
 def _add(conn: sqlite3.Connection, deltas: Sequence[Delta]) -> None:
     conn.executemany(_KEY, dict.fromkeys((metric, key) for _, metric, key, *_ in deltas))
-    conn.executemany(_ADD, deltas)
+    conn.executemany(_ADD, [(h, m, k, bucket(value), n, ok) for h, m, k, value, n, ok in deltas])
+
+
+def bucket(value: float) -> float:
+    """A histogram value kept to 2 significant digits, as migration 017's backfill kept
+    it (SQLite's `printf('%.1e')`): the double's exact value, ties away from zero
+    (125 s is 130 s, where Python's own formatting would make it 120 s)."""
+    if value == 0 or not math.isfinite(value):
+        return float(value)
+    exact = Decimal(value)
+    exponent = exact.adjusted() - 1
+    digits = exact.scaleb(-exponent).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+    return float(digits.scaleb(exponent))
+
+
+def _seconds(later: str, earlier: str) -> float:
+    """Seconds between two stored times, never negative."""
+    return max(0.0, (parse_time(later) - parse_time(earlier)).total_seconds())
 
 
 def _aware(at: datetime) -> datetime:

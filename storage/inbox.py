@@ -14,10 +14,13 @@ import sqlite3
 from typing import Any
 
 from engine.records import Delivery
-from storage.rows import rowid
+from storage.rows import inserted_id
 
 UNHANDLED = """
 SELECT id, kind, payload FROM inbox WHERE handled_at IS NULL ORDER BY id
+"""
+UNHANDLED_BEFORE = """
+SELECT id, kind, payload FROM inbox WHERE handled_at IS NULL AND received_at < ? ORDER BY id
 """
 
 HANDLED_BEFORE = "DELETE FROM inbox WHERE handled_at IS NOT NULL AND handled_at < ?"
@@ -31,10 +34,10 @@ def accept(
     """The new row's id; None when a delivery with this key was accepted before."""
     cursor = conn.execute(
         "INSERT INTO inbox (delivery_key, kind, payload, received_at) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (delivery_key) DO NOTHING",
+        " ON CONFLICT (delivery_key) DO NOTHING RETURNING id",
         (key, kind, payload_text, now_text),
     )
-    return rowid(cursor) if cursor.rowcount == 1 else None
+    return inserted_id(cursor)
 
 
 def handled(conn: sqlite3.Connection, delivery_id: int, now_text: str) -> None:

@@ -49,8 +49,10 @@ _UPSERT_MEMBER = (
     "INSERT INTO incident_alerts (incident_id, fingerprint, status, first_seen, last_seen, count)"
     " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, fingerprint) DO UPDATE SET"
     " status = excluded.status,"
-    " first_seen = min(incident_alerts.first_seen, excluded.first_seen),"
-    " last_seen = max(incident_alerts.last_seen, excluded.last_seen),"
+    " first_seen = CASE WHEN excluded.first_seen < incident_alerts.first_seen"
+    " THEN excluded.first_seen ELSE incident_alerts.first_seen END,"
+    " last_seen = CASE WHEN excluded.last_seen > incident_alerts.last_seen"
+    " THEN excluded.last_seen ELSE incident_alerts.last_seen END,"
     " count = incident_alerts.count + excluded.count"
 )
 _INSERT_DELIVERY = "INSERT INTO deliveries (delivery_key, received_at) VALUES (?, ?)"

@@ -11,12 +11,14 @@ rollup's writes; a channel's notices. The lane sends the head of the stream
 with the lowest priority number, then the oldest: cards that need someone and
 rollups before other cards, cards before thread chatter, most severe first.
 
-A row is 'pending' until the worker is about to call Slack, which first
-commits it 'sending'. From then on Slack may have it: a 'sending' row that
-comes round again is looked up in Slack before it is posted again, and goes
-back to 'pending' only when Slack said it did not take it. The write
-functions here are group-writer ops; the SQL for reads is run by SqliteStore
-on its read connection.
+A row is 'pending' until a worker claims it (storage/outbox_claims.py), which
+commits it 'sending' before the Slack call. From then on Slack may have it: a
+'sending' row that comes round again is looked up in Slack before it is
+posted again, and goes back to 'pending' only when Slack said it did not take
+it. Only the claimer holding a row's claim reports its outcome (`mark_sent`,
+`retry_later`, `drop`): one that lost the claim to another replica changes
+nothing. The write functions here are group-writer ops; the SQL for reads is
+run by the store on its read connection.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 from engine.records import OutboxItem
 from storage.db import parse_time
-from storage.rows import rowid
+from storage.rows import new_id
 
 PENDING, SENDING, SENT, DROPPED = "pending", "sending", "sent", "dropped"
 UNSETTLED = (PENDING, SENDING)
@@ -58,33 +60,35 @@ WHERE i.id = ? AND i.rollup_id IS NOT NULL AND NOT EXISTS (
 """
 """An incident shown only as a rollup line: no card of its own to speak under."""
 
-_HEADS = """
+STREAM_HEADS = """
 SELECT h.head_id FROM (
     SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY stream
 ) AS h
 """
-_CARD_OUT = """
+"""Each stream's head: its oldest unsettled row."""
+CARD_OUT = """
 NOT (o.kind = 'update_card' AND EXISTS (
     SELECT 1 FROM outbox AS p
     WHERE p.stream = 'story:' || o.incident_id AND p.kind = 'post_card'
       AND p.state IN ('pending', 'sending')
 ))
 """
+"""A head `o` that may go: not a card's update while the card is still to be posted."""
 
 HEADS_DUE = f"""
 SELECT o.id, o.channel, o.lane, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
        o.state, o.attempts, o.not_before, o.created_at, o.priority
 FROM outbox AS o
-WHERE o.id IN ({_HEADS}) AND o.not_before <= ? AND {_CARD_OUT}
+WHERE o.id IN ({STREAM_HEADS}) AND o.not_before <= ? AND {CARD_OUT}
 ORDER BY o.priority, o.id
 """
 """Every stream head that may go now, the most urgent first: the first of each
-lane is the lane's next write."""
+lane is the lane's next write (claimed or not: what a worker claims is
+storage/outbox_claims.py's CLAIMABLE)."""
 
-NEXT_DUE = f"""
-SELECT MIN(o.not_before) FROM outbox AS o
-WHERE o.id IN ({_HEADS}) AND o.not_before > ? AND {_CARD_OUT}
-"""
+WAITING = "SELECT 1 FROM outbox WHERE coalesce_key = ? AND state = 'pending' LIMIT 1"
+"""A write with this coalesce key that no worker has claimed yet: it renders when
+sent, so it will show whatever changed before then."""
 
 PENDING_COUNT = "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"
 
@@ -171,14 +175,15 @@ def enqueue(
         ).fetchone()
         if target is not None:
             conn.execute(
-                "UPDATE outbox SET payload = ?, priority = MIN(priority, ?) WHERE id = ?",
-                (payload_text, priority, target["id"]),
+                "UPDATE outbox SET payload = ?,"
+                " priority = CASE WHEN priority < ? THEN priority ELSE ? END WHERE id = ?",
+                (payload_text, priority, priority, target["id"]),
             )
             return int(target["id"])
     cursor = conn.execute(
         "INSERT INTO outbox (channel, lane, stream, priority, kind, incident_id, user_id, payload,"
         " coalesce_key, state, attempts, not_before, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?) RETURNING id",
         (
             channel,
             lane,
@@ -193,7 +198,7 @@ def enqueue(
             now_text,
         ),
     )
-    return rowid(cursor)
+    return new_id(cursor)
 
 
 def _unsent_twin(
@@ -209,34 +214,38 @@ def _unsent_twin(
     return None if row is None else int(row["id"])
 
 
-def begin_send(conn: sqlite3.Connection, item_id: int) -> None:
-    """Committed before the Slack call: from here on Slack may have the write."""
-    if _unsettled(conn, item_id) is not None:
-        conn.execute("UPDATE outbox SET state = 'sending' WHERE id = ?", (item_id,))
+SETTLE_PACE = "UPDATE outbox_lanes SET tat = CASE WHEN tat > ? THEN tat ELSE ? END WHERE lane = ?"
 
 
-def mark_sent(conn: sqlite3.Connection, item_id: int, slack_ts: str | None, now_text: str) -> None:
+def mark_sent(
+    conn: sqlite3.Connection,
+    item_id: int,
+    slack_ts: str | None,
+    now_text: str,
+    *,
+    claimer: str | None = None,
+) -> None:
     """Delivered (or found delivered). A delivered card also becomes its incident's
     card (and a rollup's first post the rollup's message), in the same
     transaction, so no later write can find the row sent but the card unknown."""
-    row = _unsettled(conn, item_id)
+    row = _settle(
+        conn,
+        item_id,
+        claimer,
+        now_text,
+        "state = 'sent', sent_at = ?, slack_ts = ?",
+        (now_text, slack_ts),
+    )
     if row is None:
         return
-    conn.execute(
-        "UPDATE outbox SET state = 'sent', sent_at = ?, slack_ts = ? WHERE id = ?",
-        (now_text, slack_ts, item_id),
-    )
     if row["kind"] == "post_card" and slack_ts is not None and row["incident_id"] is not None:
         conn.execute(
             "UPDATE incidents SET channel = ?, card_ts = ?, updated_at = ? WHERE id = ?",
             (row["channel"], slack_ts, now_text, row["incident_id"]),
         )
     if row["kind"] == "rollup" and slack_ts is not None:  # later writes of it update it
-        conn.execute(
-            "UPDATE rollups SET ts = ? WHERE id ="
-            " (SELECT json_extract(payload, '$.rollup') FROM outbox WHERE id = ?)",
-            (slack_ts, item_id),
-        )
+        rollup_id = json.loads(row["payload"])["rollup"]
+        conn.execute("UPDATE rollups SET ts = ? WHERE id = ?", (slack_ts, rollup_id))
 
 
 def retry_later(
@@ -244,36 +253,78 @@ def retry_later(
     item_id: int,
     not_before_text: str,
     error: str,
+    now_text: str,
     *,
     maybe_delivered: bool,
+    claimer: str | None = None,
 ) -> None:
     """Not delivered as far as GRACE knows. `maybe_delivered` keeps the row
     'sending' (Slack may have it: look it up first next time); without it the
-    row is 'pending' again, because Slack said it did not take it."""
-    if _unsettled(conn, item_id) is None:
-        return
-    conn.execute(
-        "UPDATE outbox SET state = ?, attempts = attempts + 1, not_before = ?, last_error = ?"
-        " WHERE id = ?",
-        (SENDING if maybe_delivered else PENDING, not_before_text, error, item_id),
+    row is 'pending' again, because Slack said it did not take it. Either way
+    the claim ends: any worker may take the row from `not_before` on."""
+    _settle(
+        conn,
+        item_id,
+        claimer,
+        now_text,
+        "state = ?, attempts = attempts + 1, not_before = ?, last_error = ?,"
+        " claimed_by = NULL, claimed_until = NULL",
+        (SENDING if maybe_delivered else PENDING, not_before_text, error),
     )
 
 
-def drop(conn: sqlite3.Connection, item_id: int, error: str) -> None:
-    if _unsettled(conn, item_id) is None:
-        return
-    conn.execute(
-        "UPDATE outbox SET state = 'dropped', attempts = attempts + 1, last_error = ? WHERE id = ?",
-        (error, item_id),
+def drop(
+    conn: sqlite3.Connection,
+    item_id: int,
+    error: str,
+    now_text: str,
+    *,
+    claimer: str | None = None,
+) -> None:
+    _settle(
+        conn,
+        item_id,
+        claimer,
+        now_text,
+        "state = 'dropped', attempts = attempts + 1, last_error = ?",
+        (error,),
     )
 
 
-def _unsettled(conn: sqlite3.Connection, item_id: int) -> sqlite3.Row | None:
-    """The row if it is still pending or sending; None if it was settled already
-    (a repeated report is a no-op); LookupError if there never was such a row."""
-    row = conn.execute(
-        "SELECT kind, channel, incident_id, state FROM outbox WHERE id = ?", (item_id,)
-    ).fetchone()
-    if row is None:
+def _settle(
+    conn: sqlite3.Connection,
+    item_id: int,
+    claimer: str | None,
+    now_text: str,
+    assignments: str,
+    values: tuple[Any, ...],
+) -> Any:
+    """Apply `assignments` to the row if it is still pending or sending and its
+    claim is `claimer`'s (None: a row no worker claimed), in one guarded UPDATE,
+    so a claimer that lost the row to another replica, or a report that comes
+    after the row was settled, changes nothing (None). The row's kind, channel,
+    incident and payload when it applied; LookupError if there never was such a row.
+
+    A claimer's report also settles its lane's pace: the lane is made no freer
+    than it was when the row took its token (`lane_lead_s` ahead of the clock),
+    as of `now_text`. No token comes back for the time the Slack call took:
+    Slack counted the write when it arrived, somewhere in between, so the pace
+    shared in `outbox_lanes` never runs ahead of Slack's."""
+    guard, guarded = "claimed_by IS NULL", list[str]()
+    if claimer is not None:
+        guard, guarded = "claimed_by = ?", [claimer]
+    rows = conn.execute(
+        f"UPDATE outbox SET {assignments}"
+        f" WHERE id = ? AND state IN ('pending', 'sending') AND {guard}"
+        " RETURNING kind, channel, incident_id, payload, lane, lane_lead_s",
+        (*values, item_id, *guarded),
+    ).fetchall()
+    if rows:
+        row = rows[0]
+        if claimer is not None and row["lane_lead_s"] is not None:
+            paced = parse_time(now_text).timestamp() + float(row["lane_lead_s"])
+            conn.execute(SETTLE_PACE, (paced, paced, row["lane"]))
+        return row
+    if conn.execute("SELECT 1 FROM outbox WHERE id = ?", (item_id,)).fetchone() is None:
         raise LookupError(f"no outbox item {item_id}")
-    return row if row["state"] in UNSETTLED else None
+    return None

@@ -15,6 +15,7 @@ from engine.models import GRACE
 from storage import audit as audit_log
 from storage import tiers as tier_rows
 from storage.db import parse_time, time_text
+from storage.rows import inserted_id
 
 SELECT = (
     "SELECT id, playbook_id, from_tier, to_tier, attempts, successes, lower_bound,"
@@ -39,7 +40,7 @@ def propose(
     cursor = conn.execute(
         "INSERT INTO tier_proposals (playbook_id, from_tier, to_tier, attempts, successes,"
         " lower_bound, median_seconds, channel, state, proposed_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
         (
             proposal.playbook_id,
             proposal.from_tier,
@@ -53,9 +54,10 @@ def propose(
             time_text(proposal.proposed_at),
         ),
     )
-    if cursor.rowcount != 1:
+    proposal_id = inserted_id(cursor)
+    if proposal_id is None:
         return None
-    stored = proposal.model_copy(update={"id": int(cursor.lastrowid or 0)})
+    stored = proposal.model_copy(update={"id": proposal_id})
     audit_log.append(
         conn,
         at=stored.proposed_at,

@@ -45,7 +45,9 @@ _AWAITING = f"i.state = '{IncidentState.AWAITING_APPROVAL.value}'"
 
 OPEN_COUNTS = f"SELECT i.state, COUNT(*) AS n FROM incidents AS i WHERE {OPEN} GROUP BY i.state"
 
-PENDING = f"{INCIDENT_SELECT} WHERE {_AWAITING} ORDER BY i.approval_deadline, i.id LIMIT ?"
+PENDING = (
+    f"{INCIDENT_SELECT} WHERE {_AWAITING} ORDER BY i.approval_deadline NULLS LAST, i.id LIMIT ?"
+)
 PENDING_COUNT = f"SELECT COUNT(*) FROM incidents AS i WHERE {_AWAITING}"
 # Only approvals of the plan now on the card count towards it.
 PENDING_APPROVERS = f"""

@@ -20,7 +20,7 @@ from engine.records import Placement, Rollup, StormRule
 from storage.db import time_text
 from storage.inbox import CARD_QUEUED
 from storage.outbox import ROLLED_UP, enqueue
-from storage.rows import INCIDENT_SELECT, incident_from_row, rowid
+from storage.rows import INCIDENT_SELECT, incident_from_row, new_id
 
 
 def place_card(
@@ -194,7 +194,7 @@ def _stormy(conn: sqlite3.Connection, channel: str, priority: int, rule: StormRu
         return True
     ahead = conn.execute(
         "SELECT COUNT(*) FROM (SELECT 1 FROM outbox WHERE lane = ? AND priority <= ?"
-        " AND state IN ('pending', 'sending') LIMIT ?)",
+        " AND state IN ('pending', 'sending') LIMIT ?) AS ahead",
         (channel, priority, rule.max_ahead + 1),
     ).fetchone()[0]
     return int(ahead) > rule.max_ahead
@@ -209,7 +209,7 @@ def _joined(conn: sqlite3.Connection, channel: str, joined_since: str, now_text:
     if row is not None:
         return int(row["id"])
     cursor = conn.execute(
-        "INSERT INTO rollups (channel, opened_at, last_added_at) VALUES (?, ?, ?)",
+        "INSERT INTO rollups (channel, opened_at, last_added_at) VALUES (?, ?, ?) RETURNING id",
         (channel, now_text, now_text),
     )
-    return rowid(cursor)
+    return new_id(cursor)

@@ -153,10 +153,19 @@ def json_model(model: type[_M], text: str | None) -> _M | None:
     return None if text is None else model.model_validate_json(text)
 
 
-def rowid(cursor: sqlite3.Cursor) -> int:
-    if cursor.lastrowid is None:
+def inserted_id(cursor: Any) -> int | None:
+    """The id an `INSERT ... RETURNING id` gave, or None when it inserted nothing
+    (ON CONFLICT DO NOTHING); `lastrowid` is SQLite's alone."""
+    row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def new_id(cursor: Any) -> int:
+    """The id an `INSERT ... RETURNING id` that always inserts gave."""
+    found = inserted_id(cursor)
+    if found is None:
         raise RuntimeError("insert returned no row id")
-    return int(cursor.lastrowid)
+    return found
 
 
 def _parse_or_none(text: str | None) -> datetime | None:

@@ -28,9 +28,14 @@ class InboxMixin(StoreCore):
         now = time_text(self._clock.now())
         await self._write(lambda conn: inbox_rows.handled(conn, delivery_id, now))
 
-    async def unhandled_deliveries(self) -> list[Delivery]:
-        """Deliveries accepted but not handled (GRACE died in between), oldest first."""
-        return [inbox_rows.delivery_from_row(r) for r in await self._fetchall(inbox_rows.UNHANDLED)]
+    async def unhandled_deliveries(self, before: datetime | None = None) -> list[Delivery]:
+        """Deliveries accepted but not handled (GRACE died in between), oldest first;
+        only those accepted before `before`, when given."""
+        if before is None:
+            rows = await self._fetchall(inbox_rows.UNHANDLED)
+        else:
+            rows = await self._fetchall(inbox_rows.UNHANDLED_BEFORE, (time_text(before),))
+        return [inbox_rows.delivery_from_row(r) for r in rows]
 
     async def forget_deliveries(self, before: datetime) -> None:
         """Drop handled deliveries older than `before`: their keys only guard retries."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from engine.models import (
+    RUNNING_STATES,
     UNHEALED_ENDS,
     Alert,
     Approval,
@@ -78,7 +79,8 @@ class IncidentsMixin(StoreCore):
 
         The state write, its audit row and its period counts (storage/hourly.py)
         are one transaction. Returns the new incident, or None when another
-        writer moved it first.
+        writer moved it first. A move into a running state records this store's
+        replica as the incident's runner in the same write.
         """
         if not can_transition(expected, new):
             raise ValueError(f"illegal incident transition {expected.value} -> {new.value}")
@@ -104,6 +106,10 @@ class IncidentsMixin(StoreCore):
         if remind_at is not None:
             sets.append("remind_at = ?")
             params.append(time_text(remind_at))
+        if new in RUNNING_STATES:
+            # Whoever moves a plan on runs it: a replica that dies leaves it to be taken over.
+            sets.append("run_by = ?")
+            params.append(self.replica)
         update = f"UPDATE incidents SET {', '.join(sets)} WHERE id = ? AND state = ?"
 
         def op(conn: sqlite3.Connection) -> Incident | None:
@@ -143,8 +149,11 @@ class IncidentsMixin(StoreCore):
                 return []
             where = f"WHERE i.state IN ({', '.join('?' * len(wanted))})"
             params = wanted
+        # A negative limit is every row, as SQLite reads it (PostgreSQL's is LIMIT ALL).
+        bound = "LIMIT ?" if limit >= 0 else ""
         rows = await self._fetchall(
-            f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC LIMIT ?", (*params, limit)
+            f"{INCIDENT_SELECT} {where} ORDER BY i.id DESC {bound}",
+            (*params, limit) if limit >= 0 else params,
         )
         return [incident_from_row(row) for row in rows]
 

@@ -3,16 +3,18 @@ incident's card is, and the rollups that stand in for cards in a storm."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from engine.models import Incident, canonical_json
 from engine.records import Card, OutboxItem, Placement, Rollup, StormRule
 from storage import outbox as outbox_rows
+from storage import outbox_claims
 from storage import reports as report_rows
 from storage import rollups as rollup_rows
-from storage.db import parse_time, time_text
+from storage.db import time_text
 from storage.store_core import StoreCore
 
 
@@ -60,42 +62,102 @@ class OutboxMixin(StoreCore):
         )
 
     async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
-        """Every stream head due by `now`, the most urgent first, then the oldest."""
+        """Every stream head due by `now`, the most urgent first, then the oldest
+        (claimed or not: `claim_outbox` is what a worker sends)."""
         rows = await self._fetchall(outbox_rows.HEADS_DUE, (time_text(now),))
         return [outbox_rows.item_from_row(row) for row in rows]
 
-    async def outbox_next_due(self, now: datetime) -> datetime | None:
-        """When the earliest lane head not due by `now` becomes due; None if there is none
-        (the heads due by `now` are `outbox_heads(now)`)."""
-        row = await self._fetchone(outbox_rows.NEXT_DUE, (time_text(now),))
-        return None if row is None or row[0] is None else parse_time(row[0])
+    async def claim_outbox(
+        self,
+        claimer: str,
+        now: datetime,
+        *,
+        rate: float,
+        burst: int,
+        lease_s: float,
+        limit: int,
+    ) -> list[OutboxItem]:
+        """Claim the lanes' next writes for `claimer`, each with a token of its lane's
+        shared pace, in one write (storage/outbox_claims.py)."""
+        outbox_claims.check_pace(rate, burst)
+        if not lease_s > 0:
+            raise ValueError(f"a claim's lease must be positive, not {lease_s}")
+        if limit < 1:
+            raise ValueError(f"a claim takes at least one write, not {limit}")
+        until = now + timedelta(seconds=lease_s)
 
-    async def begin_send(self, item_id: int) -> None:
-        """Committed before the Slack call, so a crash after it is looked up, not re-sent."""
-        await self.loop_commits.run(lambda conn: outbox_rows.begin_send(conn, item_id))
+        def op(conn: sqlite3.Connection) -> list[OutboxItem]:
+            return outbox_claims.claim(
+                conn, claimer, now, rate=rate, burst=burst, until=until, limit=limit
+            )
 
-    async def mark_sent(self, item_id: int, slack_ts: str | None) -> None:
+        return await self._write(op)
+
+    async def outbox_next_due(
+        self, now: datetime, *, rate: float | None = None, burst: int = 1
+    ) -> datetime | None:
+        """When the soonest head not claimable at `now` becomes claimable: its
+        not_before, another claim running out, a 429's hold on its lane, and with
+        `rate` and `burst` its lane's next token. None if there is none."""
+        if rate is not None:
+            outbox_claims.check_pace(rate, burst)
+        rows = await self._fetchall(outbox_claims.HEAD_TIMES)
+        return outbox_claims.next_due(rows, now, rate=rate, burst=burst)
+
+    async def release_outbox_claims(self, replica: str, now: datetime) -> int:
+        """End every claim of `replica`'s workers at `now`; how many rows they held."""
+        return await self._write(lambda conn: outbox_claims.release(conn, replica, now))
+
+    async def outbox_waiting(self, coalesce_key: str) -> bool:
+        """A write with this coalesce key is queued and no worker has claimed it yet."""
+        return await self._fetchone(outbox_rows.WAITING, (coalesce_key,)) is not None
+
+    async def mark_sent(
+        self, item_id: int, slack_ts: str | None, *, claimer: str | None = None
+    ) -> None:
         """Delivered; a delivered post_card also records the incident's card."""
         now_text = time_text(self._clock.now())
         await self.loop_commits.run(
-            lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text)
+            lambda conn: outbox_rows.mark_sent(conn, item_id, slack_ts, now_text, claimer=claimer)
         )
 
     async def retry_later(
-        self, item_id: int, not_before: datetime, error: str, *, maybe_delivered: bool = False
+        self,
+        item_id: int,
+        not_before: datetime,
+        error: str,
+        *,
+        maybe_delivered: bool = False,
+        claimer: str | None = None,
+        hold_lane: bool = False,
     ) -> None:
         """Not delivered this time; the row stays its lane's head until `not_before`.
-        `maybe_delivered`: Slack's answer was lost or a 5xx, so look before re-posting."""
-        not_before_text = time_text(not_before)
-        await self._write(
-            lambda conn: outbox_rows.retry_later(
-                conn, item_id, not_before_text, error, maybe_delivered=maybe_delivered
-            )
-        )
+        `maybe_delivered`: Slack's answer was lost or a 5xx, so look before re-posting.
+        `hold_lane`: Slack said 429, so nothing in the row's lane goes before then."""
+        not_before_text, now_text = time_text(not_before), time_text(self._clock.now())
 
-    async def drop(self, item_id: int, error: str) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            outbox_rows.retry_later(
+                conn,
+                item_id,
+                not_before_text,
+                error,
+                now_text,
+                maybe_delivered=maybe_delivered,
+                claimer=claimer,
+            )
+            if hold_lane:  # Slack's word on the lane holds, whoever reports it
+                row = conn.execute("SELECT lane FROM outbox WHERE id = ?", (item_id,)).fetchone()
+                outbox_claims.hold(conn, row["lane"], not_before)
+
+        await self._write(op)
+
+    async def drop(self, item_id: int, error: str, *, claimer: str | None = None) -> None:
         """Slack refused it for good: kept for the record, no longer in line."""
-        await self._write(lambda conn: outbox_rows.drop(conn, item_id, error))
+        now_text = time_text(self._clock.now())
+        await self._write(
+            lambda conn: outbox_rows.drop(conn, item_id, error, now_text, claimer=claimer)
+        )
 
     async def outbox_pending(self) -> int:
         row = await self._fetchone(outbox_rows.PENDING_COUNT)

@@ -30,7 +30,7 @@ REPORTED = "SELECT 1 FROM weekly_reports WHERE period_end = ?"
 _TOIL = """
 SELECT i.alert_name, COUNT(*) AS n FROM outcomes AS o JOIN incidents AS i ON i.id = o.incident_id
 WHERE o.at >= ? AND o.at < ? AND o.final_state = 'needs_human' AND o.playbook_id = ''
-GROUP BY i.alert_name HAVING n > 1 ORDER BY n DESC, i.alert_name LIMIT ?
+GROUP BY i.alert_name HAVING COUNT(*) > 1 ORDER BY n DESC, i.alert_name LIMIT ?
 """
 
 _TIER_CHANGES = f"{tier_rows.ALL} WHERE changed_at >= ? AND changed_at < ? ORDER BY changed_at"

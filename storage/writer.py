@@ -79,11 +79,22 @@ class GroupWriter:
     tests and benchmarks can see how much grouping happened.
     """
 
-    def __init__(self, path: str | Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        connect: Callable[[], Any] | None = None,
+        begin: Sequence[str] = ("BEGIN IMMEDIATE",),
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self.path = path
         self._max_batch = max_batch
+        # Another database (PostgreSQL) brings its own connection and the
+        # statements that open a batch's transaction with its write lock.
+        self._open = connect or (lambda: connect_sync(path))
+        self._begin = tuple(begin)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="grace-writer")
         self._conn: sqlite3.Connection | None = None
         self._queue: collections.deque[_Queued] = collections.deque()
@@ -95,9 +106,16 @@ class GroupWriter:
         self.ops = 0
 
     @classmethod
-    async def start(cls, path: str | Path, *, max_batch: int = DEFAULT_MAX_BATCH) -> GroupWriter:
+    async def start(
+        cls,
+        path: str | Path,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        connect: Callable[[], Any] | None = None,
+        begin: Sequence[str] = ("BEGIN IMMEDIATE",),
+    ) -> GroupWriter:
         """Open the connection in the writer thread and start the writer task."""
-        writer = cls(path, max_batch=max_batch)
+        writer = cls(path, max_batch=max_batch, connect=connect, begin=begin)
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(writer._thread, writer._connect)
@@ -199,12 +217,23 @@ class GroupWriter:
     # -- the writer thread -------------------------------------------------
 
     def _connect(self) -> None:
-        self._conn = connect_sync(self.path)
+        self._conn = self._open()
 
     def _disconnect(self) -> None:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _reconnect_if_lost(self, conn: Any) -> None:
+        """A server's connection can drop (PostgreSQL restarted); the next batch gets
+        a new one. A SQLite file's connection is never `lost`."""
+        if not getattr(conn, "lost", False):
+            return
+        try:
+            conn.close()
+            self._conn = self._open()
+        except Exception:
+            log.exception("the database connection was lost and could not be opened again")
 
     def _transact(self, batch: list[_Queued]) -> list[_Result]:
         """One transaction for the batch; per-op results, or every op failed."""
@@ -212,11 +241,13 @@ class GroupWriter:
         if conn is None:
             raise RuntimeError("the group writer has no connection")
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            for statement in self._begin:
+                conn.execute(statement)
             results = _run_all(conn, batch)
             conn.execute("COMMIT")
         except Exception as exc:
             _rollback_quietly(conn)
+            self._reconnect_if_lost(conn)
             return [_Result(False, _batch_failed(exc)) for _ in batch]
         except BaseException:
             _rollback_quietly(conn)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import sqlite3
 import subprocess
@@ -10,7 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli import EXIT_CONFIG, event_loop_factory, freeze_startup_heap, main
+from bot.cli import EXIT_CONFIG, EXIT_UNAVAILABLE, event_loop_factory, freeze_startup_heap, main
+from engine.clock import SystemClock
+from storage.factory import open_store
+from tests.pg_server import PgServer, free_port
 
 ROOT = Path(__file__).parents[2]
 
@@ -159,17 +163,49 @@ def test_audit_verify_without_a_database(capsys, tmp_path):
     assert "no such database" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [["audit", "verify"], ["stats"], ["run"]])
-def test_a_postgresql_grace_db_is_refused_until_its_store_exists(
-    monkeypatch, capsys, tmp_path, command
+@pytest.mark.parametrize("command", [["audit", "verify"], ["stats"], ["run"], ["check"]])
+def test_an_unreachable_postgresql_is_named_without_its_password(
+    monkeypatch, capsys, pg_server: PgServer, command
 ):
-    monkeypatch.setenv("GRACE_DB", "postgresql://grace:s3cret@db.internal:5432/grace")
+    closed = free_port()
+    monkeypatch.setenv("GRACE_DB", f"postgresql://grace:s3cret@127.0.0.1:{closed}/grace")
     monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
     monkeypatch.setenv("SLACK_SIGNING_SECRET", "signing")
-    assert main(command) == EXIT_CONFIG
+    assert main(command) == EXIT_UNAVAILABLE
     err = capsys.readouterr().err
-    assert "PostgreSQL" in err and "no PostgreSQL store yet" in err and "Traceback" not in err
+    assert f"GRACE_DB=postgresql://127.0.0.1:{closed}/grace" in err and "Traceback" not in err
     assert "s3cret" not in err, "a URL's password is never printed"
+
+
+def test_check_reports_the_postgresql_store_its_server_and_schema(
+    monkeypatch, capsys, pg_server: PgServer
+):
+    from storage.db import load_migrations
+
+    newest = load_migrations("postgresql")[-1].version
+    dsn = pg_server.fresh_database()
+    monkeypatch.setenv("GRACE_DB", dsn)
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    where = f"postgresql://127.0.0.1:{pg_server.port}/{dsn.rsplit('/', 1)[1]}"
+    assert f"store: postgresql {where}, PostgreSQL {pg_server.version()}" in out
+    assert f"not created yet (start-up applies migrations 1-{newest})" in out
+    assert pg_server.password not in out
+
+    async def open_once() -> None:
+        store = await open_store(dsn, SystemClock())
+        await store.close()
+
+    asyncio.run(open_once())
+    assert main(["check"]) == 0
+    assert f"schema {newest}, up to date" in capsys.readouterr().out
+
+
+def test_check_reports_the_sqlite_store_without_creating_it(capsys, tmp_path):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert f"store: sqlite {tmp_path / 'grace.db'}; not created yet" in out
+    assert not (tmp_path / "grace.db").exists()
 
 
 def test_demo_heals_a_real_database_and_exits_zero():

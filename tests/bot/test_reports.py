@@ -454,7 +454,6 @@ async def test_the_reads_count_open_incidents_current_approvals_and_undelivered_
         await store.enqueue("C0ALERTS", "post", {"text": "b"})
         await store.enqueue("C0ALERTS", "post", {"text": "c"})
         await store.enqueue("C0OPS", "ephemeral", {"text": "c"}, user_id="U0ALICE")
-        await store.begin_send(sent)
         await store.mark_sent(sent, "1.2")
 
         rows = await store.status_rows(limit=1)

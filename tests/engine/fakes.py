@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from engine.autonomy import ProposalState, TierChange, TierProposal
 from engine.models import (
+    RUNNING_STATES,
     Alert,
     AlertStatus,
     Approval,
@@ -71,6 +72,11 @@ class MemoryStore:
     audit_rows: list[tuple[str, str, int | None, dict[str, Any]]] = field(default_factory=list)
     pause: Pause | None = None
     held: list[TargetHold] = field(default_factory=list)
+    replica: str = "local"
+    """The replica this store writes for: the runner a move into a running state records."""
+    run_by: dict[int, str] = field(default_factory=dict)
+    beats: dict[str, datetime] = field(default_factory=dict)
+    """Each replica's last heartbeat."""
 
     async def ingest_alerts(self, alerts: Sequence[Alert], delivery_key: str) -> list[Intake]:
         if delivery_key in self.deliveries:
@@ -159,6 +165,8 @@ class MemoryStore:
                 changes[name] = value
         moved = current.model_copy(update=changes)
         self.incidents[incident_id] = moved
+        if new in RUNNING_STATES:
+            self.run_by[incident_id] = self.replica
         self.audit_rows.append((actor, f"incident.{new.value}", incident_id, {"from": expected}))
         if moved.plan is not None and holds_target(expected, new):
             hold = TargetHold(
@@ -285,6 +293,22 @@ class MemoryStore:
     async def incidents_in(self, states: Iterable[IncidentState]) -> list[Incident]:
         wanted = set(states)
         return [i for i in self.incidents.values() if i.state in wanted]
+
+    def heartbeat(self, replica: str) -> None:
+        self.beats[replica] = self.clock.now()
+
+    async def orphaned_runs(self, replica: str, ttl_s: float, *, own: bool) -> list[Incident]:
+        cutoff = self.clock.now() - timedelta(seconds=ttl_s)
+
+        def gone(incident_id: int) -> bool:
+            runner = self.run_by.get(incident_id)
+            if runner is None or runner == replica:
+                return runner is None or own
+            beat = self.beats.get(runner)
+            return beat is None or beat < cutoff
+
+        running = await self.incidents_in(RUNNING_STATES)
+        return sorted((i for i in running if gone(i.id)), key=lambda i: i.id)
 
     async def target_hold(self, target: Target) -> TargetHold | None:
         return next((h for h in self.held if h.target == target), None)

@@ -14,6 +14,7 @@ from engine.models import Alert
 from storage.db import connect, load_migrations, migrate
 from storage.store import SqliteStore
 from tests.storage.conftest import FakeClock, open_incident
+from tests.storage.contract.conftest import CLAIMER, claim_all
 
 
 def _row(db_path: Path, item_id: int) -> dict[str, object]:
@@ -145,22 +146,27 @@ async def test_sending_stays_the_head_until_settled_and_survives_a_restart(
     async with await SqliteStore.open(db_path, clock) as store:
         card = await store.enqueue("C1", "thread", {"text": "one"})
         later = await store.enqueue("C1", "thread", {"text": "two"})
-        await store.begin_send(card)
-        assert _row(db_path, card)["state"] == "sending"
+        assert [item.id for item in await claim_all(store, clock.now())] == [card]
+        row = _row(db_path, card)
+        assert (row["state"], row["claimed_by"]) == ("sending", CLAIMER)
     async with await SqliteStore.open(db_path, clock) as store:
         [head] = await store.outbox_heads(clock.now())
         assert (head.id, head.sending) == (card, True), "the next start looks it up"
         assert await store.outbox_pending() == 2
-        await store.retry_later(card, clock.now(), "HTTP 503", maybe_delivered=True)
+        await store.retry_later(
+            card, clock.now(), "HTTP 503", maybe_delivered=True, claimer=CLAIMER
+        )
         [head] = await store.outbox_heads(clock.now())
         assert (head.id, head.sending, head.attempts) == (card, True, 1)
+        assert _row(db_path, card)["claimed_by"] is None, "a retried row is nobody's"
         await store.retry_later(card, clock.now(), "ratelimited")
         [head] = await store.outbox_heads(clock.now())
         assert (head.id, head.sending) == (card, False), "Slack said no: nothing to look up"
-        await store.begin_send(card)
-        await store.mark_sent(card, "1.1")
+        [claimed] = await claim_all(store, clock.now())
+        assert (claimed.id, claimed.sending) == (card, False)
+        await store.mark_sent(card, "1.1", claimer=CLAIMER)
         assert await _head_ids(store, clock) == [later]
-        await store.begin_send(card)  # a late report changes nothing
+        await store.retry_later(card, clock.now(), "late", claimer=CLAIMER)  # changes nothing
         assert _row(db_path, card)["state"] == "sent"
 
 
@@ -169,8 +175,10 @@ async def test_a_card_found_in_slack_becomes_the_incidents_card(
 ) -> None:
     inc = await open_incident(store, make_alert(channel="C0ALERTS"), "d-1")
     post = await store.enqueue("C0ALERTS", "post_card", {}, incident_id=inc.id)
-    await store.begin_send(post)
-    await store.retry_later(post, clock.now(), "ServerDisconnectedError", maybe_delivered=True)
+    await claim_all(store, clock.now())
+    await store.retry_later(
+        post, clock.now(), "ServerDisconnectedError", maybe_delivered=True, claimer=CLAIMER
+    )
     await store.mark_sent(post, "1700000000.000100")
     assert await store.card_of(inc.id) == ("C0ALERTS", "1700000000.000100", None)
 

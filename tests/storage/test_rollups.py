@@ -12,6 +12,7 @@ from engine.models import Alert, Incident
 from engine.records import StormRule
 from storage.store import SqliteStore
 from tests.storage.conftest import FakeClock, open_incident
+from tests.storage.contract.conftest import CLAIMER, claim_all
 
 
 async def _head_ids(store: SqliteStore, clock: FakeClock) -> list[int]:
@@ -109,8 +110,8 @@ async def test_a_card_that_would_wait_too_long_becomes_a_rollup_line(
         kinds = db.execute("SELECT kind, state FROM outbox ORDER BY id LIMIT 5").fetchall()
     assert kinds == [("thread", "dropped")] + [("rolled_up_card", "dropped")] * 4
 
-    await store.begin_send(head.id)
-    await store.mark_sent(head.id, "5.5")
+    assert [item.id for item in await claim_all(store, clock.now())] == [head.id]
+    await store.mark_sent(head.id, "5.5", claimer=CLAIMER)
     assert (await store.rollup(rollup.id)).ts == "5.5", "later writes update it in place"
 
 
@@ -119,8 +120,8 @@ async def test_a_card_already_tried_is_not_rolled_up(
 ) -> None:
     a, b = await incidents(store, make_alert, 2)
     assert await carded(store, a, priority=11, needs_someone=False, rule=calm(clock))
-    [card] = await store.outbox_heads(clock.now())
-    await store.begin_send(card.id)  # Slack may have it: it stays a card
+    [card] = await claim_all(store, clock.now())  # Slack may have it: it stays a card
+    assert (card.kind, card.incident_id) == ("post_card", a.id)
     assert not await carded(store, b, priority=11, needs_someone=False, rule=calm(clock, -1))
     assert (
         a.id not in await store.rolled_up_incidents() and b.id in await store.rolled_up_incidents()

@@ -6,25 +6,28 @@ implementation in STORES. A test here may use nothing but the ports
 (engine/ports.py `Store`, engine/storage_ports.py): no SQL, no file, no
 attribute of one store, so that it runs unchanged against the next one.
 
-Adding a store is one entry in STORES and one branch in `_location` (for
-PostgreSQL: a fresh database on the session's `pg_server` per test, its URL
-as the location); every test then runs against it too.
+Adding a store is one entry in STORES and one branch in `_location`; every
+test then runs against it too. PostgreSQL's is a fresh database on the
+session's `pg_server` per test, its URL as the location.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from engine.models import Alert, Incident
+from engine.records import OutboxItem
 from engine.storage_ports import GraceStore
 from storage.factory import open_store
+from tests.pg_server import PgServer
 from tests.storage.conftest import FakeClock
 
-STORES = [pytest.param("sqlite", id="sqlite")]
+STORES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql")]
 """Every store implementation the contract holds, by name."""
 
 
@@ -44,8 +47,9 @@ class Database:
     clock: ContractClock
     opened: list[GraceStore] = field(default_factory=list)
 
-    async def open(self) -> GraceStore:
-        store = await open_store(self.location, self.clock)
+    async def open(self, replica: str = "local") -> GraceStore:
+        """One more store on the database, writing for the replica named `replica`."""
+        store = await open_store(self.location, self.clock, replica=replica)
         self.opened.append(store)
         return store
 
@@ -54,9 +58,12 @@ class Database:
             await self.opened.pop().close()
 
 
-def _location(kind: str, tmp_path: Path) -> str | Path:
+def _location(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
     if kind == "sqlite":
         return tmp_path / "grace.db"
+    if kind == "postgresql":
+        server: PgServer = request.getfixturevalue("pg_server")
+        return server.fresh_database()
     raise AssertionError(f"no test database for the {kind} store")
 
 
@@ -69,22 +76,27 @@ def clock() -> ContractClock:
 async def database(
     request: pytest.FixtureRequest, tmp_path: Path, clock: ContractClock
 ) -> AsyncIterator[Database]:
-    db = Database(request.param, _location(request.param, tmp_path), clock)
+    db = Database(request.param, _location(request.param, request, tmp_path), clock)
     try:
         yield db
     finally:
         await db.close_all()
 
 
+STORE = "grace-1"
+REPLICA = "grace-2"
+"""The replica names `store` and `replica` write for."""
+
+
 @pytest.fixture
 async def store(database: Database) -> GraceStore:
-    return await database.open()
+    return await database.open(STORE)
 
 
 @pytest.fixture
 async def replica(database: Database, store: GraceStore) -> GraceStore:
     """A second GRACE on the same database (opened after `store`)."""
-    return await database.open()
+    return await database.open(REPLICA)
 
 
 async def open_incident(store: GraceStore, alert: Alert, delivery_key: str) -> Incident:
@@ -100,3 +112,17 @@ async def incidents(
     return [
         await open_incident(store, make_alert(channel=channel), f"{channel}-{k}") for k in range(n)
     ]
+
+
+CLAIMER = "grace-1#test"
+"""The worker `claim_all` claims for."""
+
+
+async def claim_all(
+    store: GraceStore, now: datetime, claimer: str = CLAIMER, *, lease_s: float = 60.0
+) -> list[OutboxItem]:
+    """Claim, as a worker does, each lane's next write due at `now`, at a pace that
+    holds nothing back."""
+    return await store.claim_outbox(
+        claimer, now, rate=1000.0, burst=1000, lease_s=lease_s, limit=1000
+    )

@@ -62,3 +62,17 @@ async def test_an_unhandled_delivery_survives_a_restart(database: Database) -> N
         (first, "message", {"k": "v"}),
         (second, "command", {"n": [1, 2]}),
     ]
+
+
+async def test_a_replica_finds_the_unhandled_deliveries_accepted_before_a_time(
+    store: GraceStore, replica: GraceStore, clock: ContractClock
+) -> None:
+    old = await store.accept_delivery("event:Ev7", "message", {"n": 7})
+    clock.advance(31)
+    cutoff = clock.now() - timedelta(seconds=30)
+    new = await store.accept_delivery("event:Ev8", "message", {"n": 8})
+    assert [d.id for d in await replica.unhandled_deliveries(cutoff)] == [old]
+    assert [d.id for d in await replica.unhandled_deliveries()] == [old, new]
+    assert old is not None
+    await replica.delivery_handled(old)
+    assert await replica.unhandled_deliveries(cutoff) == []

@@ -13,7 +13,13 @@ import pytest
 from engine.models import Alert
 from engine.records import Card, OutboxItem
 from engine.storage_ports import GraceStore
-from tests.storage.contract.conftest import ContractClock, Database, open_incident
+from tests.storage.contract.conftest import (
+    CLAIMER,
+    ContractClock,
+    Database,
+    claim_all,
+    open_incident,
+)
 
 
 async def heads(store: GraceStore, clock: ContractClock) -> list[int]:
@@ -120,7 +126,7 @@ async def test_a_row_is_settled_once_and_late_reports_change_nothing(
     assert settled in ("1.1", "2.2")
     await replica.retry_later(item, clock.now(), "late")
     await replica.drop(item, "late")
-    await store.begin_send(item)
+    assert await claim_all(store, clock.now()) == [], "a settled row is nobody's to claim"
     await store.mark_sent(item, "3.3")
     assert await replica.sent_ts(item) == settled
     assert await store.outbox_pending() == 0 and await heads(store, clock) == []
@@ -135,12 +141,13 @@ async def test_sending_stays_the_head_until_slack_says_and_survives_a_restart(
     first = await store.enqueue("C1", "thread", {"text": "one"})
     later = await store.enqueue("C1", "thread", {"text": "two"})
     assert first is not None
-    await store.begin_send(first)
+    [claimed] = await claim_all(store, clock.now())
+    assert (claimed.id, claimed.sending) == (first, False), "claimed: 'sending' from here on"
     await database.close_all()
     store = await database.open()
     [head] = await store.outbox_heads(clock.now())
     assert (head.id, head.sending) == (first, True), "the next start looks it up"
-    await store.retry_later(first, clock.now(), "HTTP 503", maybe_delivered=True)
+    await store.retry_later(first, clock.now(), "HTTP 503", maybe_delivered=True, claimer=CLAIMER)
     [head] = await store.outbox_heads(clock.now())
     assert (head.id, head.sending, head.attempts) == (first, True, 1)
     await store.retry_later(first, clock.now(), "ratelimited")
@@ -182,7 +189,9 @@ async def test_once_means_one_write_for_a_key_ever(store: GraceStore, clock: Con
     assert again == first and await store.outbox_pending() == 0
 
 
-async def test_a_burst_of_one_answer_to_one_person_is_one_write(store: GraceStore) -> None:
+async def test_a_burst_of_one_answer_to_one_person_is_one_write(
+    store: GraceStore, clock: ContractClock
+) -> None:
     async def refuse(
         text: str = "Someone else decided first.", user: str = "U1", channel: str = "C1"
     ) -> int | None:
@@ -192,12 +201,13 @@ async def test_a_burst_of_one_answer_to_one_person_is_one_write(store: GraceStor
     assert first is not None
     assert {await refuse() for _ in range(50)} == {first}
     assert await store.outbox_pending() == 1
-    await store.begin_send(first)
+    [claimed] = await claim_all(store, clock.now())
+    assert claimed.id == first
     assert await refuse() == first, "one on its way answers this click too"
     different = {await refuse("other"), await refuse(user="U2"), await refuse(channel="C2")}
     assert first not in different and len(different) == 3
     assert await store.outbox_pending() == 4
-    await store.mark_sent(first, None)
+    await store.mark_sent(first, None, claimer=CLAIMER)
     again = await refuse()
     assert again not in (first, *different), "a later click, after the answer, gets its own"
 

@@ -11,7 +11,7 @@ from datetime import timedelta
 from engine.models import Alert, Incident
 from engine.records import StormRule
 from engine.storage_ports import GraceStore
-from tests.storage.contract.conftest import ContractClock, incidents
+from tests.storage.contract.conftest import CLAIMER, ContractClock, claim_all, incidents
 
 
 def calm(clock: ContractClock, max_ahead: int = 5) -> StormRule:
@@ -67,8 +67,8 @@ async def test_a_card_that_would_wait_becomes_a_line_with_the_cards_queued_befor
         "C1", "thread", {"text": "x"}, incident_id=crowd[0].id, unless_rolled_up=True
     )
     assert told is None
-    await store.begin_send(head.id)
-    await store.mark_sent(head.id, "5.5")
+    assert [item.id for item in await claim_all(store, clock.now())] == [head.id]
+    await store.mark_sent(head.id, "5.5", claimer=CLAIMER)
     assert (await store.rollup(rollup_id)) == rollup.__class__(
         rollup.id, rollup.channel, "5.5", rollup.members, rollup.carded
     )
@@ -138,11 +138,11 @@ async def test_a_rollup_line_is_redrawn_by_one_coalesced_write(
     await carded(store, a, calm(clock, -1))
     await carded(store, b, calm(clock, -1), needs_someone=True)
     [first] = [h for h in await store.outbox_heads(clock.now()) if h.kind == "rollup"]
-    await store.begin_send(first.id)
+    assert [item.id for item in await claim_all(store, clock.now())] == [first.id]
     assert await store.refresh_rollup_of(a.id)
     assert await store.refresh_rollup_of(a.id)
     assert not await store.refresh_rollup_of(b.id), "b has a card: the card tells its changes"
-    await store.mark_sent(first.id, "3.3")
+    await store.mark_sent(first.id, "3.3", claimer=CLAIMER)
     rollups = [h for h in await store.outbox_heads(clock.now()) if h.kind == "rollup"]
     assert len(rollups) == 1 and rollups[0].id > first.id
     assert await store.outbox_pending() == 2, "b's card and one rollup update"
