@@ -35,23 +35,21 @@ import copy
 import logging
 import random
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import aiohttp
-from slack_sdk.errors import SlackApiError, SlackObjectFormationError
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import outbox_lookup, uploads
-from bot.cards import CardReader, card_message
+from bot.cards import CardReader
 from bot.metrics import Metrics
+from bot.outbox_render import Refused, Render, rendered
 from bot.rollup import rollup_message
 from engine.api import ApprovalPolicy
-from engine.models import Incident
 from engine.ports import Clock
-from engine.records import OutboxItem, Rollup
+from engine.records import OutboxItem
 from engine.storage_ports import CardStore
 
 log = logging.getLogger(__name__)
@@ -73,10 +71,6 @@ waiting longer (a restarted replica takes its own back at once)."""
 CLAIM_LIMIT = 50
 """Lanes one round claims at most: the Slack calls one worker makes at once, and
 what is left for the other replicas meanwhile."""
-
-
-class _Refused(Exception):
-    """Slack (or the message itself) refuses this write for good; retrying cannot help."""
 
 
 @dataclass
@@ -115,7 +109,7 @@ class OutboxWorker:
         # second message. Every retry here is the worker's own, after a lookup.
         self.client = copy.copy(self.client)
         self.client.retry_handlers = []
-        self._cards = CardReader(self.store, self.policy)
+        self._render = Render(self.store, CardReader(self.store, self.policy))
         self.claimer = f"{self.replica}#{uuid.uuid4().hex[:12]}"
 
     def wake(self) -> None:
@@ -223,7 +217,7 @@ class OutboxWorker:
         attempt = _Attempt(item, _METHOD[item.kind], in_doubt=item.sending)
         try:
             ts = await self._send(attempt)
-        except _Refused as exc:
+        except Refused as exc:
             log.error("Slack write %s (%s) dropped: %s", item.id, item.kind, exc)
             await self.store.drop(item.id, str(exc), claimer=self.claimer)
             self.metrics.slack_request(attempt.method, "refused")
@@ -293,17 +287,18 @@ class OutboxWorker:
         """Slack's ts for the write (None for what has none); raises as Slack does."""
         item = attempt.item
         if item.kind == "update_card":
-            await self._update_card(item)
+            channel, ts, card = await self._render.card_update(item)
+            await self.client.chat_update(channel=channel, ts=ts, **card)
             return None
         if item.kind == "update":  # a notice redrawn in place: its ts, text and blocks
             await self.client.chat_update(channel=item.channel, **item.payload)
             return None
         if item.kind == "rollup":
-            rollup = await self._rollup(item)
+            rollup = await self._render.rollup(item)
             if rollup.ts is not None:  # posted: updated in place
                 attempt.method = "chat.update"
                 await self.client.chat_update(
-                    channel=rollup.channel, ts=rollup.ts, **_rendered(rollup_message, rollup)
+                    channel=rollup.channel, ts=rollup.ts, **rendered(rollup_message, rollup)
                 )
                 return None
         if item.kind == "upload":
@@ -311,13 +306,13 @@ class OutboxWorker:
             return None
         if item.kind == "ephemeral":
             if attempt.in_doubt:
-                raise _Refused("an earlier try may have reached the person; not sent twice")
+                raise Refused("an earlier try may have reached the person; not sent twice")
             attempt.posted = True
             await self.client.chat_postEphemeral(
                 channel=item.channel, user=str(item.user_id), text=item.payload["text"]
             )
             return None
-        message = await self._message(item)
+        message = await self._render.message(item)
         if attempt.in_doubt:
             thread_ts = message.get("thread_ts")
             attempt.method = "conversations.replies" if thread_ts else "conversations.history"
@@ -335,7 +330,7 @@ class OutboxWorker:
         item = attempt.item
         thread_ts = await self.store.sent_ts(int(item.payload["after"]))
         if thread_ts is None:
-            raise _Refused(f"outbox row {item.payload['after']} it goes under was never posted")
+            raise Refused(f"outbox row {item.payload['after']} it goes under was never posted")
         if attempt.in_doubt:
             attempt.method = "conversations.replies"
             if await uploads.shared(self.client, item, thread_ts, item.payload["filename"]):
@@ -343,49 +338,6 @@ class OutboxWorker:
             attempt.in_doubt, attempt.method = False, uploads.METHOD
         attempt.posted = True
         await uploads.upload(self.client, item.channel, thread_ts, item.payload)
-
-    async def _message(self, item: OutboxItem) -> dict[str, Any]:
-        """chat.postMessage's arguments for a card, a thread reply or a notice."""
-        if item.kind == "notice":  # text, and blocks when it asks something (buttons)
-            return {"channel": item.channel, **item.payload}
-        if item.kind == "rollup":
-            return {"channel": item.channel, **_rendered(rollup_message, await self._rollup(item))}
-        assert item.incident_id is not None
-        if item.kind == "post_card":
-            incident = await self.store.get_incident(item.incident_id)
-            if incident is None:
-                raise _Refused(f"incident {item.incident_id} does not exist")
-            # A person's words are answered in their thread; an alert gets a card of its own.
-            return {
-                "channel": item.channel,
-                **await self._card(incident),
-                "thread_ts": incident.alert.thread_ts,
-            }
-        card = await self.store.card_of(item.incident_id)
-        if card is None:
-            raise _Refused(f"the card of incident {item.incident_id} was never posted")
-        return {"channel": card.channel, "thread_ts": card.story_ts, "text": item.payload["text"]}
-
-    async def _update_card(self, item: OutboxItem) -> None:
-        assert item.incident_id is not None
-        card = await self.store.card_of(item.incident_id)
-        incident = await self.store.get_incident(item.incident_id)
-        if card is None or incident is None:
-            raise _Refused(f"the card of incident {item.incident_id} was never posted")
-        await self.client.chat_update(
-            channel=card.channel, ts=card.ts, **await self._card(incident)
-        )
-
-    async def _card(self, incident: Incident) -> dict[str, Any]:
-        """The card as it is true now: its text and blocks."""
-        facts = await self._cards.facts(incident)
-        return _rendered(card_message, incident, facts)
-
-    async def _rollup(self, item: OutboxItem) -> Rollup:
-        rollup = await self.store.rollup(int(item.payload["rollup"]))
-        if rollup is None:
-            raise _Refused(f"rollup {item.payload['rollup']} does not exist")
-        return rollup
 
 
 _METHOD = {
@@ -398,14 +350,6 @@ _METHOD = {
     "ephemeral": "chat.postEphemeral",
     "upload": uploads.METHOD,
 }
-
-
-def _rendered(render: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
-    """A message's text and blocks; one that breaks Slack's rules is refused here."""
-    try:
-        return render(*args)
-    except SlackObjectFormationError as exc:
-        raise _Refused(f"the message breaks Slack's block rules: {exc}") from None
 
 
 def _retry_after(exc: SlackApiError) -> float:

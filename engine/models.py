@@ -1,8 +1,6 @@
 """The incident domain: what GRACE knows about alerts, incidents and their healing.
-
-These models cross every boundary (storage returns them, the bot renders them),
-so they are frozen: a change is a new value written through the store.
-"""
+They cross every boundary (storage returns them, the bot renders them), so they are
+frozen: a change is a new value written through the store."""
 
 from __future__ import annotations
 
@@ -73,8 +71,7 @@ UNHEALED_ENDS = frozenset({_S.REJECTED, _S.EXPIRED, _S.NEEDS_HUMAN, _S.INTERRUPT
 playbook's record does not count."""
 
 RUNNING_STATES = (_S.APPROVED, _S.EXECUTING, _S.VERIFYING)
-"""A plan was approved and may have started: a replica runs it (the store records
-which), and a stop cuts it short."""
+"""Approved and maybe started: run by one replica (recorded), cut short by a stop."""
 
 
 def can_transition(current: IncidentState, new: IncidentState) -> bool:
