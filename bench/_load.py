@@ -208,15 +208,16 @@ async def _drive(
 
 async def _phase(
     host: str,
-    port: int,
+    ports: list[int],
     shares: list[list[bytes]],
     conns: list[_Conn | None],
     deadline: float,
     errors: list[str],
 ) -> list[list[Sample | None]]:
-    pairs = zip(shares, conns, strict=True)
+    """Each connection's share, connection i to ports[i]."""
+    triples = zip(ports, shares, conns, strict=True)
     results = await asyncio.gather(
-        *(_drive(host, port, share, deadline, errors, conn) for share, conn in pairs)
+        *(_drive(host, port, share, deadline, errors, conn) for port, share, conn in triples)
     )
     for i, (_, conn) in enumerate(results):
         conns[i] = conn
@@ -230,7 +231,7 @@ def _split(requests: Sequence[bytes], parts: int) -> list[list[bytes]]:
 def _worker(
     pipe: Any,
     host: str,
-    port: int,
+    ports: list[int],
     warmup: list[bytes],
     storm: list[bytes],
     conns: int,
@@ -241,7 +242,7 @@ def _worker(
         errors: list[str] = []
         connections: list[_Conn | None] = [None] * conns
         deadline = time.monotonic() + time_limit
-        await _phase(host, port, _split(warmup, conns), connections, deadline, errors)
+        await _phase(host, ports, _split(warmup, conns), connections, deadline, errors)
         pipe.send(("ready", errors[:]))
         errors.clear()
         if not go.wait(timeout=time_limit):
@@ -249,7 +250,7 @@ def _worker(
             return
         deadline = time.monotonic() + time_limit
         before = os.times()
-        shares = await _phase(host, port, _split(storm, conns), connections, deadline, errors)
+        shares = await _phase(host, ports, _split(storm, conns), connections, deadline, errors)
         after = os.times()
         cpu = (after.user - before.user) + (after.system - before.system)
         samples = [s for share in shares for s in share if s is not None]
@@ -263,7 +264,14 @@ def _worker(
 
 
 class Load:
-    """Spawned client processes, connected and warmed up, waiting for `go()`."""
+    """Spawned client processes, connected and warmed up, waiting for `go()`.
+
+    With `ports` (several servers, e.g. replicas), connection k of process i,
+    the (i + procs * k)-th of all, goes to ports[(i + procs * k) % len(ports)]:
+    as request j goes to that connection when j % (procs * conns) is its number,
+    request j goes to ports[j % len(ports)] whenever len(ports) divides
+    procs * conns. The requests' bytes are the caller's (their Host header may
+    name another of the ports)."""
 
     def __init__(
         self,
@@ -275,6 +283,7 @@ class Load:
         procs: int,
         conns: int,
         time_limit: float = 120.0,
+        ports: Sequence[int] = (),
     ) -> None:
         if not host.startswith(LOOPBACK_PREFIXES):
             raise ValueError(f"{host}: the bench sends load to loopback addresses only")
@@ -284,6 +293,7 @@ class Load:
         self._procs = []
         self.time_limit = time_limit
         warm_shares, storm_shares = _split(warmup, procs), _split(storm, procs)
+        every = list(ports) or [port]
         for i in range(procs):
             parent, child = ctx.Pipe(duplex=False)
             proc = ctx.Process(
@@ -291,7 +301,7 @@ class Load:
                 args=(
                     child,
                     host,
-                    port,
+                    [every[(i + procs * k) % len(every)] for k in range(conns)],
                     warm_shares[i],
                     storm_shares[i],
                     conns,

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from engine.records import OutboxItem
@@ -60,12 +61,25 @@ WHERE i.id = ? AND i.rollup_id IS NOT NULL AND NOT EXISTS (
 """
 """An incident shown only as a rollup line: no card of its own to speak under."""
 
-STREAM_HEADS = """
-SELECT h.head_id FROM (
-    SELECT MIN(id) AS head_id FROM outbox WHERE state IN ('pending', 'sending') GROUP BY stream
-) AS h
-"""
-"""Each stream's head: its oldest unsettled row."""
+HEAD_IDS = "SELECT MIN(id) FROM outbox WHERE state IN ('pending', 'sending') GROUP BY stream"
+"""Each stream's head, its oldest unsettled row. Read on its own, and the heads' rows
+then by their keys (`by_heads`): asked in one statement (`o.id IN (heads)`, or each
+row's stream probed for an older row), PostgreSQL, before it has statistics of a
+new table, may pick a nested loop that compares every unsettled row with every
+head, and a storm's claims then take a second each."""
+
+HEAD_CHUNK = 500
+"""Heads asked for in one statement at most: below SQLite's oldest limit of 999
+variables, with room for a statement's other parameters."""
+
+
+def by_heads(sql: str, head_ids: Sequence[int]) -> Iterator[tuple[str, list[int]]]:
+    """`sql` (whose `{heads}` is where the ids go) and the ids, a chunk at a time."""
+    for start in range(0, len(head_ids), HEAD_CHUNK):
+        chunk = list(head_ids[start : start + HEAD_CHUNK])
+        yield sql.replace("{heads}", ", ".join("?" * len(chunk))), chunk
+
+
 CARD_OUT = """
 NOT (o.kind = 'update_card' AND EXISTS (
     SELECT 1 FROM outbox AS p
@@ -79,11 +93,9 @@ HEADS_DUE = f"""
 SELECT o.id, o.channel, o.lane, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
        o.state, o.attempts, o.not_before, o.created_at, o.priority
 FROM outbox AS o
-WHERE o.id IN ({STREAM_HEADS}) AND o.not_before <= ? AND {CARD_OUT}
-ORDER BY o.priority, o.id
+WHERE o.id IN ({{heads}}) AND o.not_before <= ? AND {CARD_OUT}
 """
-"""Every stream head that may go now, the most urgent first: the first of each
-lane is the lane's next write (claimed or not: what a worker claims is
+"""Every stream head that may go now (claimed or not: what a worker claims is
 storage/outbox_claims.py's CLAIMABLE)."""
 
 WAITING = "SELECT 1 FROM outbox WHERE coalesce_key = ? AND state = 'pending' LIMIT 1"

@@ -36,22 +36,21 @@ from typing import Any
 
 from engine.records import OutboxItem
 from storage.db import dialect_of, parse_time, time_text
-from storage.outbox import CARD_OUT, STREAM_HEADS, item_from_row
+from storage.outbox import CARD_OUT, HEAD_IDS, by_heads, item_from_row
 
 CLAIMABLE = f"""
 SELECT o.id, o.channel, o.lane, o.kind, o.incident_id, o.user_id, o.payload, o.coalesce_key,
        o.state, o.attempts, o.not_before, o.created_at, o.priority
 FROM outbox AS o
-WHERE o.id IN ({STREAM_HEADS}) AND o.state IN ('pending', 'sending') AND o.not_before <= ?
+WHERE o.id IN ({{heads}}) AND o.state IN ('pending', 'sending') AND o.not_before <= ?
   AND (o.claimed_by IS NULL OR o.claimed_until <= ?) AND {CARD_OUT}
   AND NOT EXISTS (
       SELECT 1 FROM outbox_lanes AS l
       WHERE l.lane = o.lane AND (l.tat - ? > ? OR l.held_until > ?)
   )
-ORDER BY o.priority, o.id
 """
-"""The heads due now that no live claim holds, in lanes with a token as far as this
-read sees, the most urgent first. `o.state` is checked on the row itself too: on
+"""The heads (of HEAD_IDS) due now that no live claim holds, in lanes with a token as
+far as this read sees. `o.state` is checked on the row itself too: on
 PostgreSQL a row locked after another claim settled it is checked again as it
 is now."""
 
@@ -86,7 +85,7 @@ END
 HEAD_TIMES = f"""
 SELECT o.not_before, o.claimed_by, o.claimed_until, l.tat, l.held_until
 FROM outbox AS o LEFT JOIN outbox_lanes AS l ON l.lane = o.lane
-WHERE o.id IN ({STREAM_HEADS}) AND {CARD_OUT}
+WHERE o.id IN ({{heads}}) AND {CARD_OUT}
 """
 """What holds each head back: its not_before, a claim, its lane's pace and hold."""
 
@@ -127,8 +126,14 @@ def claim(
     come back as they were before (`sending`: in doubt), the most urgent first."""
     now_text, now_s, until_text = time_text(now), now.timestamp(), time_text(until)
     interval, window = 1 / rate, window_s(rate, burst)
-    sql = CLAIMABLE + (SKIP_LOCKED if dialect_of(conn) == "postgresql" else "")
-    rows = conn.execute(sql, (now_text, now_text, window, now_s, now_text)).fetchall()
+    claimable = CLAIMABLE + (SKIP_LOCKED if dialect_of(conn) == "postgresql" else "")
+    heads = [int(row[0]) for row in conn.execute(HEAD_IDS).fetchall()]
+    rows = [
+        row
+        for sql, ids in by_heads(claimable, heads)
+        for row in conn.execute(sql, (*ids, now_text, now_text, window, now_s, now_text))
+    ]
+    rows.sort(key=lambda row: (row["priority"], row["id"]))
     chosen: dict[str, Any] = {}
     for row in rows:  # the most urgent first: each lane's first is its next write
         if row["lane"] not in chosen:

@@ -64,8 +64,9 @@ class OutboxMixin(StoreCore):
     async def outbox_heads(self, now: datetime) -> list[OutboxItem]:
         """Every stream head due by `now`, the most urgent first, then the oldest
         (claimed or not: `claim_outbox` is what a worker sends)."""
-        rows = await self._fetchall(outbox_rows.HEADS_DUE, (time_text(now),))
-        return [outbox_rows.item_from_row(row) for row in rows]
+        rows = await self._head_rows(outbox_rows.HEADS_DUE, time_text(now))
+        items = [outbox_rows.item_from_row(row) for row in rows]
+        return sorted(items, key=lambda item: (item.priority, item.id))
 
     async def claim_outbox(
         self,
@@ -101,8 +102,14 @@ class OutboxMixin(StoreCore):
         `rate` and `burst` its lane's next token. None if there is none."""
         if rate is not None:
             outbox_claims.check_pace(rate, burst)
-        rows = await self._fetchall(outbox_claims.HEAD_TIMES)
+        rows = await self._head_rows(outbox_claims.HEAD_TIMES)
         return outbox_claims.next_due(rows, now, rate=rate, burst=burst)
+
+    async def _head_rows(self, sql: str, *params: Any) -> list[Any]:
+        """`sql`'s rows for the streams' heads (storage/outbox.py `HEAD_IDS`), read in
+        one snapshot."""
+        async with self._reading() as conn:
+            return await report_rows.consistent(conn, lambda c: _heads_read(c, sql, params))
 
     async def release_outbox_claims(self, replica: str, now: datetime) -> int:
         """End every claim of `replica`'s workers at `now`; how many rows they held."""
@@ -226,3 +233,12 @@ class OutboxMixin(StoreCore):
         """A rollup and its incidents, as of one moment."""
         async with self._reading() as conn:
             return await report_rows.consistent(conn, lambda c: rollup_rows.read(c, rollup_id))
+
+
+async def _heads_read(conn: Any, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """The heads' ids, then `sql`'s rows for them, a chunk of ids at a time."""
+    heads = [int(row[0]) for row in await report_rows.fetch_all(conn, outbox_rows.HEAD_IDS)]
+    found: list[Any] = []
+    for chunk_sql, ids in outbox_rows.by_heads(sql, heads):
+        found += await report_rows.fetch_all(conn, chunk_sql, (*ids, *params))
+    return found

@@ -12,6 +12,7 @@ from typing import Any
 import aiosqlite
 
 from storage.audit import AuditReport, verify_chain
+from storage.pg_conn import PgConnection
 
 UNFINISHED = ("open", "diagnosed", "approved", "executing", "verifying")
 SETTLED = f"""
@@ -99,6 +100,23 @@ INTERRUPTED = """
 SELECT DISTINCT i.id, i.card_ts FROM audit_log AS a JOIN incidents AS i ON i.id = a.incident_id
 WHERE a.action = 'incident.interrupted'
 """
+
+
+@dataclass(frozen=True)
+class PgGraceDb:
+    """GRACE's PostgreSQL database read from outside, a short connection a read."""
+
+    dsn: str
+
+    def rows(self, sql: str, *args: object) -> list[Any]:
+        conn = PgConnection.connect(self.dsn)
+        try:
+            return conn.execute(sql, args).fetchall()
+        finally:
+            conn.close()
+
+    def value(self, sql: str, *args: object) -> Any:
+        return self.rows(sql, *args)[0][0]
 
 
 def integrity(path: Path) -> str:

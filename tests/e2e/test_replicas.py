@@ -37,7 +37,6 @@ from bot.devslack import Delivery, Message
 from bot.ids import ActionId
 from engine.clock import SystemClock
 from storage.factory import open_store
-from storage.pg_conn import PgConnection
 from tests.crash_harness import (
     ADMIN,
     APPROVERS,
@@ -51,6 +50,7 @@ from tests.crash_harness import (
     free_port,
     make_slack,
 )
+from tests.grace_db import PgGraceDb
 from tests.pg_server import PgServer
 from tests.sqlite_processes import reader_in_other_process
 
@@ -122,20 +122,8 @@ class Balancer:
 
 
 @dataclass(frozen=True)
-class PgGraceDb:
-    """GRACE's PostgreSQL database read from outside, as tests/grace_db.py reads SQLite."""
-
-    dsn: str
-
-    def rows(self, sql: str, *args: object) -> list[Any]:
-        conn = PgConnection.connect(self.dsn)
-        try:
-            return conn.execute(sql, args).fetchall()
-        finally:
-            conn.close()
-
-    def value(self, sql: str, *args: object) -> Any:
-        return self.rows(sql, *args)[0][0]
+class ReplicasDb(PgGraceDb):
+    """What the suite asks of GRACE's database beyond rows and values."""
 
     def runs(self) -> dict[int, int]:
         """Incident -> how many times its plan started executing."""
@@ -193,7 +181,7 @@ class Cluster:
     slack: Slack
     balancer: Balancer
     replicas: list[GraceProcess]
-    db: PgGraceDb
+    db: ReplicasDb
     dsn: str
     app_dir: Path
 
@@ -247,7 +235,7 @@ async def cluster(tmp_path: Path, pg_server: PgServer) -> AsyncIterator[Cluster]
     try:
         # Started together: they migrate the empty database once, under its lock.
         await asyncio.gather(*(r.start(within_s=60) for r in replicas))
-        yield Cluster(slack, balancer, replicas, PgGraceDb(dsn), dsn, app_dir)
+        yield Cluster(slack, balancer, replicas, ReplicasDb(dsn), dsn, app_dir)
     finally:
         for replica in replicas:
             await replica.close()
