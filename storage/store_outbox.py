@@ -86,6 +86,14 @@ class OutboxMixin(StoreCore):
         if limit < 1:
             raise ValueError(f"a claim takes at least one write, not {limit}")
         until = now + timedelta(seconds=lease_s)
+        # Read first: in a storm most rounds find every lane out of tokens, and a write
+        # that claims nothing would still queue behind intake's (and, on PostgreSQL,
+        # take the replicas' write lock). The write checks everything again.
+        now_text = time_text(now)
+        window = outbox_claims.window_s(rate, burst)
+        params = (now_text, now_text, window, now.timestamp(), now_text)
+        if not await self._head_rows(outbox_claims.CLAIMABLE, *params):
+            return []
 
         def op(conn: sqlite3.Connection) -> list[OutboxItem]:
             return outbox_claims.claim(
