@@ -38,15 +38,13 @@ from bot.ids import ActionId
 from engine.clock import SystemClock
 from storage.factory import open_store
 from tests.crash_harness import (
-    ADMIN,
     APPROVERS,
     TIER1_ALERT,
-    TIER1_CATALOG,
-    WEBHOOK_TOKEN,
     GraceProcess,
     Slack,
     alertmanager_body,
     assert_one_card_each,
+    environment,
     free_port,
     make_slack,
 )
@@ -150,30 +148,20 @@ class ReplicasDb(PgGraceDb):
         return not any(self.unsettled().values())
 
 
-def settings_file(workdir: Path, app_dir: Path) -> Path:
-    catalog = workdir / "playbooks"
-    catalog.mkdir()
-    (catalog / "now.yml").write_text(TIER1_CATALOG)
-    config = workdir / "grace.yml"
-    config.write_text(
-        json.dumps(
-            {
-                "targets": {"sqlite": [str(app_dir / "*.db")]},
-                "playbook_dirs": [str(catalog)],
-                "admins": [ADMIN],
-                "approvers": {"tier2": list(APPROVERS)},
-                "snapshot_dir": str(workdir / "snapshots"),
-                "slack_rate": 500.0,
-                "slack_burst": 50,
-                "resilience": {"sqlite": {"rate_per_s": 500, "concurrency": 8}},
-                "tick_seconds": 0.5,
-                "replica_ttl_s": TTL_S,
-                # A period a minute, so the suite sees reports fall due while it runs.
-                "weekly_report": {"channel": CHANNEL, "cron": "* * * * *", "tz": "UTC"},
-            }
-        )
+def replicas_environment(workdir: Path, slack: Slack, app_dir: Path, dsn: str) -> dict[str, str]:
+    """The crash suites' settings and environment (tests/crash_harness.py), on `dsn`,
+    with what replicas add: short ticks and TTL, and a weekly report a minute."""
+    env = environment(workdir, slack, app_dir)
+    config = Path(env["GRACE_CONFIG"])
+    settings = json.loads(config.read_text())
+    settings.update(
+        tick_seconds=0.5,
+        replica_ttl_s=TTL_S,
+        # A period a minute, so the suite sees reports fall due while it runs.
+        weekly_report={"channel": CHANNEL, "cron": "* * * * *", "tz": "UTC"},
     )
-    return config
+    config.write_text(json.dumps(settings))
+    return {**env, "GRACE_DB": dsn}
 
 
 @dataclass
@@ -210,24 +198,14 @@ async def cluster(tmp_path: Path, pg_server: PgServer) -> AsyncIterator[Cluster]
     app_dir = tmp_path / "app"
     owners = [bloat_wal(app_dir / f"app{k}.db", rows=300) for k in range(ALERTS + 1)]
     dsn = pg_server.fresh_database()
-    config = settings_file(tmp_path, app_dir)
     slack = make_slack()
     await slack.start()
+    shared = replicas_environment(tmp_path, slack, app_dir, dsn)
     replicas = []
     for k in range(REPLICAS):
         workdir = tmp_path / f"replica{k}"
         workdir.mkdir()
-        env = {
-            "SLACK_BOT_TOKEN": slack.token,
-            "SLACK_SIGNING_SECRET": slack.signing_secret,
-            "SLACK_API_URL": slack.api_url,
-            "GRACE_DB": dsn,
-            "GRACE_PORT": str(free_port()),
-            "GRACE_ALERT_CHANNELS": CHANNEL,
-            "GRACE_WEBHOOK_TOKEN": WEBHOOK_TOKEN,
-            "GRACE_CONFIG": str(config),
-            "GRACE_REPLICA": f"replica-{k}",
-        }
+        env = {**shared, "GRACE_PORT": str(free_port()), "GRACE_REPLICA": f"replica-{k}"}
         replicas.append(GraceProcess(env, workdir))
     balancer = Balancer([r.url for r in replicas])
     await balancer.start()
