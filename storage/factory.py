@@ -38,6 +38,12 @@ class DatabaseMissing(FileNotFoundError):
 class DatabaseUnavailable(ConnectionError):
     """`GRACE_DB` names a PostgreSQL server GRACE could not reach or log in to."""
 
+    @classmethod
+    def of(cls, db: str | Path, exc: psycopg.OperationalError) -> DatabaseUnavailable:
+        """The server named without the URL's user and password; libpq's own message
+        may name the host and user, never the password."""
+        return cls(f"GRACE_DB={describe(db)}: {exc}".strip())
+
 
 def postgres_dsn(db: str | Path) -> str | None:
     """The libpq URL `db` is, or None when it is a SQLite file path.
@@ -98,7 +104,7 @@ async def open_store(
         return await PostgresStore.open(dsn, clock, on_state=on_state, replica=replica)
     except psycopg.OperationalError as exc:
         # libpq's messages name the host and user, never the password.
-        raise DatabaseUnavailable(f"GRACE_DB={describe(db)}: {exc}".strip()) from None
+        raise DatabaseUnavailable.of(db, exc) from None
 
 
 async def survey_store(db: str | Path) -> StoreInfo:
@@ -116,7 +122,7 @@ async def survey_store(db: str | Path) -> StoreInfo:
             row = await cursor.fetchone()
             current = await current_version_pg(conn)
     except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"GRACE_DB={describe(db)}: {exc}".strip()) from None
+        raise DatabaseUnavailable.of(db, exc) from None
     server = str(row[0]) if row else "unknown"
     return StoreInfo("postgresql", describe(db), server, current, newest)
 
